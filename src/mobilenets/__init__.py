@@ -1,0 +1,23 @@
+"""mobilenets: the MobileNet family as data, with a training pipeline and a road to int8 deployment.
+
+Public entry points::
+
+    import mobilenets
+    model = mobilenets.create_model("mobilenet_v3_small", num_classes=10, small_input=True)
+    print(mobilenets.profile(model, 32).macs)
+"""
+
+from .analysis.profile import ProfileResult, profile
+from .models import create_model, get_model_kwargs, list_models, register_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ProfileResult",
+    "__version__",
+    "create_model",
+    "get_model_kwargs",
+    "list_models",
+    "profile",
+    "register_model",
+]

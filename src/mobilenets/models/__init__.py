@@ -1,0 +1,32 @@
+"""Models: layers, blocks, the one builder, the architecture tables and the registry."""
+
+from .archs import (
+    mobilenet_v1,
+    mobilenet_v2,
+    mobilenet_v3_large,
+    mobilenet_v3_small,
+    resnet18,
+    resnet50,
+)
+from .blocks import BLOCK_TYPES, BlockSpec
+from .layers import make_divisible
+from .mobilenet import ArchSpec, MobileNet
+from .registry import create_model, get_model_kwargs, list_models, register_model
+
+__all__ = [
+    "BLOCK_TYPES",
+    "ArchSpec",
+    "BlockSpec",
+    "MobileNet",
+    "create_model",
+    "get_model_kwargs",
+    "list_models",
+    "make_divisible",
+    "mobilenet_v1",
+    "mobilenet_v2",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "register_model",
+    "resnet18",
+    "resnet50",
+]

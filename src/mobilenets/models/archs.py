@@ -1,0 +1,340 @@
+"""Architecture tables, one per paper table, and the resolvers that turn them into builder specs.
+
+Rows are written in the paper's column order and cite the table they come from. A resolver applies the
+width multiplier, the variant switches and the input-size adaptations, and nothing else: the structure
+lives in the tables. The entry points at the bottom are what :func:`mobilenets.create_model` calls.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .blocks import BlockSpec
+from .layers import make_divisible
+from .mobilenet import ArchSpec, MobileNet
+from .registry import register_model
+
+# --------------------------------------------------------------------------------------------------
+# MobileNetV1 (Howard et al. 2017), Table 1. Columns: type / stride, filter shape (output channels).
+# Each "Conv dw / s" + "Conv 1x1" pair is one depthwise-separable row ("ds").
+# The paper prints the second-to-last dw as "s2"; the feature map stays 7x7, so it is s1 (a known typo).
+# --------------------------------------------------------------------------------------------------
+MOBILENET_V1_STEM = ("conv", 2, 32)  # Conv / s2, 3x3x3x32
+MOBILENET_V1 = (
+    # (type, stride, out)         input size
+    [("ds", 1, 64)],  # 112x112x32
+    [("ds", 2, 128), ("ds", 1, 128)],  # 112x112x64
+    [("ds", 2, 256), ("ds", 1, 256)],  # 56x56x128
+    [("ds", 2, 512)] + [("ds", 1, 512)] * 5,  # 28x28x256, then 5x at 14x14x512
+    [("ds", 2, 1024), ("ds", 1, 1024)],  # 14x14x512
+)
+
+# --------------------------------------------------------------------------------------------------
+# MobileNetV2 (Sandler et al. 2018), Table 2. Columns: t (expansion), c (output), n (repeats), s (stride).
+# --------------------------------------------------------------------------------------------------
+MOBILENET_V2_STEM = 32  # conv2d 3x3, s2, 224^2 x 3 -> 112^2 x 32
+MOBILENET_V2 = (
+    # t,  c,   n, s      input
+    (1, 16, 1, 1),  # 112^2 x 32
+    (6, 24, 2, 2),  # 112^2 x 16
+    (6, 32, 3, 2),  # 56^2 x 24
+    (6, 64, 4, 2),  # 28^2 x 32
+    (6, 96, 3, 1),  # 14^2 x 64
+    (6, 160, 3, 2),  # 14^2 x 96
+    (6, 320, 1, 1),  # 7^2 x 160
+)
+MOBILENET_V2_HEAD = 1280  # conv2d 1x1 -> 7^2 x 1280, then avgpool 7x7 and conv2d 1x1 -> k
+
+# --------------------------------------------------------------------------------------------------
+# MobileNetV3 (Howard et al. 2019), Tables 1 (Large) and 2 (Small).
+# Columns: input resolution, kernel, exp size, #out, SE, NL (RE = ReLU, HS = h-swish), s.
+# Stages group rows as timm does; the input column is checked against the strides when resolving.
+# --------------------------------------------------------------------------------------------------
+V3Row = tuple[int, int, int, int, bool, str, int]
+MOBILENET_V3_LARGE: tuple[tuple[V3Row, ...], ...] = (
+    ((112, 3, 16, 16, False, "RE", 1),),
+    ((112, 3, 64, 24, False, "RE", 2), (56, 3, 72, 24, False, "RE", 1)),
+    ((56, 5, 72, 40, True, "RE", 2), (28, 5, 120, 40, True, "RE", 1), (28, 5, 120, 40, True, "RE", 1)),
+    (
+        (28, 3, 240, 80, False, "HS", 2),
+        (14, 3, 200, 80, False, "HS", 1),
+        (14, 3, 184, 80, False, "HS", 1),
+        (14, 3, 184, 80, False, "HS", 1),
+    ),
+    ((14, 3, 480, 112, True, "HS", 1), (14, 3, 672, 112, True, "HS", 1)),
+    ((14, 5, 672, 160, True, "HS", 2), (7, 5, 960, 160, True, "HS", 1), (7, 5, 960, 160, True, "HS", 1)),
+)
+MOBILENET_V3_SMALL: tuple[tuple[V3Row, ...], ...] = (
+    ((112, 3, 16, 16, True, "RE", 2),),
+    ((56, 3, 72, 24, False, "RE", 2), (28, 3, 88, 24, False, "RE", 1)),
+    ((28, 5, 96, 40, True, "HS", 2), (14, 5, 240, 40, True, "HS", 1), (14, 5, 240, 40, True, "HS", 1)),
+    ((14, 5, 120, 48, True, "HS", 1), (14, 5, 144, 48, True, "HS", 1)),
+    ((14, 5, 288, 96, True, "HS", 2), (7, 5, 576, 96, True, "HS", 1), (7, 5, 576, 96, True, "HS", 1)),
+)
+# The stem (conv2d 3x3, 16, HS, s2) and the tail: conv2d 1x1 to 6x the last width (960 / 576, HS),
+# pool, conv2d 1x1 NBN (1280 / 1024, HS), conv2d 1x1 NBN -> k. Table 2 marks SE on Small's 576 conv;
+# the authors' released models and every reference implementation have none there, so neither do we.
+MOBILENET_V3_STEM = 16
+MOBILENET_V3_HEAD = {"large": 1280, "small": 1024}
+
+# --------------------------------------------------------------------------------------------------
+# ResNet (He et al. 2016), Table 1: the baseline of seed 004's comparison table.
+# Columns: block, output channels, n (repeats), stride of the stage's first block.
+# --------------------------------------------------------------------------------------------------
+RESNET = {
+    "resnet18": (("basic", 64, 2, 1), ("basic", 128, 2, 2), ("basic", 256, 2, 2), ("basic", 512, 2, 2)),
+    "resnet50": (
+        ("bottleneck", 256, 3, 1),
+        ("bottleneck", 512, 4, 2),
+        ("bottleneck", 1024, 6, 2),
+        ("bottleneck", 2048, 3, 2),
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolvers
+# --------------------------------------------------------------------------------------------------
+def _check_width(width_mult: float) -> None:
+    if not isinstance(width_mult, int | float) or isinstance(width_mult, bool) or not width_mult > 0:
+        raise ValueError(f"width_mult={width_mult!r} invalid; expected a number > 0")
+
+
+def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} invalid; expected one of {choices}")
+
+
+class _FirstDownsample:
+    """Turns the first stride-2 row after the stem into stride 1 when ``small_input`` is on.
+
+    For 32x32 inputs (CIFAR, digits) a 224-style network would shrink the image to 1x1; keeping the stem
+    and the first downsampling at stride 1 leaves a 4x4 final map (output stride 8), the common recipe
+    for MobileNets on CIFAR (REFERENCE.md: MobileNetV2 94.43 with this stem).
+    """
+
+    def __init__(self, active: bool) -> None:
+        self.pending = active
+
+    def __call__(self, stride: int) -> int:
+        if self.pending and stride == 2:
+            self.pending = False
+            return 1
+        return stride
+
+
+def resolve_mobilenet_v1(width_mult: float = 1.0, separable: bool = True, small_input: bool = False) -> ArchSpec:
+    _check_width(width_mult)
+
+    def rnd(c: int) -> int:
+        return make_divisible(c * width_mult)
+
+    _, stem_stride, stem_out = MOBILENET_V1_STEM
+    first = _FirstDownsample(small_input)
+    stem = BlockSpec("conv", 3, rnd(stem_out), 3, 1 if small_input else stem_stride, act="relu",
+                     nominal_stride=stem_stride)
+    in_chs, stages = stem.out_chs, []
+    for rows in MOBILENET_V1:
+        stage = []
+        for _, s, out in rows:
+            # separable=False: the "Conv MobileNet" of V1 Table 4, a full 3x3 conv per row.
+            kind = "ds" if separable else "conv"
+            stage.append(BlockSpec(kind, in_chs, rnd(out), 3, first(s), act="relu", skip=False, pw_act=True,
+                                   nominal_stride=s))
+            in_chs = stage[-1].out_chs
+        stages.append(tuple(stage))
+    return ArchSpec("mobilenet_v1", stem, tuple(stages), default_dropout=0.0, small_input=small_input,
+                    extra={"width_mult": width_mult, "separable": separable})
+
+
+def resolve_mobilenet_v2(width_mult: float = 1.0, small_input: bool = False) -> ArchSpec:
+    _check_width(width_mult)
+
+    def rnd(c: float) -> int:
+        return make_divisible(c * width_mult)
+
+    first = _FirstDownsample(small_input)
+    stem = BlockSpec("conv", 3, rnd(MOBILENET_V2_STEM), 3, 1 if small_input else 2, act="relu6", nominal_stride=2)
+    in_chs, stages = stem.out_chs, []
+    for t, c, n, s in MOBILENET_V2:
+        stage = []
+        for i in range(n):
+            stride = s if i == 0 else 1
+            out = rnd(c)
+            if t == 1:
+                spec = BlockSpec("ds", in_chs, out, 3, first(stride), act="relu6", nominal_stride=stride)
+            else:
+                spec = BlockSpec("ir", in_chs, out, 3, first(stride), mid_chs=make_divisible(in_chs * t),
+                                 act="relu6", nominal_stride=stride)
+            stage.append(spec)
+            in_chs = out
+        stages.append(tuple(stage))
+    # The last conv keeps 1280 channels for width < 1 (V2 paper, Sec. 6.1: "for multipliers less than one,
+    # we apply width multiplier to all layers except the very last convolutional layer").
+    head = make_divisible(MOBILENET_V2_HEAD * max(1.0, width_mult))
+    stages.append((BlockSpec("conv", in_chs, head, 1, 1, act="relu6"),))
+    return ArchSpec("mobilenet_v2", stem, tuple(stages), small_input=small_input, extra={"width_mult": width_mult})
+
+
+def resolve_mobilenet_v3(
+    variant: Literal["large", "small"],
+    width_mult: float = 1.0,
+    *,
+    reduced_tail: bool = False,
+    dilated: bool = False,
+    minimalistic: bool = False,
+    use_se: bool = True,
+    use_hswish: bool = True,
+    width_convention: Literal["torchvision", "timm"] = "torchvision",
+    small_input: bool = False,
+) -> ArchSpec:
+    """Resolve Table 1/2 of the V3 paper.
+
+    ``width_convention`` decides how widths follow the multiplier, since the two reference
+    implementations differ (both appear in REFERENCE.md):
+
+    * ``"torchvision"``: every width is scaled, including the expansion sizes (``exp * α`` rounded),
+      the 1x1 conv before pooling (6x the last block width) and the hidden head layer (1280·α).
+    * ``"timm"``: expansions are ratios of the (rounded) input width, the stem stays 16 below α = 0.75,
+      the pre-pool conv is ``960·α`` rounded and the hidden head layer stays 1280 / 1024.
+    """
+    _check_width(width_mult)
+    _check_choice("variant", variant, ("large", "small"))
+    _check_choice("width_convention", width_convention, ("torchvision", "timm"))
+    table = MOBILENET_V3_LARGE if variant == "large" else MOBILENET_V3_SMALL
+    tv = width_convention == "torchvision"
+
+    def rnd(c: float) -> int:
+        return make_divisible(c * width_mult)
+
+    def act(nl: str) -> str:
+        # minimalistic: ReLU everywhere; use_hswish=False: seed 004's ablation, h-swish -> ReLU.
+        return "hswish" if nl == "HS" and use_hswish and not minimalistic else "relu"
+
+    rows = [r for stage in table for r in stage]
+    n_rows = len(rows)
+    # Rows of the last stage (from the final stride-2 row on): reduced_tail halves them (torchvision),
+    # dilated swaps their stride for dilation 2 (output stride 16, for segmentation backbones).
+    last_stage_start = max(i for i, r in enumerate(rows) if r[6] == 2)
+    divider = 2 if reduced_tail else 1
+
+    first = _FirstDownsample(small_input)
+    stem_out = rnd(MOBILENET_V3_STEM) if tv or width_mult >= 0.75 else MOBILENET_V3_STEM
+    stem = BlockSpec("conv", 3, stem_out, 3, 1 if small_input else 2, act=act("HS"), nominal_stride=2)
+
+    in_chs, in_paper, resolution, stages, i = stem_out, MOBILENET_V3_STEM, 112, [], 0
+    for stage_rows in table:
+        stage = []
+        for res, k, exp, out, se, nl, s in stage_rows:
+            if res != resolution:
+                raise AssertionError(f"V3 {variant} table row {i}: input {res} but strides give {resolution}")
+            resolution //= s
+            if reduced_tail and i >= last_stage_start:
+                out //= divider
+                if i > last_stage_start:
+                    exp //= divider
+            dil = 2 if dilated and i >= last_stage_start else 1
+            stride = 1 if dil > 1 else first(s)
+            out_chs = rnd(out)
+            mid = rnd(exp) if tv else make_divisible(in_chs * exp / in_paper)
+            se_chs = make_divisible(mid / 4) if se and use_se and not minimalistic else None
+            spec = BlockSpec(
+                "ds" if exp == in_paper else "ir", in_chs, out_chs, 3 if minimalistic else k, stride,
+                mid_chs=mid, se_chs=se_chs, act=act(nl), dilation=dil, nominal_stride=s,
+            )
+            stage.append(spec)
+            in_chs, in_paper, i = out_chs, out, i + 1
+        stages.append(tuple(stage))
+    assert i == n_rows
+    last_conv = 6 * in_chs if tv else rnd(6 * in_paper)
+    stages.append((BlockSpec("conv", in_chs, last_conv, 1, 1, act=act("HS")),))
+    head = MOBILENET_V3_HEAD[variant]
+    head_hidden = rnd(head // divider) if tv else head
+    return ArchSpec(
+        f"mobilenet_v3_{variant}", stem, tuple(stages), head_hidden=head_hidden, head_act=act("HS"),
+        bn_eps=1e-3, bn_momentum=0.01, small_input=small_input,
+        extra={"width_mult": width_mult, "width_convention": width_convention},
+    )
+
+
+def resolve_resnet(name: str, small_input: bool = False) -> ArchSpec:
+    """ResNet-18/50 with torchvision's layout (stride on the 3x3 conv of the bottleneck: "v1.5").
+
+    ``small_input`` uses the usual CIFAR stem: a 3x3 stride-1 conv and no max pool.
+    """
+    if small_input:
+        stem = BlockSpec("conv", 3, 64, 3, 1, act="relu", nominal_stride=2)
+    else:
+        stem = BlockSpec("conv", 3, 64, 7, 2, act="relu")
+    stages: list[tuple[BlockSpec, ...]] = []
+    in_chs = 64
+    for s_idx, (block, out, n, s) in enumerate(RESNET[name]):
+        stage = [] if small_input or s_idx else [BlockSpec("maxpool", 64, 64, 3, 2)]
+        for i in range(n):
+            stride = s if i == 0 else 1
+            # Without the max pool, the first block stands for its stride-2 step so levels stay C1..C5.
+            nominal = 2 if small_input and s_idx == 0 and i == 0 else stride
+            stage.append(BlockSpec(block, in_chs, out, 3, stride, act="relu", nominal_stride=nominal))
+            in_chs = out
+        stages.append(tuple(stage))
+    return ArchSpec(name, stem, tuple(stages), default_dropout=0.0, small_input=small_input)
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry points (registered names). Common builder keywords (num_classes, in_chans, dropout, ...) pass
+# through **kwargs to MobileNet; create_model validates them.
+# --------------------------------------------------------------------------------------------------
+@register_model
+def mobilenet_v1(*, width_mult: float = 1.0, separable: bool = True, small_input: bool = False, **kwargs) -> MobileNet:
+    """MobileNetV1 (Howard et al. 2017); ``separable=False`` is the paper's "Conv MobileNet" (Table 4)."""
+    return MobileNet(resolve_mobilenet_v1(width_mult, separable, small_input), **kwargs)
+
+
+@register_model
+def mobilenet_v2(*, width_mult: float = 1.0, small_input: bool = False, **kwargs) -> MobileNet:
+    """MobileNetV2 (Sandler et al. 2018): inverted residuals with linear bottlenecks, ReLU6."""
+    return MobileNet(resolve_mobilenet_v2(width_mult, small_input), **kwargs)
+
+
+def _v3(variant: Literal["large", "small"], width_mult: float, reduced_tail: bool, dilated: bool,
+        minimalistic: bool, use_se: bool, use_hswish: bool, width_convention: Literal["torchvision", "timm"],
+        small_input: bool, **kwargs) -> MobileNet:
+    arch = resolve_mobilenet_v3(
+        variant, width_mult, reduced_tail=reduced_tail, dilated=dilated, minimalistic=minimalistic, use_se=use_se,
+        use_hswish=use_hswish, width_convention=width_convention, small_input=small_input,
+    )
+    return MobileNet(arch, **kwargs)
+
+
+@register_model
+def mobilenet_v3_large(
+    *, width_mult: float = 1.0, reduced_tail: bool = False, dilated: bool = False, minimalistic: bool = False,
+    use_se: bool = True, use_hswish: bool = True, width_convention: Literal["torchvision", "timm"] = "torchvision",
+    small_input: bool = False, **kwargs,
+) -> MobileNet:
+    """MobileNetV3-Large (Howard et al. 2019, Table 1)."""
+    return _v3("large", width_mult, reduced_tail, dilated, minimalistic, use_se, use_hswish, width_convention,
+               small_input, **kwargs)
+
+
+@register_model
+def mobilenet_v3_small(
+    *, width_mult: float = 1.0, reduced_tail: bool = False, dilated: bool = False, minimalistic: bool = False,
+    use_se: bool = True, use_hswish: bool = True, width_convention: Literal["torchvision", "timm"] = "torchvision",
+    small_input: bool = False, **kwargs,
+) -> MobileNet:
+    """MobileNetV3-Small (Howard et al. 2019, Table 2)."""
+    return _v3("small", width_mult, reduced_tail, dilated, minimalistic, use_se, use_hswish, width_convention,
+               small_input, **kwargs)
+
+
+@register_model
+def resnet18(*, small_input: bool = False, **kwargs) -> MobileNet:
+    """ResNet-18, the light baseline."""
+    return MobileNet(resolve_resnet("resnet18", small_input), **kwargs)
+
+
+@register_model
+def resnet50(*, small_input: bool = False, **kwargs) -> MobileNet:
+    """ResNet-50, the baseline of seed 004's comparison table."""
+    return MobileNet(resolve_resnet("resnet50", small_input), **kwargs)

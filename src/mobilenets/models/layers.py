@@ -1,0 +1,193 @@
+"""Small building pieces shared by every architecture.
+
+Layers are passed in (``norm_layer``, ``act_layer``) rather than hard-coded so that one block
+definition serves MobileNetV1/V2 (ReLU/ReLU6, BN eps 1e-5), V3 (h-swish, BN eps 1e-3, momentum 0.01)
+and the ablations of seed 004 (h-swish replaced by ReLU) without a second copy of the block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ConvNormAct",
+    "DropPath",
+    "SqueezeExcite",
+    "create_act",
+    "create_conv2d",
+    "get_act_layer",
+    "make_divisible",
+    "norm_layer_for",
+]
+
+LayerFactory = Callable[..., nn.Module]
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
+    """Round a channel count to a multiple of ``divisor`` (the rule every reference implementation uses).
+
+    Hardware runs channel counts that are multiples of 8 much faster; never rounding down by more than
+    10% keeps a width multiplier from silently removing capacity (TF-slim ``_make_divisible``).
+    """
+    min_value = min_value or divisor
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < round_limit * value:
+        new_value += divisor
+    return int(new_value)
+
+
+_ACTIVATIONS: dict[str, LayerFactory] = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "hswish": nn.Hardswish,
+    "hsigmoid": nn.Hardsigmoid,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "identity": nn.Identity,
+}
+
+
+def get_act_layer(name: str | None) -> LayerFactory:
+    """Map an activation name from an architecture table to a module factory."""
+    if name is None:
+        return nn.Identity
+    key = name.lower()
+    if key not in _ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[key]
+
+
+def create_act(act_layer: LayerFactory | None) -> nn.Module:
+    """Instantiate an activation, in place where the module supports it (saves a copy per layer)."""
+    if act_layer is None or act_layer is nn.Identity:
+        return nn.Identity()
+    if act_layer in (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU):
+        return act_layer(inplace=True)
+    return act_layer()
+
+
+def norm_layer_for(eps: float, momentum: float) -> LayerFactory:
+    """BatchNorm factory with a family's own eps/momentum (V3: 1e-3 / 0.01, V1/V2/ResNet: 1e-5 / 0.1)."""
+    return partial(nn.BatchNorm2d, eps=eps, momentum=momentum)
+
+
+def _same_pad_amount(size: int, kernel: int, stride: int, dilation: int) -> int:
+    return max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow's "same" padding: asymmetric (extra pixel bottom/right) at stride 2.
+
+    Keras/TF checkpoints were trained with it; symmetric padding shifts every stride-2 feature map by
+    half a pixel and changes the logits, so reproducing Keras outputs needs this exact rule.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.kernel_size
+        ph = _same_pad_amount(ih, kh, self.stride[0], self.dilation[0])
+        pw = _same_pad_amount(iw, kw, self.stride[1], self.dilation[1])
+        if ph or pw:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def create_conv2d(
+    in_chs: int,
+    out_chs: int,
+    kernel_size: int,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+    bias: bool = False,
+    pad_type: str = "",
+) -> nn.Conv2d:
+    """A Conv2d with PyTorch-style symmetric padding (``pad_type=""``) or TF "same" (``"same"``)."""
+    if stride not in (1, 2):
+        raise ValueError(f"illegal stride value {stride}; expected 1 or 2")
+    if pad_type == "same":
+        if stride == 1:
+            # stride 1 "same" padding is symmetric for odd kernels: a plain conv is exact and faster.
+            return nn.Conv2d(in_chs, out_chs, kernel_size, 1, (kernel_size - 1) // 2 * dilation, dilation, groups, bias)
+        return Conv2dSame(in_chs, out_chs, kernel_size, stride, 0, dilation, groups, bias)
+    if pad_type != "":
+        raise ValueError(f"unknown pad_type {pad_type!r}; expected '' (PyTorch) or 'same' (TensorFlow)")
+    padding = (kernel_size - 1) // 2 * dilation
+    return nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation, groups, bias)
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv -> BatchNorm -> activation, the unit every MobileNet table row is made of.
+
+    Names (``conv``, ``bn``, ``act``) are stable because checkpoint conversion maps onto them.
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        out_chs: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        norm_layer: LayerFactory = nn.BatchNorm2d,
+        act_layer: LayerFactory | None = nn.ReLU,
+        pad_type: str = "",
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv = create_conv2d(in_chs, out_chs, kernel_size, stride, dilation, groups, bias, pad_type)
+        self.bn = norm_layer(out_chs)
+        self.act = create_act(act_layer)
+        self.in_chs, self.out_chs = in_chs, out_chs
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excite as in MobileNetV3: pool -> 1x1 conv (bias) -> ReLU -> 1x1 conv (bias) -> gate.
+
+    No BatchNorm inside (a common reproduction bug, see shared/STYLE.md); the gate is hard-sigmoid in V3.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        rd_channels: int,
+        act_layer: LayerFactory = nn.ReLU,
+        gate_layer: LayerFactory = nn.Hardsigmoid,
+    ) -> None:
+        super().__init__()
+        self.conv_reduce = nn.Conv2d(channels, rd_channels, 1, bias=True)
+        self.act = create_act(act_layer)
+        self.conv_expand = nn.Conv2d(rd_channels, channels, 1, bias=True)
+        self.gate = gate_layer()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = self.conv_expand(self.act(self.conv_reduce(s)))
+        return x * self.gate(s)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a residual branch per sample (Huang et al. 2016), as timm's recipes use."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f"drop_path_rate {drop_prob} out of range; expected 0 <= p < 1")
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"

@@ -1,0 +1,302 @@
+"""The one builder: turns a resolved architecture (stem, stages of block specs, head) into a network.
+
+Every family (MobileNetV1/V2/V3, the ResNet baselines, and later V4) is a table in ``archs.py``; none
+has a model class of its own. The module surface follows timm (``forward_features``, ``forward_head``,
+``reset_classifier``, ``num_features``, ``pretrained_cfg``) so evaluation, export and weight conversion
+can treat every model the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .blocks import BlockSpec, build_block
+from .layers import create_act, get_act_layer, norm_layer_for
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "MobileNet"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A fully resolved architecture: what the builder needs, with concrete channel counts.
+
+    ``stem`` is a ``conv`` spec whose ``in_chs`` is replaced by the model's ``in_chans``.
+    ``head_hidden`` is MobileNetV3's post-pool 1x1 layer (1280 / 1024 wide, no BatchNorm: "NBN" in the
+    V3 paper's tables); ``None`` for families whose classifier follows the pooling directly.
+    """
+
+    family: str
+    stem: BlockSpec
+    stages: tuple[tuple[BlockSpec, ...], ...]
+    head_hidden: int | None = None
+    head_act: str = "hswish"
+    bn_eps: float = 1e-5
+    bn_momentum: float = 0.1
+    default_dropout: float = 0.2
+    pad_type: str = ""
+    interpolation: str = "bilinear"
+    small_input: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> list[BlockSpec]:
+        return [b for stage in self.stages for b in stage]
+
+
+def _check_prob(name: str, value: float) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}={value} out of range; expected 0 <= {name} < 1")
+
+
+class MobileNet(nn.Module):
+    """A network assembled from an :class:`ArchSpec`.
+
+    Args:
+        arch: the resolved architecture.
+        num_classes: classifier outputs; 0 keeps the pooled features (no classifier).
+        in_chans: input channels (1 for grayscale data such as digits).
+        dropout: dropout before the classifier; ``None`` takes the family's default (0.2 for V2/V3).
+        drop_path_rate: stochastic depth, rising linearly with block depth to this value (timm).
+        features_only: return the C1..C5 feature maps (strides 2..32 nominal) instead of logits.
+        out_indices: which of the five levels to return when ``features_only``.
+        bn_eps, bn_momentum: override the family's BatchNorm settings (e.g. a source checkpoint's eps).
+    """
+
+    def __init__(
+        self,
+        arch: ArchSpec,
+        *,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        dropout: float | None = None,
+        drop_path_rate: float = 0.0,
+        features_only: bool = False,
+        out_indices: Sequence[int] = (0, 1, 2, 3, 4),
+        bn_eps: float | None = None,
+        bn_momentum: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise ValueError(f"num_classes={num_classes!r} invalid; expected an integer >= 0")
+        if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+            raise ValueError(f"in_chans={in_chans!r} invalid; expected an integer >= 1")
+        dropout = arch.default_dropout if dropout is None else float(dropout)
+        _check_prob("dropout", dropout)
+        _check_prob("drop_path_rate", drop_path_rate)
+        eps = arch.bn_eps if bn_eps is None else bn_eps
+        momentum = arch.bn_momentum if bn_momentum is None else bn_momentum
+        if eps <= 0 or not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNorm eps={eps}, momentum={momentum} invalid; expected eps > 0, 0 <= momentum <= 1")
+        norm_layer = norm_layer_for(eps, momentum)
+
+        self.arch = arch
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.drop_rate = dropout
+        self.features_only = features_only
+
+        stem_spec = arch.stem.with_(in_chs=in_chans)
+        self.stem = build_block(stem_spec, norm_layer, pad_type=arch.pad_type)
+
+        total = len(arch.blocks)
+        stages: list[nn.Sequential] = []
+        idx = 0
+        for stage in arch.stages:
+            mods = []
+            for spec in stage:
+                mods.append(build_block(spec, norm_layer, drop_path_rate * idx / max(total - 1, 1), arch.pad_type))
+                idx += 1
+            stages.append(nn.Sequential(*mods))
+        self.blocks = nn.Sequential(*stages)
+
+        self._compute_feature_info()
+        self.num_features = arch.blocks[-1].out_chs if arch.blocks else stem_spec.out_chs
+        self.head_hidden_size = arch.head_hidden or self.num_features
+
+        if features_only:
+            self._make_features_only(out_indices)
+            self.global_pool = self.head_hidden = self.dropout = self.classifier = None
+        else:
+            self.out_indices: tuple[int, ...] = ()
+            self.global_pool = nn.AdaptiveAvgPool2d(1)
+            if arch.head_hidden:
+                # Written as Linear like torchvision; timm and Keras use a 1x1 conv with bias: same arithmetic.
+                self.head_hidden = nn.Sequential(
+                    nn.Linear(self.num_features, arch.head_hidden), create_act(get_act_layer(arch.head_act))
+                )
+            else:
+                self.head_hidden = nn.Identity()
+            self.dropout = nn.Dropout(dropout)
+            self.classifier = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+
+        self.pretrained_cfg = self._default_cfg()
+        self._init_weights()
+
+    # ----------------------------------------------------------------------------------------- metadata
+    def _default_cfg(self) -> dict[str, Any]:
+        size = 32 if self.arch.small_input else 224
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        if self.in_chans != 3:
+            # Grayscale or extra channels: repeat the average statistic so normalisation stays sensible.
+            mean = (sum(mean) / 3,) * self.in_chans
+            std = (sum(std) / 3,) * self.in_chans
+        return {
+            "input_size": (self.in_chans, size, size),
+            "mean": mean,
+            "std": std,
+            "interpolation": self.arch.interpolation,
+            "crop_pct": 1.0 if self.arch.small_input else 0.875,
+            "num_classes": self.num_classes,
+            "classifier": "classifier",
+            "first_conv": "stem.conv",
+        }
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        return self.pretrained_cfg
+
+    def _compute_feature_info(self) -> None:
+        """Find C1..C5: the last module at each nominal reduction 2, 4, 8, 16, 32."""
+        specs = [self.arch.stem, *self.arch.blocks]
+        nominal, actual = 1, 1
+        last_at: dict[int, tuple[int, int, int]] = {}
+        for i, spec in enumerate(specs):
+            nominal *= spec.nominal_stride or spec.stride
+            actual *= spec.stride
+            last_at[nominal] = (i, spec.out_chs, actual)
+        info = []
+        for level, red in enumerate((2, 4, 8, 16, 32)):
+            if red not in last_at:
+                raise ValueError(f"architecture {self.arch.family} has no layer at reduction {red}")
+            i, chs, act_red = last_at[red]
+            info.append({"num_chs": chs, "reduction": act_red, "module": self._module_name(i), "index": i, "level": level})
+        self.feature_info = info
+
+    def _module_name(self, flat_index: int) -> str:
+        if flat_index == 0:
+            return "stem"
+        i = flat_index - 1
+        for s, stage in enumerate(self.arch.stages):
+            if i < len(stage):
+                return f"blocks.{s}.{i}"
+            i -= len(stage)
+        raise IndexError(flat_index)
+
+    def _make_features_only(self, out_indices: Sequence[int]) -> None:
+        try:
+            idx = tuple(sorted({int(i) % 5 for i in out_indices}))
+        except (TypeError, ValueError):
+            raise ValueError(f"out_indices={out_indices!r} invalid; expected integers in 0..4") from None
+        if not idx or any(not -5 <= int(i) <= 4 for i in out_indices):
+            raise ValueError(f"out_indices={tuple(out_indices)} invalid; expected a non-empty subset of 0..4")
+        self.out_indices = idx
+        self.feature_info = [self.feature_info[i] for i in idx]
+        last = max(f["index"] for f in self.feature_info)
+        # Drop the blocks after the deepest requested level so every parameter gets a gradient.
+        stages, flat = [], 1
+        for stage in self.blocks:
+            keep = [b for j, b in enumerate(stage) if flat + j <= last]
+            flat += len(stage)
+            if keep:
+                stages.append(nn.Sequential(*keep))
+        self.blocks = nn.Sequential(*stages)
+        self._feature_points = {f["index"] for f in self.feature_info}
+
+    @property
+    def feature_channels(self) -> list[int]:
+        return [f["num_chs"] for f in self.feature_info]
+
+    @property
+    def feature_reductions(self) -> list[int]:
+        return [f["reduction"] for f in self.feature_info]
+
+    # ------------------------------------------------------------------------------------------ weights
+    def _init_weights(self) -> None:
+        # torchvision's MobileNet/ResNet initialisation: He (fan_out) for convs, N(0, 0.01) for linears.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm | nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        return set()
+
+    # ------------------------------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected input of shape (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Trunk output before pooling (N, num_features, H/32, W/32 at the default strides)."""
+        if not torch.compiler.is_compiling():
+            self._check_input(x)
+        return self.blocks(self.stem(x))
+
+    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps named by ``feature_info`` (C1..C5 for a ``features_only`` model)."""
+        if not torch.compiler.is_compiling():
+            self._check_input(x)
+        points = getattr(self, "_feature_points", {f["index"] for f in self.feature_info})
+        feats = []
+        x = self.stem(x)
+        if 0 in points:
+            feats.append(x)
+        i = 0
+        for stage in self.blocks:
+            for block in stage:
+                i += 1
+                x = block(x)
+                if i in points:
+                    feats.append(x)
+        return feats
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool, the V3 hidden head layer, dropout and classifier; ``pre_logits`` stops before dropout."""
+        if self.features_only:
+            raise RuntimeError("a features_only model has no head; use forward() for its feature maps")
+        x = self.head_hidden(torch.flatten(self.global_pool(x), 1))
+        if pre_logits:
+            return x
+        return self.classifier(self.dropout(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if self.features_only:
+            return self.forward_intermediates(x)
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier for a new class count (fine-tuning); 0 removes it."""
+        if self.features_only:
+            raise RuntimeError("a features_only model has no classifier")
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes={num_classes!r} invalid; expected an integer >= 0")
+        self.num_classes = num_classes
+        device = next(self.parameters()).device
+        if num_classes > 0:
+            self.classifier = nn.Linear(self.head_hidden_size, num_classes, device=device)
+            nn.init.normal_(self.classifier.weight, 0, 0.01)
+            nn.init.zeros_(self.classifier.bias)
+        else:
+            self.classifier = nn.Identity()
+        self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}

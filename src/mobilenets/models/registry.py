@@ -1,0 +1,96 @@
+"""Model registry: ``create_model(name, **kwargs)`` and ``list_models()``.
+
+Each registered entry point is a keyword-only function that resolves an architecture table and hands it
+to the one builder. ``create_model`` validates names and keywords up front so a typo fails with the
+closest valid spelling instead of a ``TypeError`` deep inside a constructor.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+__all__ = ["create_model", "get_model_kwargs", "list_models", "register_model"]
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+# Keywords every entry point forwards to the builder (MobileNet.__init__), beside its own.
+_COMMON_KWARGS: set[str] = set()
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register an entry point under its function name."""
+    if fn.__name__ in _MODELS:
+        raise ValueError(f"model {fn.__name__!r} registered twice")
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def _suggest(name: str, options: list[str] | set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.4)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted."""
+    _ensure_loaded()
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def get_model_kwargs(name: str) -> dict[str, Any]:
+    """The keywords ``create_model(name, ...)`` accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
+    _ensure_loaded()
+    fn = _entry(name)
+    own = {
+        p.name: p.default
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    from .mobilenet import MobileNet
+
+    common = {
+        p.name: p.default
+        for p in inspect.signature(MobileNet.__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    return {**common, **own}
+
+
+def _entry(name: str) -> Callable[..., nn.Module]:
+    if not isinstance(name, str) or name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}{_suggest(str(name), list(_MODELS))} (see mobilenets.list_models())")
+    return _MODELS[name]
+
+
+def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model by name.
+
+    Args:
+        name: one of :func:`list_models`.
+        pretrained: a local weights file/directory or a registry tag (loaded after construction).
+        **kwargs: the entry point's own options (e.g. ``width_mult``) and the builder's common ones
+            (``num_classes``, ``in_chans``, ``dropout``, ``drop_path_rate``, ``features_only``, ...).
+    """
+    _ensure_loaded()
+    fn = _entry(name)
+    valid = get_model_kwargs(name)
+    for key in kwargs:
+        if key not in valid:
+            raise ValueError(f"unknown keyword {key!r} for model {name!r}{_suggest(key, set(valid))}")
+    model = fn(**kwargs)
+    model.model_name = name
+    model.model_kwargs = dict(kwargs)
+    if pretrained is not None:
+        from ..weights import load_pretrained
+
+        load_pretrained(model, pretrained)
+    return model
+
+
+def _ensure_loaded() -> None:
+    # The architecture module registers its entry points on import.
+    from . import archs  # noqa: F401
