@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -63,18 +63,64 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, load_config
+    from .engine.train import train
+
+    items = list(args.items)
+    path = None
+    if items and "=" not in items[0]:
+        path = items.pop(0)
+        if not path.endswith((".yaml", ".yml")):
+            raise ValueError(f"{path!r} is neither a YAML config (.yaml/.yml) nor a key=value override")
+    cfg = load_config(TrainConfig, path, items)
+    summary = train(cfg)
+    print(
+        f"test top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%) | best val top-1 "
+        f"{summary['best_val_acc1']:.2f}% at epoch {summary['best_epoch']} ({summary['best_weights']} weights) | "
+        f"{summary['train_time_s']:.1f}s training, {summary['wall_time_s']:.1f}s wall"
+    )
+    run = summary["run_dir"]
+    print(f"run directory: {run}  (summary.json, metrics.csv, config.yaml, model.safetensors, checkpoints/, tb/, *.png)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------- eval/predict
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .engine.evaluate import evaluate_weights
+
+    result = evaluate_weights(
+        args.weights, data=args.data, root=args.data_root, split=args.split, batch_size=args.batch_size,
+        device=args.device, out_dir=args.out,
+    )
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "confusion"}))
+        return 0
+    print(f"{result['weights']} on {result['dataset']}/{result['split']} ({result['n']} images)")
+    print(f"top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  loss {result['loss']:.4f}")
+    names = result["class_names"]
+    for name, acc in zip(names, result["per_class_acc1"]):
+        print(f"  {name:>12s}  {acc:6.2f}%")
+    if result.get("confusion_png"):
+        print(f"confusion matrix: {result['confusion_png']}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.evaluate import predict_images
+
+    results = predict_images(args.images, args.weights, topk=args.topk, device=args.device)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for item in results:
+        preds = ", ".join(f"{p['class']} {100 * p['prob']:.1f}%" for p in item["top"])
+        print(f"{item['image']}: {preds}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------- plumbing
-Command = Callable[[argparse.Namespace], int]
-
-
-def _add_train_commands(sub: argparse._SubParsersAction) -> None:
-    try:
-        from .engine.cli_commands import register
-    except ImportError:  # the training engine is optional during development of the foundation
-        return
-    register(sub)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mobilenets", description="The MobileNet family: models, training, deployment.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -93,7 +139,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show each model's keywords and defaults")
     p.set_defaults(func=_cmd_list)
 
-    _add_train_commands(sub)
+    p = sub.add_parser(
+        "train", help="train a model (no arguments: the digits main job)",
+        description="Train from a YAML recipe and/or dotted key=value overrides, e.g. "
+        "`mobilenets train configs/cifar10_v3_small.yaml data.root=~/data epochs=200 optim.lr=0.1`. "
+        "output_dir=PATH sets the run directory; resume=true continues the run found there.",
+    )
+    p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE ...]")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate weights (a run directory or a save_pretrained directory)")
+    p.add_argument("weights", help="run directory or weights directory")
+    p.add_argument("--data", default=None, help="dataset name (default: the one the weights were trained on)")
+    p.add_argument("--data-root", default=None, help="dataset root for cifar10/cifar100/imagefolder")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="where to write confusion_<split>.png (default: the weights directory)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with acc1 and acc5 in percent")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("predict", help="top-k classes of image files")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--weights", required=True, help="run directory or weights directory")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_predict)
     return parser
 
 

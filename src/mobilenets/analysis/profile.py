@@ -82,13 +82,21 @@ def _sdpa_flops(query_shape: Sequence[int], key_shape: Sequence[int], value_shap
     return 2 * math.prod(batch) * s_q * s_k * (d_q + d_v)
 
 
-def _sdpa_cpu_formula(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None,
-                      **kwargs: Any) -> int:
+def _sdpa_cpu_formula(
+    query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     return _sdpa_flops(query_shape, key_shape, value_shape)
 
 
-def _native_mha_formula(query_shape: Any, key_shape: Any, value_shape: Any, embed_dim: int, *args: Any,
-                        out_shape: Any = None, **kwargs: Any) -> int:
+def _native_mha_formula(
+    query_shape: Any,
+    key_shape: Any,
+    value_shape: Any,
+    embed_dim: int,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
     """``nn.MultiheadAttention`` fast path: q/k/v projections, the two attention matmuls, out projection."""
     *batch, s_q, _ = query_shape
     s_k = key_shape[-2]
@@ -97,8 +105,9 @@ def _native_mha_formula(query_shape: Any, key_shape: Any, value_shape: Any, embe
     return 2 * macs
 
 
-def _transformer_layer_formula(src_shape: Any, embed_dim: int, *args: Any, out_shape: Any = None,
-                               **kwargs: Any) -> int:
+def _transformer_layer_formula(
+    src_shape: Any, embed_dim: int, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     """``nn.TransformerEncoderLayer`` fast path: self-attention (as above) plus the two FFN linears."""
     *batch, s, _ = src_shape
     b, e = math.prod(batch), int(embed_dim)
@@ -312,41 +321,71 @@ class ProfileResult:
         """
         rows = self.rows if max_rows is None else self.rows[: max(0, max_rows)]
         layer_cells = [
-            (r.name or "(root)", r.type, r.kind, format_shape(r.output_shape), format_count(r.params),
-             format_count(r.macs))
+            (
+                r.name or "(root)",
+                r.type,
+                r.kind,
+                format_shape(r.output_shape),
+                format_count(r.params),
+                format_count(r.macs),
+            )
             for r in rows
         ]
-        parts = [render_table(("layer", "type", "kind", "output", "params", "MACs"), layer_cells,
-                              align="llllrr")]
+        parts = [
+            render_table(("layer", "type", "kind", "output", "params", "MACs"), layer_cells, align="llllrr")
+        ]
         if len(rows) < len(self.rows):
             parts.append(f"... {len(self.rows) - len(rows)} more rows not shown (max_rows={max_rows})")
         c, h, w = self.input_size
         parts.append("")
         parts.append(f"Input: {c}x{h}x{w} (MACs per image, batch {self.batch_size})")
-        parts.append(f"Total params: {format_count(self.params)} "
-                     f"(trainable: {format_count(self.trainable_params)})")
+        parts.append(
+            f"Total params: {format_count(self.params)} (trainable: {format_count(self.trainable_params)})"
+        )
         parts.append(f"Total MACs: {format_macs(self.macs)} ({format_count(self.macs)})")
 
         kinds = self.by_kind()
         if kinds:
             parts.append("")
             parts.append("By layer kind (MobileNet V1 Table 2):")
-            parts.append(render_table(
-                ("kind", "MACs", "MACs %", "params", "params %"),
-                [(k, format_macs(s.macs, digits=3), format_percent(s.macs_fraction), format_count(s.params),
-                  format_percent(s.params_fraction)) for k, s in kinds.items()],
-            ))
+            parts.append(
+                render_table(
+                    ("kind", "MACs", "MACs %", "params", "params %"),
+                    [
+                        (
+                            k,
+                            format_macs(s.macs, digits=3),
+                            format_percent(s.macs_fraction),
+                            format_count(s.params),
+                            format_percent(s.params_fraction),
+                        )
+                        for k, s in kinds.items()
+                    ],
+                )
+            )
 
         blocks = self.separable_blocks()
         if blocks:
             parts.append("")
             parts.append("Depthwise-separable cost vs standard conv (MobileNet V1 §3.1):")
-            parts.append(render_table(
-                ("block", "M", "N", "Dk", "1/N+1/Dk²", "counted"),
-                [(f"{b.depthwise_name} + {b.pointwise_name}", b.in_channels, b.out_channels,
-                  "x".join(map(str, b.kernel_size)) if len(set(b.kernel_size)) > 1 else b.kernel_size[0],
-                  f"{b.formula_ratio:.4f}", f"{b.counted_ratio:.4f}") for b in blocks],
-            ))
+            parts.append(
+                render_table(
+                    ("block", "M", "N", "Dk", "1/N+1/Dk²", "counted"),
+                    [
+                        (
+                            f"{b.depthwise_name} + {b.pointwise_name}",
+                            b.in_channels,
+                            b.out_channels,
+                            "x".join(map(str, b.kernel_size))
+                            if len(set(b.kernel_size)) > 1
+                            else b.kernel_size[0],
+                            f"{b.formula_ratio:.4f}",
+                            f"{b.counted_ratio:.4f}",
+                        )
+                        for b in blocks
+                    ],
+                )
+            )
         return "\n".join(parts)
 
     def __str__(self) -> str:
@@ -454,7 +493,9 @@ _ATOMIC: dict[type[nn.Module], _AtomicSpec] = {
 }
 
 
-def register_atomic(module_type: type[nn.Module], *, kind: str = "other", macs_fn: MacsFn | None = None) -> None:
+def register_atomic(
+    module_type: type[nn.Module], *, kind: str = "other", macs_fn: MacsFn | None = None
+) -> None:
     """Profile every ``module_type`` instance as one row, with ``kind``, instead of row-per-child.
 
     Why: some blocks are the unit a paper reports (an attention block, a fused op) or have children that
@@ -556,8 +597,12 @@ class _Profiler:
     def _record(self, module: nn.Module) -> _Record:
         rec = self.records.get(id(module))
         if rec is None:
-            rec = _Record(module, self.names.get(id(module), type(module).__name__), len(self.records),
-                          _lookup(_ATOMIC, module))
+            rec = _Record(
+                module,
+                self.names.get(id(module), type(module).__name__),
+                len(self.records),
+                _lookup(_ATOMIC, module),
+            )
             self.records[id(module)] = rec
         return rec
 
@@ -596,10 +641,14 @@ class _Profiler:
             self.suppress += 1
         self.stack.append(_Frame(module, owner, counted, formula is not None, entered_atomic))
 
-    def post_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+    def post_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
         self._flush()
+        if not any(f.module is module for f in self.stack):
+            return
         # Pop to this module's frame (a child that raised inside a try/except never ran its post hook).
-        while self.stack:
+        while True:
             frame = self.stack.pop()
             if frame.has_formula:
                 self.suppress -= 1
@@ -607,8 +656,6 @@ class _Profiler:
                 self.atomic_record = None
             if frame.module is module:
                 break
-        else:
-            return
         inside_atomic = self.atomic_record is not None
         rec = frame.owner if inside_atomic else (frame.owner or self._record(module))
         assert rec is not None
@@ -667,14 +714,20 @@ def _row_for(rec: _Record, params: int, batch_size: int) -> LayerRow:
 
 
 def infer_in_chans(model: nn.Module) -> int:
-    """Input channels a model expects: ``pretrained_cfg["input_size"][0]`` if the model carries one, else the
-    ``in_channels``/``in_features`` of its first ``Conv2d``/``Linear`` (registration order), else 3 (RGB)."""
+    """Input channels a model expects.
+
+    ``pretrained_cfg["input_size"][0]`` if the model carries one (explicit metadata wins); else the
+    ``in_channels`` of its first ``Conv2d`` in registration order; else the ``in_features`` of its first
+    ``Linear``; else 3 (RGB). Convs are preferred over Linears because a head registered before the stem
+    (legal, and it happens) would otherwise be mistaken for the input layer.
+    """
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, Mapping):
         size = cfg.get("input_size")
-        if isinstance(size, Sequence) and len(size) == 3 and isinstance(size[0], int) and size[0] > 0:
+        if isinstance(size, Sequence) and len(size) == 3 and _is_pos_int(size[0]):
             return int(size[0])
-    for module in model.modules():
+    for kind in (nn.Conv2d, nn.Linear):
+        module = next((m for m in model.modules() if isinstance(m, kind)), None)
         if isinstance(module, nn.Conv2d):
             return int(module.in_channels)
         if isinstance(module, nn.Linear):
@@ -692,8 +745,10 @@ def _resolve_input(
     expected = "a positive int S (SxS), (H, W) or (C, H, W) of positive ints"
     if _is_pos_int(input_size):
         chw: tuple[int | None, int, int] = (None, input_size, input_size)
-    elif isinstance(input_size, (tuple, list)) and len(input_size) in (2, 3) and all(
-        _is_pos_int(v) for v in input_size
+    elif (
+        isinstance(input_size, (tuple, list))
+        and len(input_size) in (2, 3)
+        and all(_is_pos_int(v) for v in input_size)
     ):
         chw = (None, *input_size) if len(input_size) == 2 else tuple(input_size)  # type: ignore[assignment]
     else:

@@ -46,9 +46,7 @@ def render_table(
     converted with ``str``. Rows equal to ``None`` or empty render as a separator line, which lets callers
     set off a totals row.
     """
-    materialised: list[list[str] | None] = [
-        None if not row else [str(cell) for cell in row] for row in rows
-    ]
+    materialised: list[list[str] | None] = [None if not row else [str(cell) for cell in row] for row in rows]
     ncols = len(headers)
     if align is None:
         align = "l" + "r" * (ncols - 1)

@@ -300,3 +300,10 @@ class MobileNet(nn.Module):
         else:
             self.classifier = nn.Identity()
         self.pretrained_cfg = {**self.pretrained_cfg, "num_classes": num_classes}
+
+    # -------------------------------------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str, class_names: list[str] | None = None) -> None:
+        """Write the native format (``model.safetensors`` + ``config.json``); see :mod:`mobilenets.weights`."""
+        from ..weights import save_pretrained
+
+        save_pretrained(self, directory, class_names=class_names or getattr(self, "class_names", None))

@@ -1,0 +1,88 @@
+"""Training checkpoints: written atomically, read without unpickling arbitrary objects.
+
+A checkpoint holds everything a bit-identical resume needs (model, EMA, optimizer, scheduler, scaler,
+epoch, every RNG state, the resolved config). It is written to a temporary file in the same directory,
+fsynced and renamed over the previous one, so a crash or a full disk at any moment leaves either the old
+or the new checkpoint, never a torn one; loading uses ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CheckpointError", "atomic_torch_save", "capture_rng", "load_checkpoint", "restore_rng"]
+
+CHECKPOINT_FORMAT = "mobilenets-train-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, foreign or unsafe to load."""
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temp file beside ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def capture_rng(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """Every RNG state the training loop consumes, as tensors and plain Python values."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    for name, gen in (generators or {}).items():
+        state[f"gen.{name}"] = gen.get_state()
+    return state
+
+
+def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, gen in (generators or {}).items():
+        if f"gen.{name}" in state:
+            gen.set_state(state[f"gen.{name}"])
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint safely and check it is one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, or a pickle asking for forbidden globals
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise CheckpointError(
+            f"checkpoint {path} could not be loaded safely ({type(exc).__name__}: {first}); "
+            "nothing in it was executed"
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a mobilenets training checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    return ckpt
