@@ -170,3 +170,37 @@ def test_digits_recipe_is_the_default() -> None:
 
     root = Path(__file__).parent.parent
     assert to_dict(load_config(TrainConfig, root / "configs" / "digits.yaml", [])) == to_dict(TrainConfig())
+
+
+def test_trains_on_official_cifar_archive(tmp_path: Path) -> None:
+    from test_data import SPEC, _fake_members, _write_tar
+
+    _write_tar(tmp_path / SPEC["cifar10"][1], _fake_members("cifar10"))
+    summary = train(load_config(TrainConfig, None, [
+        "data.name=cifar10", f"data.root={tmp_path}", "model.kwargs={small_input: true, width_mult: 0.35}",
+        "epochs=1", "sched.warmup_epochs=0", "batch_size=16", "quiet=true", f"output_dir={tmp_path / 'run'}",
+        "data.val_size=40",
+    ]))
+    # The fake train files hold 5 x 40 images; val_size=40 stands in for the real archive's 5000.
+    assert summary["dataset"] == "cifar10" and 0 <= summary["test_acc1"] <= 100
+
+
+def test_trains_on_imagefolder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for c, colour in enumerate(((255, 0, 0), (0, 0, 255))):
+            d = tmp_path / "data" / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(n):
+                arr = np.clip(rng.normal(colour, 40, (40 + i, 36, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(d / f"{i}.png")
+    (tmp_path / "data" / "train" / "class0" / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.warns(UserWarning, match="broken"):
+        summary = train(load_config(TrainConfig, None, [
+            "data.name=imagefolder", f"data.root={tmp_path / 'data'}", "data.image_size=32",
+            "model.kwargs={small_input: true, width_mult: 0.35}", "epochs=2", "sched.warmup_epochs=0",
+            "batch_size=8", "quiet=true", "aug.hflip=0.5", f"output_dir={tmp_path / 'run'}",
+        ]))
+    assert summary["params"] > 0 and 0 <= summary["test_acc1"] <= 100

@@ -179,11 +179,15 @@ class DataConfig:
     device_resident: bool = True
     # Enough samples for a smoke run to exercise several batches and an eval, still instant.
     synthetic_size: int = 2048
+    # CIFAR has no official validation split: this many training images (stratified, fixed seed) are
+    # held out so the best epoch is never chosen on the test set. 5000 = 10% of CIFAR's 50k.
+    val_size: int = 5000
 
     def validate(self) -> None:
         _require(self.image_size >= 1, "image_size", self.image_size, ">= 1")
         _require(self.num_workers >= 0, "num_workers", self.num_workers, ">= 0")
         _require(self.synthetic_size >= 1, "synthetic_size", self.synthetic_size, ">= 1")
+        _require(self.val_size >= 1, "val_size", self.val_size, ">= 1")
         if self.name == "imagefolder":
             _require(bool(self.root), "root", self.root, "set to a directory when name is 'imagefolder'")
 

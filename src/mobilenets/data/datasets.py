@@ -183,6 +183,12 @@ def stratified_split(
     from sklearn.model_selection import train_test_split
 
     y = labels.cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    n_classes = len(np.unique(y))
+    if isinstance(test_size, int) and not n_classes <= test_size <= len(y) - n_classes:
+        raise ValueError(
+            f"cannot hold out {test_size} of {len(y)} samples stratified over {n_classes} classes; "
+            f"expected {n_classes} <= size <= {len(y) - n_classes} (set data.val_size)"
+        )
     idx = np.arange(len(y))
     keep, held = train_test_split(idx, test_size=test_size, stratify=y, random_state=seed, shuffle=True)
     return np.sort(keep), np.sort(held)

@@ -259,6 +259,7 @@ def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], 
         cfg.data.image_size,
         seed=0,  # split seeds are fixed so the test split never changes with the training seed
         download=cfg.data.download,
+        val_size=cfg.data.val_size,
         num_classes=cfg.model.num_classes if cfg.data.name == "synthetic" else None,
         synthetic_sizes=(cfg.data.synthetic_size, max(cfg.data.synthetic_size // 4, 1), max(cfg.data.synthetic_size // 4, 1)),
     )

@@ -1,0 +1,154 @@
+"""Training throughput: this pipeline vs a plain reference loop, same model and batch, in one run.
+
+The reference loop is what the torchvision reference scripts do: a Dataset that transforms each sample
+on the CPU (pad-and-crop, flip, normalise), a DataLoader that collates them, an eager fp32 NCHW model.
+Ours keeps the uint8 dataset on the training device, augments whole batches there (BatchAugment),
+runs channels_last (and, where the device supports it, bf16 autocast / torch.compile).
+
+Usage::
+
+    python benchmarks/train_throughput.py                    # 32x32 V3-Small b128 and 224x224 b32
+    python benchmarks/train_throughput.py --sizes 32 --images 4096 --json
+    python benchmarks/train_throughput.py --device cuda --amp bf16 --compile   # the GPU path
+
+Prints images/s for both and the ratio ours / reference per setting. Each measurement covers one
+epoch of synthetic data after a short warm-up (excluded, so torch.compile's compile time is excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from mobilenets import create_model
+from mobilenets.data.augment import BatchAugment
+from mobilenets.data.datasets import TensorLoader, make_synthetic
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+class PerSampleDataset(torch.utils.data.Dataset):
+    """torchvision-reference style: every sample transformed on its own, on the CPU."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, padding: int) -> None:
+        self.images, self.labels, self.padding = images, labels, padding
+        self.mean = torch.tensor(MEAN).view(3, 1, 1)
+        self.std = torch.tensor(STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[i].float().div_(255)
+        h, w = x.shape[-2:]
+        p = self.padding
+        x = F.pad(x[None], (p, p, p, p), mode="reflect")[0]
+        top, left = torch.randint(0, 2 * p + 1, (2,)).tolist()
+        x = x[:, top : top + h, left : left + w]
+        if torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return (x - self.mean) / self.std, int(self.labels[i])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _train_steps(model, batches, optimizer, device, *, channels_last, amp, limit=None) -> int:
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if amp == "bf16" else nullcontext()
+    n = 0
+    for step, (x, y) in enumerate(batches):
+        if limit is not None and step >= limit:
+            break
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with ctx:
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        n += x.shape[0]
+    _sync(device)
+    return n
+
+
+def reference_loop(args, size: int, batch: int, device: torch.device, data) -> float:
+    model = create_model(args.model, num_classes=10, small_input=size <= 64).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    ds = PerSampleDataset(data.images, data.labels, padding=4 if size <= 64 else 16)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
+                                         num_workers=args.workers, persistent_workers=args.workers > 0,
+                                         pin_memory=device.type == "cuda")
+
+    def batches():
+        for x, y in loader:
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    _train_steps(model, batches(), opt, device, channels_last=False, amp="none", limit=args.warmup)
+    start = time.perf_counter()
+    n = _train_steps(model, batches(), opt, device, channels_last=False, amp="none")
+    return n / (time.perf_counter() - start)
+
+
+def our_loop(args, size: int, batch: int, device: torch.device, data) -> float:
+    model = create_model(args.model, num_classes=10, small_input=size <= 64).to(device)
+    model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step_model = torch.compile(model) if args.compile else model
+    augment = BatchAugment(crop="pad", padding=4 if size <= 64 else 16, hflip=0.5, mean=MEAN, std=STD, seed=0).to(device)
+    loader = TensorLoader(data, batch, shuffle=True, drop_last=True, device=device)
+
+    def batches():
+        for images, labels in loader:
+            yield augment(images, labels)
+
+    _train_steps(step_model, batches(), opt, device, channels_last=True, amp=args.amp, limit=args.warmup)
+    start = time.perf_counter()
+    n = _train_steps(step_model, batches(), opt, device, channels_last=True, amp=args.amp)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="mobilenet_v3_small")
+    parser.add_argument("--sizes", default="32,224", help="comma-separated input sizes")
+    parser.add_argument("--batches", default="128,32", help="batch size per input size")
+    parser.add_argument("--images", type=int, default=0, help="images per epoch (default: 8192 at 32px, 1024 at 224px)")
+    parser.add_argument("--warmup", type=int, default=3, help="warm-up steps, excluded from timing")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", default="none", choices=("none", "bf16"), help="our loop's autocast")
+    parser.add_argument("--compile", action="store_true", help="torch.compile our model")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    results = []
+    for size, batch in zip((int(s) for s in args.sizes.split(",")), (int(b) for b in args.batches.split(","))):
+        n = args.images or (8192 if size <= 64 else 1024)
+        data = make_synthetic(n, 10, size, 3, seed=0, learnable=True)
+        ref = reference_loop(args, size, batch, device, data)
+        ours = our_loop(args, size, batch, device, data)
+        results.append({"model": args.model, "size": size, "batch": batch, "images": n, "reference_img_s": ref,
+                        "ours_img_s": ours, "ratio": ours / ref})
+    env = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
+           "cpu": platform.processor() or platform.machine(), "amp": args.amp, "compile": args.compile,
+           "reference_workers": args.workers}
+    if args.json:
+        print(json.dumps({"env": env, "results": results}))
+        return
+    print(f"env: {env}")
+    print(f"{'model':<20} {'size':>5} {'batch':>5} {'reference img/s':>16} {'ours img/s':>11} {'ratio':>6}")
+    for r in results:
+        print(f"{r['model']:<20} {r['size']:>5} {r['batch']:>5} {r['reference_img_s']:>16.1f} {r['ours_img_s']:>11.1f} "
+              f"{r['ratio']:>5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
