@@ -76,6 +76,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise ValueError(f"{path!r} is neither a YAML config (.yaml/.yml) nor a key=value override")
     cfg = load_config(TrainConfig, path, items)
     summary = train(cfg)
+    if "test_acc1" not in summary:  # a non-zero rank of a distributed run: rank 0 reports
+        return 0
     print(
         f"test top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%) | best val top-1 "
         f"{summary['best_val_acc1']:.2f}% at epoch {summary['best_epoch']} ({summary['best_weights']} weights) | "

@@ -363,6 +363,12 @@ class TrainConfig:
     save_every: int = 1
     # None: PyTorch's default thread count.
     threads: int | None = None
+    # Distributed (torchrun): synchronise BatchNorm statistics over all ranks. Needed when the
+    # per-process batch is small; on CPU (gloo) mobilenets' own SyncBatchNormCPU is used.
+    sync_bn: bool = False
+    # Repeated augmentation (timm/torchvision RASampler, e.g. 3) for long ImageNet recipes; 0 = off.
+    # Applies to file datasets (imagefolder) read through a DataLoader.
+    repeated_aug: int = 0
 
     def validate(self) -> None:
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
@@ -379,6 +385,7 @@ class TrainConfig:
         _require(self.save_every >= 0, "save_every", self.save_every, ">= 0 (0 = only the final checkpoint)")
         if self.threads is not None:
             _require(self.threads >= 1, "threads", self.threads, ">= 1 (or null for the default)")
+        _require(self.repeated_aug >= 0, "repeated_aug", self.repeated_aug, ">= 0 (0 or 1 = off)")
         # Warm-up must end before training does, or the schedule never reaches its peak lr.
         _require(
             self.sched.warmup_epochs < self.epochs,

@@ -30,6 +30,15 @@ from torch import nn
 
 from ..config import ConfigError, TrainConfig, save_yaml, to_dict
 from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, capture_rng, load_checkpoint, restore_rng
+from .distributed import (
+    DistInfo,
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    cleanup_distributed,
+    convert_sync_batchnorm,
+    init_distributed,
+)
 from .ema import ModelEMA, unwrap_model
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress, format_duration
@@ -205,8 +214,12 @@ def evaluate(
     amp: str = "none",
     channels_last: bool = False,
     confusion: bool = False,
+    distributed: bool = False,
 ) -> dict[str, Any]:
-    """Top-1/top-5 accuracy (percent) and mean cross-entropy; optionally the confusion matrix."""
+    """Top-1/top-5 accuracy (percent) and mean cross-entropy; optionally the confusion matrix.
+
+    With ``distributed=True`` each rank evaluates its own shard and the counts are summed over ranks.
+    """
     was_training = model.training
     model.eval()
     preprocess.eval()
@@ -232,6 +245,13 @@ def evaluate(
                 )
             n += labels.shape[0]
     model.train(was_training)
+    if distributed:
+        totals = torch.stack([correct1.double(), correct5.double(), loss_sum.double(),
+                              torch.tensor(float(n), device=device, dtype=torch.float64)])
+        all_reduce_sum(totals)
+        correct1, correct5, loss_sum, n = totals[0], totals[1], totals[2], int(totals[3])
+        if cm is not None:
+            all_reduce_sum(cm)
     if n == 0:
         raise ValueError("evaluation split is empty")
     out: dict[str, Any] = {
@@ -267,23 +287,49 @@ def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], 
 
 
 def make_batches(dataset: Any, batch_size: int, *, shuffle: bool, seed: int, device: torch.device,
-                 device_resident: bool, num_workers: int, drop_last: bool = False) -> tuple[Any, int]:
-    """A re-iterable source of (uint8 images, labels) batches on ``device`` and its length."""
+                 device_resident: bool, num_workers: int, drop_last: bool = False,
+                 dist_info: DistInfo | None = None, repeated_aug: int = 0) -> tuple[Any, int]:
+    """A re-iterable source of (uint8 images, labels) batches on ``device`` and its length.
+
+    Under DDP each rank draws a disjoint shard of the same per-epoch permutation (``dist_info``);
+    ``repeated_aug`` > 1 uses the repeated-augmentation sampler for file datasets.
+    """
+    from .distributed import RepeatAugSampler
+
+    dist_info = dist_info or DistInfo()
     from ..data.datasets import TensorImageDataset, TensorLoader, collate
 
     if batch_size > len(dataset) and drop_last:
         raise ConfigError(f"got {batch_size}, larger than the {len(dataset)}-image training split", key="batch_size")
     if isinstance(dataset, TensorImageDataset):
         loader = TensorLoader(dataset, batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                              device=device if device_resident else None)
+                              device=device if device_resident else None, rank=dist_info.rank,
+                              world_size=dist_info.world_size)
         return loader, len(loader)
+    sampler: Any = None
+    if repeated_aug > 1:
+        sampler = RepeatAugSampler(len(dataset), dist_info.rank, dist_info.world_size, repeated_aug, shuffle, seed)
+    elif dist_info.enabled:
+        sampler = torch.utils.data.DistributedSampler(dataset, dist_info.world_size, dist_info.rank, shuffle, seed)
     generator = torch.Generator().manual_seed(seed)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=num_workers,
-        collate_fn=collate, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
-        generator=generator,
+        dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler, drop_last=drop_last,
+        num_workers=num_workers, collate_fn=collate, pin_memory=device.type == "cuda",
+        persistent_workers=num_workers > 0, generator=generator,
     )
+    if sampler is not None:
+        loader.set_epoch = sampler.set_epoch  # type: ignore[attr-defined]
     return loader, len(loader)
+
+
+def _shard(dataset: Any, dist_info: DistInfo) -> Any:
+    """This rank's contiguous-stride share of an evaluation split (no padding: counts stay exact)."""
+    if not dist_info.enabled:
+        return dataset
+    idx = list(range(dist_info.rank, len(dataset), dist_info.world_size))
+    if hasattr(dataset, "subset"):
+        return dataset.subset(idx)
+    return torch.utils.data.Subset(dataset, idx)
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
@@ -353,17 +399,35 @@ class _TensorBoard:
 
 # ------------------------------------------------------------------------------------------- the job
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run a whole training job as configured; returns (and writes) the run's ``summary.json``."""
+    """Run a whole training job as configured; returns (and writes) the run's ``summary.json``.
+
+    Under torchrun (``WORLD_SIZE`` > 1) the job runs as DistributedDataParallel: rank 0 alone logs and
+    writes files, metrics are reduced over ranks, and the process group is always torn down.
+    """
+    t_start = time.perf_counter()
+    device = _setup_runtime(cfg)
+    dist_info = init_distributed(device.type)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    try:
+        return _train(cfg, device, dist_info, t_start)
+    finally:
+        cleanup_distributed()
+
+
+def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start: float) -> dict[str, Any]:
     from ..analysis.plots import plot_training_curves
     from ..analysis.profile import profile
     from ..data.augment import BatchAugment
     from ..weights import from_pretrained, save_pretrained
 
-    t_start = time.perf_counter()
-    device = _setup_runtime(cfg)
+    main = dist_info.is_main
     run_dir = Path(cfg.output_dir) if cfg.output_dir else _default_run_dir(cfg)
+    if dist_info.enabled and not cfg.output_dir:
+        raise ConfigError("set output_dir explicitly for a distributed run (every rank must agree on it)",
+                          key="output_dir")
     ckpt_path = run_dir / "checkpoints" / "last.pt"
-    log = _Logger(cfg.quiet)
+    log = _Logger(enabled=main)
 
     resume_state = None
     if cfg.resume:
@@ -378,8 +442,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if classes and num_classes != len(classes) and not cfg.model.pretrained:
         raise ConfigError(f"got {num_classes} but dataset {cfg.data.name} has {len(classes)} classes", key="model.num_classes")
     channels = getattr(train_ds, "num_channels", info.channels)
-    if cfg.batch_size > len(train_ds):
-        raise ConfigError(f"got {cfg.batch_size}, larger than the {len(train_ds)}-image training split", key="batch_size")
+    if cfg.batch_size * dist_info.world_size > len(train_ds):
+        raise ConfigError(f"got {cfg.batch_size} (x {dist_info.world_size} processes), larger than the "
+                          f"{len(train_ds)}-image training split", key="batch_size")
 
     model = build_model(cfg, num_classes, channels)
     if not cfg.model.pretrained:
@@ -387,21 +452,30 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model.pretrained_cfg.update(mean=tuple(info.mean), std=tuple(info.std),
                                     input_size=(channels, cfg.data.image_size, cfg.data.image_size))
     mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    if cfg.sync_bn and dist_info.enabled:
+        model = convert_sync_batchnorm(model, device.type)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    # Every rank built the same initial weights from cfg.seed; from here on each rank draws its own
+    # random numbers (dropout, drop path, augmentation) so the replicas do not augment alike.
+    torch.manual_seed(cfg.seed + 1000 * dist_info.rank)
+    random.seed(cfg.seed + 1000 * dist_info.rank)
 
     train_batches, steps_per_epoch = make_batches(
         train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device,
         device_resident=cfg.data.device_resident, num_workers=cfg.data.num_workers, drop_last=True,
+        dist_info=dist_info, repeated_aug=cfg.repeated_aug,
     )
     eval_sources = {
-        split: make_batches(datasets[split], cfg.eval_batch_size, shuffle=False, seed=0, device=device,
-                            device_resident=cfg.data.device_resident, num_workers=cfg.data.num_workers)[0]
-        for split in ("val", "test")
+        split: make_batches(_shard(datasets[split], dist_info), cfg.eval_batch_size, shuffle=False, seed=0,
+                            device=device, device_resident=cfg.data.device_resident,
+                            num_workers=cfg.data.num_workers)[0]
+        for split in ("val",)
     }
     a = cfg.aug
-    aug_gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed + 1)
+    aug_gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(
+        cfg.seed + 1 + 1000 * dist_info.rank)
     augment = BatchAugment(
         crop=a.crop, padding=a.padding, size=cfg.data.image_size if a.crop == "rrc" else None,
         rrc_scale=tuple(a.scale), hflip=a.hflip, auto_augment=a.auto_augment, ra_num_ops=a.ra_num_ops,
@@ -417,7 +491,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scheduler = build_scheduler(optimizer, cfg.sched, cfg.epochs, opt_steps)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
     ema = ModelEMA(model, decay=cfg.ema_decay, warmup=cfg.ema_warmup) if cfg.ema else None
-    train_model = torch.compile(model) if cfg.compile else model
+    train_model: nn.Module = model
+    if dist_info.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist_info.local_rank] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
 
     start_epoch, history, best = 0, [], {"acc1": -1.0, "epoch": -1, "source": None}
     generators = {"augment": aug_gen}
@@ -434,27 +513,33 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             ema.load_state_dict(resume_state["ema"])
         if scaler is not None and resume_state.get("scaler"):
             scaler.load_state_dict(resume_state["scaler"])
-        restore_rng(resume_state["rng"], generators)
+        per_rank = resume_state.get("rng_per_rank") or []
+        rng = per_rank[dist_info.rank] if len(per_rank) == dist_info.world_size else resume_state["rng"]
+        restore_rng(rng, generators)
         start_epoch = int(resume_state["epoch"]) + 1
         history = list(resume_state["history"])
         best = dict(resume_state["best"])
         log(f"resuming {run_dir} from epoch {start_epoch}/{cfg.epochs}")
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, run_dir / "config.yaml")
-    tb = _TensorBoard(run_dir / "tb", purge_step=start_epoch if start_epoch else None)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
+    tb = _TensorBoard(run_dir / "tb", purge_step=start_epoch if start_epoch else None) if main else None
     n_params = sum(p.numel() for p in model.parameters())
+    ranks = f" x {dist_info.world_size} processes" if dist_info.enabled else ""
     log(f"{cfg.model.name}: {n_params:,} params | {cfg.data.name}: {len(train_ds)} train / "
-        f"{len(datasets['val'])} val / {len(datasets['test'])} test | {device} | run dir {run_dir}")
+        f"{len(datasets['val'])} val / {len(datasets['test'])} test | {device}{ranks} | run dir {run_dir}")
 
     sync_every = 1 if device.type == "cpu" else 25
     step_scheduler = scheduler if cfg.sched.per_step else None
+    epoch = start_epoch
 
     def diverged(step: int, loss: float, images: torch.Tensor | None, opt: torch.optim.Optimizer) -> None:
-        dump = {"epoch": epoch, "step": step, "loss": loss, "lr": opt.param_groups[0]["lr"]}
+        dump = {"epoch": epoch, "step": step, "loss": loss, "lr": opt.param_groups[0]["lr"], "rank": dist_info.rank}
         if images is not None:
             x = images.float()
             dump["batch"] = {"mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()), "max": float(x.max())}
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "divergence.json").write_text(json.dumps(dump, indent=2))
         raise TrainingDiverged(
             f"loss became {loss} at epoch {epoch} step {step} (lr {dump['lr']:.3g}); diagnostics in "
@@ -463,11 +548,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )
 
     train_time = sum(r.get("epoch_s", 0.0) for r in history)
-    epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
-        train_batches.set_epoch(epoch) if hasattr(train_batches, "set_epoch") else None
+        if hasattr(train_batches, "set_epoch"):
+            train_batches.set_epoch(epoch)
         remaining = (cfg.epochs - epoch - 1) * (train_time / max(len(history), 1)) if history else 0.0
-        progress = Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", quiet=cfg.quiet, remaining_after=remaining)
+        progress = Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", quiet=cfg.quiet or not main,
+                            remaining_after=remaining)
         stats = train_one_epoch(
             train_model, _device_batches(train_batches, device, cfg.channels_last), augment, optimizer,
             step_scheduler, steps=steps_per_epoch, ema=ema, scaler=scaler, amp=cfg.amp,
@@ -476,11 +562,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         )
         if not cfg.sched.per_step:
             scheduler.step()
+        if dist_info.enabled:
+            totals = all_reduce_sum(torch.tensor([stats.loss * stats.images, float(stats.images), stats.seconds],
+                                                 dtype=torch.float64))
+            stats.loss, stats.images = float(totals[0] / totals[1]), int(totals[1])
+            stats.seconds = float(totals[2]) / dist_info.world_size
+        eval_kw = {"num_classes": num_classes, "amp": cfg.amp, "channels_last": cfg.channels_last,
+                   "distributed": dist_info.enabled}
         val_src = eval_sources["val"]
-        val = evaluate(model, _device_batches(val_src, device, cfg.channels_last), eval_pre,
-                       num_classes=num_classes, amp=cfg.amp, channels_last=cfg.channels_last)
-        ema_val = (evaluate(ema.module, _device_batches(val_src, device, cfg.channels_last), eval_pre,
-                            num_classes=num_classes, amp=cfg.amp, channels_last=cfg.channels_last)
+        val = evaluate(model, _device_batches(val_src, device, cfg.channels_last), eval_pre, **eval_kw)
+        ema_val = (evaluate(ema.module, _device_batches(val_src, device, cfg.channels_last), eval_pre, **eval_kw)
                    if ema is not None else None)
         epoch_s = stats.seconds
         train_time += epoch_s
@@ -496,33 +587,45 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         # Best by validation top-1 (never test), raw or EMA weights, whichever is better.
         candidates = [("model", val["acc1"], model)] + ([("ema", ema_val["acc1"], ema.module)] if ema_val else [])
         source, acc, module = max(candidates, key=lambda c: c[1])
+        rng_all = all_gather_object(capture_rng(generators))
         if acc > best["acc1"]:
             best = {"acc1": acc, "epoch": epoch + 1, "source": source}
-            save_pretrained(_clean_copy(module, model), run_dir, class_names=classes or None,
-                            extra={"dataset": cfg.data.name, "epoch": epoch + 1, "val_acc1": acc, "weights_source": source})
-        ckpt = {
-            "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": unwrap_model(model).state_dict(),
-            "ema": ema.state_dict() if ema is not None else None, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": capture_rng(generators), "config": to_dict(cfg), "history": history, "best": best,
-        }
-        if (cfg.save_every and (epoch + 1) % cfg.save_every == 0) or epoch + 1 == cfg.epochs:
-            atomic_torch_save(ckpt, ckpt_path)
-        write_metrics_csv(history, run_dir / "metrics.csv")
-        tb.log(row)
-        ema_txt = f" ema {ema_val['acc1']:.2f}" if ema_val else ""
-        progress.close(
-            f"epoch {epoch + 1}/{cfg.epochs} loss {stats.loss:.4f} val {val['acc1']:.2f}{ema_txt} "
-            f"lr {stats.lr:.2e} {stats.images_per_s:,.0f} img/s {epoch_s:.1f}s "
-            f"(ETA {format_duration((cfg.epochs - epoch - 1) * train_time / len(history))})"
-        )
-    tb.close()
+            if main:
+                save_pretrained(_clean_copy(module, model), run_dir, class_names=classes or None,
+                                extra={"dataset": cfg.data.name, "epoch": epoch + 1, "val_acc1": acc,
+                                       "weights_source": source})
+        if main:
+            ckpt = {
+                "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": unwrap_model(model).state_dict(),
+                "ema": ema.state_dict() if ema is not None else None, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng_all[0], "rng_per_rank": rng_all, "config": to_dict(cfg), "history": history,
+                "best": best, "world_size": dist_info.world_size,
+            }
+            if (cfg.save_every and (epoch + 1) % cfg.save_every == 0) or epoch + 1 == cfg.epochs:
+                atomic_torch_save(ckpt, ckpt_path)
+            write_metrics_csv(history, run_dir / "metrics.csv")
+            if tb is not None:
+                tb.log(row)
+            ema_txt = f" ema {ema_val['acc1']:.2f}" if ema_val else ""
+            progress.close(
+                f"epoch {epoch + 1}/{cfg.epochs} loss {stats.loss:.4f} val {val['acc1']:.2f}{ema_txt} "
+                f"lr {stats.lr:.2e} {stats.images_per_s:,.0f} img/s {epoch_s:.1f}s "
+                f"(ETA {format_duration((cfg.epochs - epoch - 1) * train_time / len(history))})"
+            )
+        barrier()
+    if tb is not None:
+        tb.close()
+    if not main:
+        return {"rank": dist_info.rank, "run_dir": str(run_dir)}
 
     # Final test of the best weights, reloaded from the run directory as a user would.
+    test_src = make_batches(datasets["test"], cfg.eval_batch_size, shuffle=False, seed=0, device=device,
+                            device_resident=cfg.data.device_resident, num_workers=cfg.data.num_workers)[0]
     best_model = from_pretrained(run_dir).to(device)
     if cfg.channels_last:
         best_model.to(memory_format=torch.channels_last)
-    test = evaluate(best_model, _device_batches(eval_sources["test"], device, cfg.channels_last), eval_pre,
+    test = evaluate(best_model, _device_batches(test_src, device, cfg.channels_last), eval_pre,
                     num_classes=num_classes, amp=cfg.amp, channels_last=cfg.channels_last)
     prof = profile(best_model.cpu().float(), (channels, cfg.data.image_size, cfg.data.image_size))
     summary = {
@@ -532,7 +635,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "test_loss": test["loss"], "train_time_s": train_time,
         "images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
         "wall_time_s": time.perf_counter() - t_start, "device": str(device), "torch": torch.__version__,
-        "run_dir": str(run_dir),
+        "world_size": dist_info.world_size, "run_dir": str(run_dir),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     try:
@@ -553,10 +656,13 @@ def _clean_copy(module: nn.Module, reference: nn.Module) -> nn.Module:
 
 
 class _Logger:
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+    """Status lines on stderr, from rank 0 only."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
 
     def __call__(self, msg: str) -> None:
         import sys
 
-        print(msg, file=sys.stderr, flush=True)
+        if self.enabled:
+            print(msg, file=sys.stderr, flush=True)

@@ -123,15 +123,23 @@ class _FirstDownsample:
         return stride
 
 
-def resolve_mobilenet_v1(width_mult: float = 1.0, separable: bool = True, small_input: bool = False) -> ArchSpec:
+def resolve_mobilenet_v1(
+    width_mult: float = 1.0, separable: bool = True, small_input: bool = False, act: str = "relu"
+) -> ArchSpec:
+    """Resolve Table 1 of the V1 paper.
+
+    ``act`` is ReLU as in the paper; the published TF-slim/Keras and timm weights were trained with
+    ReLU6, so loading them needs ``act="relu6"`` for the outputs to match.
+    """
     _check_width(width_mult)
+    _check_choice("act", act, ("relu", "relu6"))
 
     def rnd(c: int) -> int:
         return make_divisible(c * width_mult)
 
     _, stem_stride, stem_out = MOBILENET_V1_STEM
     first = _FirstDownsample(small_input)
-    stem = BlockSpec("conv", 3, rnd(stem_out), 3, 1 if small_input else stem_stride, act="relu",
+    stem = BlockSpec("conv", 3, rnd(stem_out), 3, 1 if small_input else stem_stride, act=act,
                      nominal_stride=stem_stride)
     in_chs, stages = stem.out_chs, []
     for rows in MOBILENET_V1:
@@ -139,12 +147,12 @@ def resolve_mobilenet_v1(width_mult: float = 1.0, separable: bool = True, small_
         for _, s, out in rows:
             # separable=False: the "Conv MobileNet" of V1 Table 4, a full 3x3 conv per row.
             kind = "ds" if separable else "conv"
-            stage.append(BlockSpec(kind, in_chs, rnd(out), 3, first(s), act="relu", skip=False, pw_act=True,
+            stage.append(BlockSpec(kind, in_chs, rnd(out), 3, first(s), act=act, skip=False, pw_act=True,
                                    nominal_stride=s))
             in_chs = stage[-1].out_chs
         stages.append(tuple(stage))
     return ArchSpec("mobilenet_v1", stem, tuple(stages), default_dropout=0.0, small_input=small_input,
-                    extra={"width_mult": width_mult, "separable": separable})
+                    extra={"width_mult": width_mult, "separable": separable, "act": act})
 
 
 def resolve_mobilenet_v2(width_mult: float = 1.0, small_input: bool = False) -> ArchSpec:
@@ -185,7 +193,7 @@ def resolve_mobilenet_v3(
     minimalistic: bool = False,
     use_se: bool = True,
     use_hswish: bool = True,
-    width_convention: Literal["torchvision", "timm"] = "torchvision",
+    width_convention: Literal["torchvision", "timm", "keras"] = "torchvision",
     small_input: bool = False,
 ) -> ArchSpec:
     """Resolve Table 1/2 of the V3 paper.
@@ -197,10 +205,13 @@ def resolve_mobilenet_v3(
       the 1x1 conv before pooling (6x the last block width) and the hidden head layer (1280·α).
     * ``"timm"``: expansions are ratios of the (rounded) input width, the stem stays 16 below α = 0.75,
       the pre-pool conv is ``960·α`` rounded and the hidden head layer stays 1280 / 1024.
+    * ``"keras"`` (``keras.applications``): as timm, except that the stem is always 16, the pre-pool conv
+      is 6x the *rounded* last width and the hidden head layer grows with α > 1. It equals timm at the
+      published α = 0.75 / 1.0 and is needed to load Keras weights of other widths.
     """
     _check_width(width_mult)
     _check_choice("variant", variant, ("large", "small"))
-    _check_choice("width_convention", width_convention, ("torchvision", "timm"))
+    _check_choice("width_convention", width_convention, ("torchvision", "timm", "keras"))
     table = MOBILENET_V3_LARGE if variant == "large" else MOBILENET_V3_SMALL
     tv = width_convention == "torchvision"
 
@@ -219,7 +230,8 @@ def resolve_mobilenet_v3(
     divider = 2 if reduced_tail else 1
 
     first = _FirstDownsample(small_input)
-    stem_out = rnd(MOBILENET_V3_STEM) if tv or width_mult >= 0.75 else MOBILENET_V3_STEM
+    keras = width_convention == "keras"
+    stem_out = rnd(MOBILENET_V3_STEM) if tv or (width_mult >= 0.75 and not keras) else MOBILENET_V3_STEM
     stem = BlockSpec("conv", 3, stem_out, 3, 1 if small_input else 2, act=act("HS"), nominal_stride=2)
 
     in_chs, in_paper, resolution, stages, i = stem_out, MOBILENET_V3_STEM, 112, [], 0
@@ -246,10 +258,10 @@ def resolve_mobilenet_v3(
             in_chs, in_paper, i = out_chs, out, i + 1
         stages.append(tuple(stage))
     assert i == n_rows
-    last_conv = 6 * in_chs if tv else rnd(6 * in_paper)
+    last_conv = 6 * in_chs if tv else make_divisible(6 * in_chs) if keras else rnd(6 * in_paper)
     stages.append((BlockSpec("conv", in_chs, last_conv, 1, 1, act=act("HS")),))
     head = MOBILENET_V3_HEAD[variant]
-    head_hidden = rnd(head // divider) if tv else head
+    head_hidden = rnd(head // divider) if tv else rnd(head) if keras and width_mult > 1 else head
     return ArchSpec(
         f"mobilenet_v3_{variant}", stem, tuple(stages), head_hidden=head_hidden, head_act=act("HS"),
         bn_eps=1e-3, bn_momentum=0.01, small_input=small_input,
@@ -285,9 +297,15 @@ def resolve_resnet(name: str, small_input: bool = False) -> ArchSpec:
 # through **kwargs to MobileNet; create_model validates them.
 # --------------------------------------------------------------------------------------------------
 @register_model
-def mobilenet_v1(*, width_mult: float = 1.0, separable: bool = True, small_input: bool = False, **kwargs) -> MobileNet:
-    """MobileNetV1 (Howard et al. 2017); ``separable=False`` is the paper's "Conv MobileNet" (Table 4)."""
-    return MobileNet(resolve_mobilenet_v1(width_mult, separable, small_input), **kwargs)
+def mobilenet_v1(
+    *, width_mult: float = 1.0, separable: bool = True, act: Literal["relu", "relu6"] = "relu",
+    small_input: bool = False, **kwargs,
+) -> MobileNet:
+    """MobileNetV1 (Howard et al. 2017); ``separable=False`` is the paper's "Conv MobileNet" (Table 4).
+
+    ``act="relu6"`` matches the published Keras/TF-slim and timm weights (the paper says ReLU).
+    """
+    return MobileNet(resolve_mobilenet_v1(width_mult, separable, small_input, act), **kwargs)
 
 
 @register_model
@@ -297,7 +315,7 @@ def mobilenet_v2(*, width_mult: float = 1.0, small_input: bool = False, **kwargs
 
 
 def _v3(variant: Literal["large", "small"], width_mult: float, reduced_tail: bool, dilated: bool,
-        minimalistic: bool, use_se: bool, use_hswish: bool, width_convention: Literal["torchvision", "timm"],
+        minimalistic: bool, use_se: bool, use_hswish: bool, width_convention: Literal["torchvision", "timm", "keras"],
         small_input: bool, **kwargs) -> MobileNet:
     arch = resolve_mobilenet_v3(
         variant, width_mult, reduced_tail=reduced_tail, dilated=dilated, minimalistic=minimalistic, use_se=use_se,
@@ -309,7 +327,7 @@ def _v3(variant: Literal["large", "small"], width_mult: float, reduced_tail: boo
 @register_model
 def mobilenet_v3_large(
     *, width_mult: float = 1.0, reduced_tail: bool = False, dilated: bool = False, minimalistic: bool = False,
-    use_se: bool = True, use_hswish: bool = True, width_convention: Literal["torchvision", "timm"] = "torchvision",
+    use_se: bool = True, use_hswish: bool = True, width_convention: Literal["torchvision", "timm", "keras"] = "torchvision",
     small_input: bool = False, **kwargs,
 ) -> MobileNet:
     """MobileNetV3-Large (Howard et al. 2019, Table 1)."""
@@ -320,7 +338,7 @@ def mobilenet_v3_large(
 @register_model
 def mobilenet_v3_small(
     *, width_mult: float = 1.0, reduced_tail: bool = False, dilated: bool = False, minimalistic: bool = False,
-    use_se: bool = True, use_hswish: bool = True, width_convention: Literal["torchvision", "timm"] = "torchvision",
+    use_se: bool = True, use_hswish: bool = True, width_convention: Literal["torchvision", "timm", "keras"] = "torchvision",
     small_input: bool = False, **kwargs,
 ) -> MobileNet:
     """MobileNetV3-Small (Howard et al. 2019, Table 2)."""

@@ -9,14 +9,14 @@ can treat every model the same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from .blocks import BlockSpec, build_block
-from .layers import create_act, get_act_layer, norm_layer_for
+from .layers import Conv2dSame, create_act, get_act_layer, norm_layer_for
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "MobileNet"]
 
@@ -68,6 +68,8 @@ class MobileNet(nn.Module):
         features_only: return the C1..C5 feature maps (strides 2..32 nominal) instead of logits.
         out_indices: which of the five levels to return when ``features_only``.
         bn_eps, bn_momentum: override the family's BatchNorm settings (e.g. a source checkpoint's eps).
+        pad_type: ``""`` (PyTorch, symmetric) or ``"same"`` (TensorFlow, asymmetric at stride 2), which
+            Keras and timm ``tf_`` weights need for their outputs to match; ``None`` keeps the family's.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class MobileNet(nn.Module):
         out_indices: Sequence[int] = (0, 1, 2, 3, 4),
         bn_eps: float | None = None,
         bn_momentum: float | None = None,
+        pad_type: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
@@ -96,6 +99,10 @@ class MobileNet(nn.Module):
         if eps <= 0 or not 0 <= momentum <= 1:
             raise ValueError(f"BatchNorm eps={eps}, momentum={momentum} invalid; expected eps > 0, 0 <= momentum <= 1")
         norm_layer = norm_layer_for(eps, momentum)
+        if pad_type is not None:
+            if pad_type not in ("", "same"):
+                raise ValueError(f"pad_type={pad_type!r} invalid; expected '' (PyTorch) or 'same' (TensorFlow)")
+            arch = replace(arch, pad_type=pad_type)
 
         self.arch = arch
         self.in_chans = in_chans
@@ -236,6 +243,39 @@ class MobileNet(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         return set()
+
+    @property
+    def pad_type(self) -> str:
+        return self.arch.pad_type
+
+    def set_pad_type(self, pad_type: str) -> None:
+        """Switch between PyTorch and TensorFlow "same" padding in place, keeping every weight.
+
+        Padding holds no parameters, so a model built with one mode can run with the other: loading
+        Keras or timm ``tf_`` weights into a symmetric-padded model (e.g. for fine-tuning) switches it to
+        "same" so that its outputs match the source. Only stride-2 convolutions with kernels > 1 differ;
+        at stride 1 both modes pad odd kernels symmetrically.
+        """
+        if pad_type not in ("", "same"):
+            raise ValueError(f"pad_type={pad_type!r} invalid; expected '' (PyTorch) or 'same' (TensorFlow)")
+        if pad_type == self.arch.pad_type:
+            return
+        for parent in list(self.modules()):
+            for name, child in list(parent.named_children()):
+                if not isinstance(child, nn.Conv2d) or child.stride == (1, 1) or child.kernel_size == (1, 1):
+                    continue
+                cls = Conv2dSame if pad_type == "same" else nn.Conv2d
+                if type(child) is cls:
+                    continue
+                k, d = child.kernel_size, child.dilation
+                padding = (0, 0) if pad_type == "same" else ((k[0] - 1) // 2 * d[0], (k[1] - 1) // 2 * d[1])
+                new = cls(child.in_channels, child.out_channels, k, child.stride, padding, d, child.groups,
+                          child.bias is not None, device=child.weight.device, dtype=child.weight.dtype)
+                new.weight = child.weight
+                if child.bias is not None:
+                    new.bias = child.bias
+                setattr(parent, name, new)
+        self.arch = replace(self.arch, pad_type=pad_type)
 
     # ------------------------------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:

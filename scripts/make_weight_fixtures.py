@@ -1,0 +1,332 @@
+"""Regenerate the weight-conversion fixtures in ``tests/fixtures/weights/``.
+
+Each fixture is a small model built by the *source* implementation (torchvision, timm or Keras) with
+random weights and non-default BatchNorm running statistics, saved in that source's own file format,
+plus the source's logits for one fixed input. ``tests/test_weights.py`` converts every file with
+:func:`mobilenets.load_weights` and checks our logits against the source's within 1e-4, so the tests need
+none of the three libraries.
+
+How to run (from the repository root, CPU is enough, about a minute)::
+
+    pip install --no-deps torchvision timm                # pure-Python model code only
+    pip install keras h5py torch==2.13.0                  # torch pinned so pip never swaps it
+    KERAS_BACKEND=torch python scripts/make_weight_fixtures.py
+
+torchvision's compiled ops do not load against the CPU torch build used here; the model code does not
+need them, so the script stubs ``torchvision._meta_registrations`` before importing torchvision (timm
+imports torchvision too). Pass ``--only tv,timm,keras`` to rebuild one source.
+
+The models are deliberately tiny (width multipliers 0.05-0.35, 5 classes, 64x64 input) so that all
+fixtures together stay around 3 MB; every tensor is still random, so a mapping or layout mistake shows
+up as a large logit difference. The V3 heads of timm and Keras keep their 1280/1024 hidden width at any
+multiplier, which is why their multipliers are the smallest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "weights"
+NUM_CLASSES = 5
+SIZE = 64  # even at every stride-2 layer, so Keras V1's explicit (0, 1) padding equals TF "same"
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+@dataclass
+class Fixture:
+    name: str
+    source: str  # torchvision | timm | keras
+    file: str  # file name, its suffix picks the format
+    arch: str  # our registered architecture
+    kwargs: dict[str, Any]  # create_model keywords that reproduce the source architecture
+    build: Callable[[], Any]
+    mean_std: tuple[tuple[float, ...], tuple[float, ...]] = IMAGENET
+    load: dict[str, Any] = field(default_factory=dict)  # extra load_weights keywords (e.g. source)
+    also: tuple[str, ...] = ()  # further file names holding the same weights in another format
+
+
+# ----------------------------------------------------------------------------------------- torch side
+def _randomise_torch(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generator) -> None:
+    """Random affine BN parameters and running statistics taken from data, then perturbed.
+
+    Statistics measured on real activations keep every layer's output at a sane scale (random
+    statistics would blow the logits up to 1e4 or shrink them to nothing); the perturbation makes sure
+    none of them equals a default or a batch statistic, so a loader that ignored them would fail.
+    """
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                torch.nn.init.normal_(m.weight, 0, 1 / m.in_features**0.5, generator=gen)
+                torch.nn.init.normal_(m.bias, 0, 0.1, generator=gen)
+            elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+                torch.nn.init.normal_(m.bias, 0, 0.1, generator=gen)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.empty_like(m.weight).uniform_(0.7, 1.3, generator=gen))
+                m.bias.copy_(torch.empty_like(m.bias).normal_(0, 0.2, generator=gen))
+                m.momentum = 1.0
+        model.train()
+        model(x)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.add_(torch.empty_like(m.running_mean).normal_(0, 0.05, generator=gen))
+                m.running_var.mul_(torch.empty_like(m.running_var).uniform_(0.8, 1.25, generator=gen))
+                m.momentum = 0.1
+    model.eval()
+
+
+def _tv(fn: str, **kw: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        import torchvision.models as tvm
+
+        return getattr(tvm, fn)(num_classes=NUM_CLASSES, **kw)
+
+    return build
+
+
+def _timm(gen_name: str, variant: str, mult: float, **kw: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        from timm.models import efficientnet, mobilenetv3
+
+        mod = mobilenetv3 if gen_name == "_gen_mobilenet_v3" else efficientnet
+        return getattr(mod, gen_name)(variant, mult, num_classes=NUM_CLASSES, pretrained=False, **kw)
+
+    return build
+
+
+# ----------------------------------------------------------------------------------------- keras side
+def _keras(ctor: str, **kw: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        import keras
+
+        return getattr(keras.applications, ctor)(
+            weights=None, classes=NUM_CLASSES, input_shape=(SIZE, SIZE, 3), classifier_activation=None, **kw
+        )
+
+    return build
+
+
+def _randomise_keras(model: Any, x01: np.ndarray, rng: np.random.Generator, keras_input: Callable) -> None:
+    """The Keras counterpart of :func:`_randomise_torch` (moving statistics from one training pass)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.7, 1.3, gamma.shape).astype("float32"),
+                               rng.normal(0, 0.2, beta.shape).astype("float32"), mean, var])
+            layer.momentum = 0.0
+        elif isinstance(layer, keras.layers.Conv2D | keras.layers.Dense) and layer.use_bias:
+            w = layer.get_weights()
+            layer.set_weights([w[0], rng.normal(0, 0.1, w[1].shape).astype("float32")])
+    model(keras_input(x01), training=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta, (mean + rng.normal(0, 0.05, mean.shape)).astype("float32"),
+                               (var * rng.uniform(0.8, 1.25, var.shape)).astype("float32")])
+            layer.momentum = 0.99
+
+
+def _keras_v3_input(x01: np.ndarray) -> np.ndarray:
+    return x01 * 255.0  # MobileNetV3 has Rescaling(1/127.5, offset=-1) inside the model
+
+
+def _keras_tf_input(x01: np.ndarray) -> np.ndarray:
+    return x01 * 2.0 - 1.0  # keras.applications.mobilenet(_v2).preprocess_input, "tf" mode
+
+
+def _save_keras(model: Any, path: Path) -> None:
+    """Write with Keras itself, then repack with HDF5's newer object headers to shrink the file.
+
+    Keras writes a group for every layer (activations included) in HDF5's oldest format, several hundred
+    KB of metadata for a tiny model. Copying every group, dataset and attribute into a ``libver="latest"``
+    file keeps the logical layout exactly as Keras wrote it (names, nesting, attributes, dtypes) and
+    halves the size; :func:`_check_keras_reload` proves Keras still reads it to the same logits.
+    """
+    import h5py
+
+    raw = path.with_name(path.name + ".raw")
+    if path.name.endswith(".weights.h5"):
+        # Keras 3 layout: layers/<class name>[_<n>]/vars/<i>; Keras insists on the suffix.
+        raw = path.with_name("raw_" + path.name)
+        model.save_weights(str(raw))
+    else:
+        from keras.src.legacy.saving import legacy_h5_format
+
+        # The layout keras.applications publishes: one group per layer name, weight_names attributes.
+        with h5py.File(raw, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+    def copy(src: Any, dst: Any) -> None:
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        for k, obj in src.items():
+            if isinstance(obj, h5py.Group):
+                copy(obj, dst.create_group(k))
+            else:
+                d = dst.create_dataset(k, data=obj[()])
+                for a, b in obj.attrs.items():
+                    d.attrs[a] = b
+
+    with h5py.File(raw, "r") as f, h5py.File(path, "w", libver="latest") as g:
+        copy(f, g)
+    raw.unlink()
+
+
+def _check_keras_reload(build: Callable[[], Any], path: Path, x: np.ndarray, expected: np.ndarray) -> None:
+    """Load the written file into a fresh Keras model and require the same logits."""
+    import h5py
+    import keras
+
+    fresh = build()
+    if path.name.endswith(".weights.h5"):
+        fresh.load_weights(str(path))
+    else:
+        from keras.src.legacy.saving import legacy_h5_format
+
+        with h5py.File(path, "r") as f:
+            legacy_h5_format.load_weights_from_hdf5_group(f, fresh)
+    got = np.asarray(keras.ops.convert_to_numpy(fresh(x, training=False)))
+    if not np.allclose(got, expected, atol=1e-6, rtol=0):
+        raise SystemExit(f"{path.name}: Keras does not reload its own file to the same logits")
+
+
+FIXTURES = [
+    # torchvision: V2, V3-Large, V3-Small with reduced tail; .pth (torch.save) and .safetensors
+    Fixture("tv_mobilenet_v2", "torchvision", "tv_mobilenet_v2.pth", "mobilenet_v2", {"width_mult": 0.05},
+            _tv("mobilenet_v2", width_mult=0.05)),
+    Fixture("tv_mobilenet_v3_large", "torchvision", "tv_mobilenet_v3_large.safetensors", "mobilenet_v3_large",
+            {"width_mult": 0.1}, _tv("mobilenet_v3_large", width_mult=0.1)),
+    Fixture("tv_mobilenet_v3_small_reduced_tail", "torchvision", "tv_mobilenet_v3_small_reduced_tail.pth",
+            "mobilenet_v3_small", {"width_mult": 0.25, "reduced_tail": True},
+            _tv("mobilenet_v3_small", width_mult=0.25, reduced_tail=True)),
+    # timm: V1 (ReLU6), V2, V3 with timm's width convention, a tf_ port ("same" padding, BN eps 1e-3)
+    Fixture("timm_mobilenet_v1", "timm", "timm_mobilenet_v1.safetensors", "mobilenet_v1",
+            {"width_mult": 0.1, "act": "relu6"}, _timm("_gen_mobilenet_v1", "mobilenetv1_010", 0.1)),
+    Fixture("timm_mobilenet_v2", "timm", "timm_mobilenet_v2.bin", "mobilenet_v2", {"width_mult": 0.05},
+            _timm("_gen_mobilenet_v2", "mobilenetv2_005", 0.05)),
+    Fixture("timm_mobilenet_v3_large", "timm", "timm_mobilenet_v3_large.pth", "mobilenet_v3_large",
+            {"width_mult": 0.05, "width_convention": "timm"},
+            _timm("_gen_mobilenet_v3", "mobilenetv3_large_005", 0.05)),
+    Fixture("timm_mobilenet_v3_small", "timm", "timm_mobilenet_v3_small.safetensors", "mobilenet_v3_small",
+            {"width_mult": 0.05, "width_convention": "timm"},
+            _timm("_gen_mobilenet_v3", "mobilenetv3_small_005", 0.05)),
+    Fixture("timm_tf_mobilenet_v3_large_minimal", "timm", "timm_tf_mobilenet_v3_large_minimal.safetensors",
+            "mobilenet_v3_large", {"width_mult": 0.02, "width_convention": "timm", "minimalistic": True,
+                                   "pad_type": "same"},
+            _timm("_gen_mobilenet_v3", "tf_mobilenetv3_large_minimal_002", 0.02, bn_eps=1e-3, pad_type="same"),
+            mean_std=INCEPTION, load={"source": "timm_tf"}),
+    # Keras: V1, V2, V3-Large/Small and minimalistic; legacy .h5 (as published) and Keras 3 .weights.h5
+    Fixture("keras_mobilenet_v1", "keras", "keras_mobilenet_v1.h5", "mobilenet_v1",
+            {"width_mult": 0.25, "act": "relu6", "pad_type": "same"}, _keras("MobileNet", alpha=0.25),
+            mean_std=INCEPTION),
+    Fixture("keras_mobilenet_v2", "keras", "keras_mobilenet_v2.weights.h5", "mobilenet_v2",
+            {"width_mult": 0.05, "pad_type": "same"}, _keras("MobileNetV2", alpha=0.05), mean_std=INCEPTION),
+    Fixture("keras_mobilenet_v3_large", "keras", "keras_mobilenet_v3_large.h5", "mobilenet_v3_large",
+            {"width_mult": 0.02, "width_convention": "keras", "pad_type": "same"},
+            _keras("MobileNetV3Large", alpha=0.02), mean_std=INCEPTION),
+    Fixture("keras_mobilenet_v3_small", "keras", "keras_mobilenet_v3_small.weights.h5", "mobilenet_v3_small",
+            {"width_mult": 0.05, "width_convention": "keras", "pad_type": "same"},
+            _keras("MobileNetV3Small", alpha=0.05), mean_std=INCEPTION),
+    Fixture("keras_mobilenet_v3_small_minimalistic", "keras", "keras_mobilenet_v3_small_minimalistic.h5",
+            "mobilenet_v3_small", {"width_mult": 0.02, "width_convention": "keras", "minimalistic": True,
+                                   "pad_type": "same"},
+            _keras("MobileNetV3Small", alpha=0.02, minimalistic=True), mean_std=INCEPTION),
+]
+
+
+def _versions() -> dict[str, str]:
+    out = {"torch": torch.__version__}
+    for mod in ("torchvision", "timm", "keras", "h5py"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="tv,timm,keras", help="comma-separated sources to rebuild")
+    args = parser.parse_args()
+    wanted = {"tv": "torchvision", "timm": "timm", "keras": "keras"}
+    only = {wanted[s.strip()] for s in args.only.split(",") if s.strip()}
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    x01 = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1234))
+    save_file({"x": x01.contiguous()}, OUT / "input.safetensors")
+
+    manifest_path = OUT / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"fixtures": {}}
+    expected_path = OUT / "expected.safetensors"
+    from safetensors.torch import load_file
+
+    expected = load_file(str(expected_path)) if expected_path.exists() else {}
+
+    for i, fx in enumerate(FIXTURES):
+        if fx.source not in only:
+            continue
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in fx.mean_std)
+        path = OUT / fx.file
+        if fx.source == "keras":
+            import keras
+
+            keras.utils.set_random_seed(100 + i)
+            model = fx.build()
+            to_input = _keras_v3_input if fx.arch.startswith("mobilenet_v3") else _keras_tf_input
+            x_nhwc = x01.permute(0, 2, 3, 1).numpy()
+            stats_x = np.random.default_rng(i).uniform(0, 1, (4, SIZE, SIZE, 3)).astype("float32")
+            _randomise_keras(model, stats_x, np.random.default_rng(100 + i), to_input)
+            logits = torch.as_tensor(np.asarray(keras.ops.convert_to_numpy(model(to_input(x_nhwc), training=False))))
+            for out in (path, *(OUT / other for other in fx.also)):
+                _save_keras(model, out)
+                _check_keras_reload(fx.build, out, to_input(x_nhwc), logits.numpy())
+        else:
+            torch.manual_seed(100 + i)
+            model = fx.build()
+            gen = torch.Generator().manual_seed(100 + i)
+            stats_x = (torch.rand(4, 3, SIZE, SIZE, generator=gen) - mean) / std
+            _randomise_torch(model, stats_x, gen)
+            with torch.no_grad():
+                logits = model((x01 - mean) / std)
+            state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+            if path.suffix == ".safetensors":
+                save_file(state, path)
+            else:
+                torch.save(state, path)
+        expected[fx.name] = logits.detach().float().contiguous()
+        manifest["fixtures"][fx.name] = {
+            "source": fx.source, "files": [fx.file, *fx.also], "arch": fx.arch, "kwargs": fx.kwargs,
+            "num_classes": NUM_CLASSES, "mean": list(fx.mean_std[0]), "std": list(fx.mean_std[1]), "load": fx.load,
+            "logit_range": [float(logits.min()), float(logits.max())],
+        }
+        sizes = sum((OUT / f).stat().st_size for f in [fx.file, *fx.also])
+        print(f"{fx.name:40s} {sizes / 1024:8.1f} KiB  logits in [{logits.min():.2f}, {logits.max():.2f}]")
+
+    manifest["input"] = {"file": "input.safetensors", "shape": list(x01.shape), "range": [0, 1]}
+    manifest["generated_with"] = _versions()
+    save_file(expected, expected_path)
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    total = sum(p.stat().st_size for p in OUT.iterdir())
+    print(f"total {total / 1024**2:.2f} MiB in {OUT}")
+
+
+if __name__ == "__main__":
+    main()

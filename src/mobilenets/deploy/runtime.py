@@ -1,0 +1,569 @@
+"""Run any artefact: ``load_artifact(path)`` returns a :class:`Predictor` for every exported format.
+
+An exported or quantized model is only useful if evaluation and prediction can run it exactly as
+they run the PyTorch weights, with the same preprocessing. Every artefact therefore carries its
+:class:`ArtifactMetadata` (input size, mean/std, class names, dataset, batch), embedded where the
+format has a place for it (ONNX ``metadata_props``, TorchScript / ``.pt2`` extra files, OpenVINO
+``rt_info``) and always in a ``<artifact>.json`` sidecar, which is the only copy for ``.pte``. The
+sidecar records the artefact's SHA-256 so a sidecar that belongs to another file is refused instead
+of silently preprocessing with the wrong statistics.
+
+A :class:`Predictor` takes a float32 NCHW batch that is already normalised (the same input the eager
+model takes) and returns float32 logits. It hides each runtime's batch constraints: an artefact
+exported for a fixed batch runs larger batches in chunks and pads the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactMetadata",
+    "MissingExtraError",
+    "Predictor",
+    "artifact_format",
+    "default_threads",
+    "load_artifact",
+    "read_metadata",
+    "require",
+    "write_metadata",
+]
+
+METADATA_KEY = "mobilenets"
+SIDECAR_SUFFIX = ".json"
+EXTRA_FILE = "mobilenets.json"
+
+
+class ArtifactError(ValueError):
+    """An artefact that cannot be used: corrupt, truncated, of an unknown kind, or not matching its metadata."""
+
+
+class MissingExtraError(ImportError, ValueError):
+    """An optional dependency is missing; the message says which ``pip install`` fixes it.
+
+    Also a ``ValueError`` so the command line prints it as one line instead of a traceback.
+    """
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """Fail early, naming the extra to install, when ``module`` cannot be imported."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise MissingExtraError(
+            f"{what} needs the Python package providing {module!r}, which is not installed: "
+            f"pip install 'mobilenets[{extra}]' torch=={torch.__version__.split('+')[0]}"
+        )
+
+
+def default_threads() -> int:
+    """All cores this process may use (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+# -------------------------------------------------------------------------------------------- metadata
+@dataclass
+class ArtifactMetadata:
+    """What evaluation, prediction and benchmarking need to know about an artefact besides its graph."""
+
+    format: str
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+    class_names: list[str] | None = None
+    dataset: str | None = None
+    architecture: str | None = None
+    batch: int | None = 1
+    """Fixed batch size of the graph; ``None`` when the batch dimension is dynamic."""
+    max_batch: int | None = None
+    """Upper bound of a dynamic batch (ExecuTorch plans memory for it); ``None`` if unbounded."""
+    precision: str = "fp32"
+    quantization: dict[str, Any] | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"format_version": 1, **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> ArtifactMetadata:
+        names = {f.name for f in fields(cls)}
+        required = ("format", "input_size", "mean", "std", "num_classes")
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise ArtifactError(f"{source}: metadata lacks {', '.join(missing)}")
+        kwargs = {k: v for k, v in data.items() if k in names}
+        try:
+            kwargs["input_size"] = tuple(int(v) for v in data["input_size"])
+            kwargs["mean"] = tuple(float(v) for v in data["mean"])
+            kwargs["std"] = tuple(float(v) for v in data["std"])
+            kwargs["num_classes"] = int(data["num_classes"])
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{source}: malformed metadata ({exc})") from None
+        if len(kwargs["input_size"]) != 3:
+            raise ArtifactError(f"{source}: input_size must be (C, H, W), got {kwargs['input_size']}")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str) -> ArtifactMetadata:
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{source}: metadata is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{source}: metadata is not a JSON object")
+        return cls.from_dict(data, source)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, fmt: str, *, input_size: int | None = None, **kw: Any) -> ArtifactMetadata:
+        """Metadata of a mobilenets model (its ``pretrained_cfg``), for an export at ``input_size``."""
+        cfg = dict(getattr(model, "pretrained_cfg", {}))
+        inner = getattr(model, "model", model)
+        c, h, w = (tuple(cfg.get("input_size") or (getattr(model, "in_chans", 3), 224, 224)))
+        if input_size is not None:
+            h = w = int(input_size)
+        names = getattr(inner, "class_names", None)
+        return cls(
+            format=fmt,
+            input_size=(int(c), int(h), int(w)),
+            mean=tuple(float(v) for v in cfg.get("mean", (0.0,) * int(c))),
+            std=tuple(float(v) for v in cfg.get("std", (1.0,) * int(c))),
+            num_classes=int(getattr(model, "num_classes", cfg.get("num_classes", 0))),
+            interpolation=str(cfg.get("interpolation") or "bilinear"),
+            crop_pct=float(cfg.get("crop_pct") or 1.0),
+            class_names=list(names) if names else None,
+            dataset=getattr(inner, "dataset_name", None),
+            architecture=getattr(inner, "model_name", None),
+            **kw,
+        )
+
+
+def sidecar_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_metadata(path: str | Path, meta: ArtifactMetadata) -> Path:
+    """Write the ``<artifact>.json`` sidecar (with the artefact's SHA-256); call after the artefact exists."""
+    path = Path(path)
+    data = json.loads(meta.to_json())
+    data["artifact_sha256"] = _sha256(path)
+    side = sidecar_path(path)
+    side.write_text(json.dumps(data, indent=2))
+    return side
+
+
+def _read_sidecar(path: Path) -> ArtifactMetadata | None:
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{side} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{side} is not a metadata object")
+    digest = data.get("artifact_sha256")
+    if digest and digest != _sha256(path):
+        raise ArtifactError(
+            f"{side} describes a different file than {path.name} (SHA-256 mismatch): the artefact was replaced "
+            "or the sidecar copied from another export; re-export, or delete the stale sidecar"
+        )
+    return ArtifactMetadata.from_dict(data, str(side))
+
+
+# ------------------------------------------------------------------------------------------ predictors
+class Predictor:
+    """A loaded artefact: ``predictor(x)`` maps a normalised float32 NCHW batch to float32 logits."""
+
+    def __init__(self, path: Path, metadata: ArtifactMetadata, runtime: str) -> None:
+        self.path = path
+        self.metadata = metadata
+        self.runtime = runtime
+
+    # Subclasses implement one call at a batch the graph accepts.
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check(self, x: torch.Tensor) -> None:
+        c, h, w = self.metadata.input_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
+            raise ValueError(
+                f"{self.path.name} expects input of shape (N, {c}, {h}, {w}), got {tuple(x.shape)}"
+            )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        x = x.detach().to("cpu", torch.float32).contiguous()
+        n = x.shape[0]
+        chunk = self.metadata.batch or self.metadata.max_batch
+        if chunk is None or n == chunk or (self.metadata.batch is None and n <= chunk):
+            return self._run(x)
+        outs = []
+        for start in range(0, n, chunk):
+            part = x[start:start + chunk]
+            k = part.shape[0]
+            if self.metadata.batch is not None and k < chunk:
+                part = torch.cat([part, part[-1:].expand(chunk - k, *part.shape[1:])]).contiguous()
+            outs.append(self._run(part)[:k])
+        return torch.cat(outs)
+
+    def as_module(self) -> nn.Module:
+        """This predictor as an ``nn.Module`` (on the CPU) for code written against PyTorch models."""
+        return _PredictorModule(self)
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return f"{type(self).__name__}({self.path}, {m.format}/{m.precision}, input {m.input_size}, batch {m.batch})"
+
+
+class _PredictorModule(nn.Module):
+    def __init__(self, predictor: Predictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+        # A parameter so that ``next(module.parameters()).device`` works (the CPU: every runtime here is).
+        self._device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
+        self.num_classes = predictor.metadata.num_classes
+        self.in_chans = predictor.metadata.input_size[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predictor(x)
+
+
+class TorchModulePredictor(Predictor):
+    """Eager PyTorch (native weights, TorchScript, ``torch.export`` programs)."""
+
+    def __init__(self, path: Path, metadata: ArtifactMetadata, module: Callable[[torch.Tensor], torch.Tensor],
+                 runtime: str, threads: int | None = None) -> None:
+        super().__init__(path, metadata, runtime)
+        self.module = module
+        self.threads = threads
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            return self.module(x).float()
+
+
+class OnnxPredictor(Predictor):
+    """ONNX Runtime on the CPU with all graph optimisations and ``threads`` intra-op threads."""
+
+    def __init__(self, path: Path, metadata: ArtifactMetadata, threads: int | None = None) -> None:
+        super().__init__(path, metadata, "onnxruntime")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for every load failure
+            raise ArtifactError(f"{path} could not be loaded by onnxruntime: {_first_line(exc)}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        _check_declared_shape(path, metadata, self.session.get_inputs()[0].shape)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {self.input_name: x.numpy()})[0])
+
+
+class OpenVINOPredictor(Predictor):
+    """OpenVINO on the CPU with the f32 precision hint (its CPU default here is bf16, which loses ~1e-2)."""
+
+    def __init__(self, path: Path, metadata: ArtifactMetadata, threads: int | None = None,
+                 model: Any = None) -> None:
+        super().__init__(path, metadata, "openvino")
+        import openvino as ov
+
+        core = ov.Core()
+        try:
+            model = model if model is not None else core.read_model(str(path))
+            self.compiled = core.compile_model(model, "CPU", {
+                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_NUM_THREADS": int(threads or default_threads()),
+                "PERFORMANCE_HINT": "LATENCY",
+            })
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
+            raise ArtifactError(f"{path} could not be loaded by OpenVINO: {_first_line(exc)}") from None
+        self.request = self.compiled.create_infer_request()
+        _check_declared_shape(path, metadata, list(self.compiled.input(0).get_partial_shape()))
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.request.infer({0: x.numpy()}, share_inputs=True)
+        return torch.from_numpy(out[self.compiled.output(0)].copy())
+
+
+class ExecuTorchPredictor(Predictor):
+    """ExecuTorch's Python runtime (the XNNPACK delegate does the work for a lowered program)."""
+
+    def __init__(self, path: Path, metadata: ArtifactMetadata, threads: int | None = None) -> None:
+        super().__init__(path, metadata, "executorch")
+        from executorch.runtime import Runtime
+
+        if threads:
+            _set_executorch_threads(threads)
+        try:
+            program = Runtime.get().load_program(str(path))
+            self.method = program.load_method("forward")
+        except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
+            raise ArtifactError(f"{path} could not be loaded by ExecuTorch: {_first_line(exc)}") from None
+        if self.method is None:
+            raise ArtifactError(f"{path} has no 'forward' method")
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        return self.method.execute([x])[0].float().clone()
+
+
+def _set_executorch_threads(threads: int) -> None:
+    try:
+        from executorch.extension.pybindings import portable_lib
+    except ImportError:  # pragma: no cover - depends on the ExecuTorch build
+        return
+    reset = getattr(portable_lib, "_unsafe_reset_threadpool", None)
+    get = getattr(portable_lib, "_threadpool_get_thread_count", None)
+    if reset is not None and (get is None or get() != threads):
+        reset(int(threads))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
+
+
+def _check_declared_shape(path: Path, meta: ArtifactMetadata, shape: list[Any]) -> None:
+    """The runtime's declared input shape must agree with the metadata (a mismatched sidecar otherwise)."""
+    dims = []
+    for d in shape:
+        try:
+            dims.append(int(d) if not hasattr(d, "is_static") or d.is_static else None)
+        except (TypeError, ValueError):
+            dims.append(None)  # symbolic ('batch') or dynamic ('?')
+    if len(dims) != 4:
+        raise ArtifactError(f"{path.name}: expected a 4-D image input, the graph declares {shape}")
+    for got, want, what in zip(dims[1:], meta.input_size, ("channels", "height", "width")):
+        if got is not None and got != want:
+            raise ArtifactError(
+                f"{path.name}: graph input {what} is {got} but its metadata says {want} "
+                f"(input_size {meta.input_size}); the metadata belongs to another artefact"
+            )
+
+
+# ---------------------------------------------------------------------------------------------- loading
+WEIGHTS_FORMAT = "weights"
+
+
+def artifact_format(path: str | Path) -> str:
+    """The format key of ``path``: a row of :data:`mobilenets.deploy.export.FORMATS` or ``"weights"``."""
+    from .export import FORMATS
+
+    path = Path(path)
+    if path.is_dir() or path.name in ("model.safetensors", "config.json"):
+        return WEIGHTS_FORMAT
+    suffix = path.suffix.lower()
+    for fmt in FORMATS.values():
+        if suffix in fmt.suffixes:
+            return fmt.key
+    known = ", ".join(f"{s} ({f.key})" for f in FORMATS.values() for s in f.suffixes)
+    raise ArtifactError(f"{path}: unknown artefact type {suffix or '(no suffix)'!r}; expected a weights directory or {known}")
+
+
+def read_metadata(path: str | Path, embedded: str | bytes | None = None) -> ArtifactMetadata:
+    """The artefact's metadata: the embedded copy if given, otherwise the verified sidecar."""
+    path = Path(path)
+    if embedded:
+        return ArtifactMetadata.from_json(embedded, f"{path} (embedded metadata)")
+    meta = _read_sidecar(path)
+    if meta is None:
+        raise ArtifactError(
+            f"{path} carries no mobilenets metadata and {sidecar_path(path).name} is missing: "
+            "export it with `mobilenets export` (the sidecar records input size and normalisation)"
+        )
+    return meta
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"artefact {path} not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ArtifactError(f"{path} is empty (an interrupted export?)")
+
+
+def _load_weights(path: Path, threads: int | None, fuse: bool = True) -> Predictor:
+    from ..weights import from_pretrained, read_config
+    from .fuse import prepare_for_export
+
+    wdir = path.parent if path.is_file() else path
+    model = from_pretrained(wdir).eval()
+    config = read_config(wdir)
+    model.dataset_name = config.get("dataset")
+    module = prepare_for_export(model) if fuse else model
+    meta = ArtifactMetadata.from_model(model, WEIGHTS_FORMAT, batch=None, source=str(wdir))
+    return TorchModulePredictor(wdir, meta, module, "eager", threads)
+
+
+def _load_torchscript(path: Path, threads: int | None) -> Predictor:
+    if not zipfile.is_zipfile(path):
+        raise ArtifactError(f"{path} is not a TorchScript archive (not a zip file: corrupt or truncated)")
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    if not any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        raise ArtifactError(
+            f"{path} is a PyTorch file but not a TorchScript module (a state dict or checkpoint?): "
+            "for PyTorch weights pass their save_pretrained / run directory"
+        )
+    extra = {EXTRA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:  # torch.jit raises RuntimeError with C++ traces
+        raise ArtifactError(f"{path} could not be loaded by torch.jit.load: {_first_line(exc)}") from None
+    meta = read_metadata(path, extra[EXTRA_FILE])
+    return TorchModulePredictor(path, meta, module.eval(), "torchscript", threads)
+
+
+def _load_pt2(path: Path, threads: int | None, compile: bool = False) -> Predictor:
+    if not zipfile.is_zipfile(path):
+        raise ArtifactError(f"{path} is not a torch.export archive (not a zip file: corrupt or truncated)")
+    with zipfile.ZipFile(path) as zf:
+        inner = next((n for n in zf.namelist() if n.endswith("/extra/" + EXTRA_FILE)), None)
+        embedded = zf.read(inner) if inner else None
+    meta = read_metadata(path, embedded)
+    if meta.precision == "int8":
+        _import_quant_ops()
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as exc:  # deserialisation errors come in many types
+        raise ArtifactError(f"{path} could not be loaded by torch.export.load: {_first_line(exc)}") from None
+    module = ep.module()
+    runtime = "torch.export"
+    if compile or meta.precision == "int8":
+        # An int8 PT2E program is a reference graph (dequantize -> fp32 op -> quantize); Inductor with
+        # freezing turns the patterns into oneDNN int8 kernels. Eager execution is exact but slow.
+        if compile:
+            module = compile_module(module, int8=meta.precision == "int8")
+            runtime = "inductor"
+    return TorchModulePredictor(path, meta, module, runtime, threads)
+
+
+def compile_module(module: Callable[..., Any], *, int8: bool = False) -> Callable[..., Any]:
+    """``torch.compile`` with Inductor freezing (weights become constants; int8 patterns fuse)."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    if int8:
+        inductor_config.cpp_wrapper = False
+    return torch.compile(module, dynamic=False)
+
+
+def _import_quant_ops() -> None:
+    """Register the quantize/dequantize ops an int8 program references before deserialising it."""
+    for mod in ("torch.ao.quantization.fx._decomposed", "torchao.quantization.pt2e"):
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            pass
+
+
+def _load_onnx(path: Path, threads: int | None) -> Predictor:
+    require("onnxruntime", "onnx", "Running ONNX artefacts")
+    embedded = None
+    try:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+        embedded = next((p.value for p in proto.metadata_props if p.key == METADATA_KEY), None)
+    except ImportError:
+        pass
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ArtifactError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+    return OnnxPredictor(path, read_metadata(path, embedded), threads)
+
+
+def _load_openvino(path: Path, threads: int | None) -> Predictor:
+    require("openvino", "openvino", "Running OpenVINO artefacts")
+    import openvino as ov
+
+    if not path.with_suffix(".bin").is_file():
+        raise ArtifactError(f"{path}: the weights file {path.with_suffix('.bin').name} is missing beside it")
+    try:
+        model = ov.Core().read_model(str(path))
+    except Exception as exc:  # OpenVINO's exceptions carry multi-line C++ context
+        raise ArtifactError(f"{path} is not a readable OpenVINO IR: {_first_line(exc)}") from None
+    embedded = None
+    if model.has_rt_info([METADATA_KEY, "metadata"]):
+        embedded = str(model.get_rt_info([METADATA_KEY, "metadata"]).astype(str))
+    return OpenVINOPredictor(path, read_metadata(path, embedded), threads, model=model)
+
+
+def _load_executorch(path: Path, threads: int | None) -> Predictor:
+    require("executorch", "executorch", "Running ExecuTorch artefacts")
+    meta = read_metadata(path)
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head[4:6] != b"ET":
+        raise ArtifactError(f"{path} is not an ExecuTorch program (no ET flatbuffer identifier)")
+    return ExecuTorchPredictor(path, meta, threads)
+
+
+_LOADERS: dict[str, Callable[..., Predictor]] = {
+    WEIGHTS_FORMAT: _load_weights,
+    "torchscript": _load_torchscript,
+    "pt2": _load_pt2,
+    "onnx": _load_onnx,
+    "openvino": _load_openvino,
+    "executorch": _load_executorch,
+}
+
+
+def load_artifact(path: str | Path, *, threads: int | None = None, compile: bool = False) -> Predictor:
+    """Load a weights directory or any exported / quantized artefact for inference on the CPU.
+
+    ``threads`` sets the runtime's intra-op threads (default: all cores). ``compile`` runs ``.pt2``
+    programs through ``torch.compile`` (needed for int8 x86 speed; exact but slow without it).
+    Raises :class:`FileNotFoundError` for a missing path, :class:`ArtifactError` for a corrupt or
+    mismatched artefact and :class:`MissingExtraError` when the runtime is not installed.
+    """
+    path = Path(path)
+    _check_file(path)
+    fmt = artifact_format(path)
+    if fmt == "pt2":
+        predictor = _load_pt2(path, threads, compile=compile)
+    else:
+        predictor = _LOADERS[fmt](path, threads)
+    if predictor.metadata.format not in (fmt, WEIGHTS_FORMAT) and fmt != WEIGHTS_FORMAT:
+        raise ArtifactError(
+            f"{path}: metadata says format {predictor.metadata.format!r} but the file is {fmt!r}; "
+            "the metadata belongs to another artefact"
+        )
+    return predictor
