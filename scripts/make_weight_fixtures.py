@@ -72,9 +72,12 @@ def _randomise_torch(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generat
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Linear):
-                torch.nn.init.normal_(m.weight, 0, 1 / m.in_features**0.5, generator=gen)
+                # 3/sqrt(fan_in): logits of order 1-10, so that 1e-4 is a tight tolerance
+                torch.nn.init.normal_(m.weight, 0, 3 / m.in_features**0.5, generator=gen)
                 torch.nn.init.normal_(m.bias, 0, 0.1, generator=gen)
-            elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+            elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:  # SE convs, timm's V3 head conv
+                fan_in = m.weight[0].numel()
+                torch.nn.init.normal_(m.weight, 0, 2 / fan_in**0.5, generator=gen)
                 torch.nn.init.normal_(m.bias, 0, 0.1, generator=gen)
             elif isinstance(m, torch.nn.BatchNorm2d):
                 m.weight.copy_(torch.empty_like(m.weight).uniform_(0.7, 1.3, generator=gen))
@@ -208,46 +211,42 @@ def _check_keras_reload(build: Callable[[], Any], path: Path, x: np.ndarray, exp
 
 
 FIXTURES = [
-    # torchvision: V2, V3-Large, V3-Small with reduced tail; .pth (torch.save) and .safetensors
-    Fixture("tv_mobilenet_v2", "torchvision", "tv_mobilenet_v2.pth", "mobilenet_v2", {"width_mult": 0.05},
-            _tv("mobilenet_v2", width_mult=0.05)),
+    # torchvision: V2, V3-Large, V3-Small with reduced tail; .safetensors and one torch.save .pth
+    Fixture("tv_mobilenet_v2", "torchvision", "tv_mobilenet_v2.safetensors", "mobilenet_v2",
+            {"width_mult": 0.05}, _tv("mobilenet_v2", width_mult=0.05)),
     Fixture("tv_mobilenet_v3_large", "torchvision", "tv_mobilenet_v3_large.safetensors", "mobilenet_v3_large",
             {"width_mult": 0.1}, _tv("mobilenet_v3_large", width_mult=0.1)),
     Fixture("tv_mobilenet_v3_small_reduced_tail", "torchvision", "tv_mobilenet_v3_small_reduced_tail.pth",
-            "mobilenet_v3_small", {"width_mult": 0.25, "reduced_tail": True},
-            _tv("mobilenet_v3_small", width_mult=0.25, reduced_tail=True)),
-    # timm: V1 (ReLU6), V2, V3 with timm's width convention, a tf_ port ("same" padding, BN eps 1e-3)
-    Fixture("timm_mobilenet_v1", "timm", "timm_mobilenet_v1.safetensors", "mobilenet_v1",
+            "mobilenet_v3_small", {"width_mult": 0.1, "reduced_tail": True},
+            _tv("mobilenet_v3_small", width_mult=0.1, reduced_tail=True)),
+    # timm: V1 (ReLU6), V2, V3 with timm's width convention, a tf_ minimalistic port ("same" padding,
+    # BN eps 1e-3); .safetensors, a Hugging Face style pytorch_model .bin
+    Fixture("timm_mobilenet_v1", "timm", "timm_mobilenet_v1.bin", "mobilenet_v1",
             {"width_mult": 0.1, "act": "relu6"}, _timm("_gen_mobilenet_v1", "mobilenetv1_010", 0.1)),
-    Fixture("timm_mobilenet_v2", "timm", "timm_mobilenet_v2.bin", "mobilenet_v2", {"width_mult": 0.05},
+    Fixture("timm_mobilenet_v2", "timm", "timm_mobilenet_v2.safetensors", "mobilenet_v2", {"width_mult": 0.05},
             _timm("_gen_mobilenet_v2", "mobilenetv2_005", 0.05)),
-    Fixture("timm_mobilenet_v3_large", "timm", "timm_mobilenet_v3_large.pth", "mobilenet_v3_large",
-            {"width_mult": 0.05, "width_convention": "timm"},
-            _timm("_gen_mobilenet_v3", "mobilenetv3_large_005", 0.05)),
-    Fixture("timm_mobilenet_v3_small", "timm", "timm_mobilenet_v3_small.safetensors", "mobilenet_v3_small",
-            {"width_mult": 0.05, "width_convention": "timm"},
-            _timm("_gen_mobilenet_v3", "mobilenetv3_small_005", 0.05)),
-    Fixture("timm_tf_mobilenet_v3_large_minimal", "timm", "timm_tf_mobilenet_v3_large_minimal.safetensors",
-            "mobilenet_v3_large", {"width_mult": 0.02, "width_convention": "timm", "minimalistic": True,
+    Fixture("timm_mobilenet_v3_large", "timm", "timm_mobilenet_v3_large.safetensors", "mobilenet_v3_large",
+            {"width_mult": 0.02, "width_convention": "timm"},
+            _timm("_gen_mobilenet_v3", "mobilenetv3_large_002", 0.02)),
+    Fixture("timm_tf_mobilenet_v3_small_minimal", "timm", "timm_tf_mobilenet_v3_small_minimal.safetensors",
+            "mobilenet_v3_small", {"width_mult": 0.02, "width_convention": "timm", "minimalistic": True,
                                    "pad_type": "same"},
-            _timm("_gen_mobilenet_v3", "tf_mobilenetv3_large_minimal_002", 0.02, bn_eps=1e-3, pad_type="same"),
+            _timm("_gen_mobilenet_v3", "tf_mobilenetv3_small_minimal_002", 0.02, bn_eps=1e-3, pad_type="same"),
             mean_std=INCEPTION, load={"source": "timm_tf"}),
-    # Keras: V1, V2, V3-Large/Small and minimalistic; legacy .h5 (as published) and Keras 3 .weights.h5
+    # Keras: V1, V2, V3-Large (minimalistic) and V3-Small; legacy .h5 (the layout keras.applications
+    # publishes) and the Keras 3 .weights.h5 layout
     Fixture("keras_mobilenet_v1", "keras", "keras_mobilenet_v1.h5", "mobilenet_v1",
             {"width_mult": 0.25, "act": "relu6", "pad_type": "same"}, _keras("MobileNet", alpha=0.25),
             mean_std=INCEPTION),
     Fixture("keras_mobilenet_v2", "keras", "keras_mobilenet_v2.weights.h5", "mobilenet_v2",
             {"width_mult": 0.05, "pad_type": "same"}, _keras("MobileNetV2", alpha=0.05), mean_std=INCEPTION),
-    Fixture("keras_mobilenet_v3_large", "keras", "keras_mobilenet_v3_large.h5", "mobilenet_v3_large",
-            {"width_mult": 0.02, "width_convention": "keras", "pad_type": "same"},
-            _keras("MobileNetV3Large", alpha=0.02), mean_std=INCEPTION),
-    Fixture("keras_mobilenet_v3_small", "keras", "keras_mobilenet_v3_small.weights.h5", "mobilenet_v3_small",
-            {"width_mult": 0.05, "width_convention": "keras", "pad_type": "same"},
-            _keras("MobileNetV3Small", alpha=0.05), mean_std=INCEPTION),
-    Fixture("keras_mobilenet_v3_small_minimalistic", "keras", "keras_mobilenet_v3_small_minimalistic.h5",
-            "mobilenet_v3_small", {"width_mult": 0.02, "width_convention": "keras", "minimalistic": True,
+    Fixture("keras_mobilenet_v3_large_minimalistic", "keras", "keras_mobilenet_v3_large_minimalistic.h5",
+            "mobilenet_v3_large", {"width_mult": 0.02, "width_convention": "keras", "minimalistic": True,
                                    "pad_type": "same"},
-            _keras("MobileNetV3Small", alpha=0.02, minimalistic=True), mean_std=INCEPTION),
+            _keras("MobileNetV3Large", alpha=0.02, minimalistic=True), mean_std=INCEPTION),
+    Fixture("keras_mobilenet_v3_small", "keras", "keras_mobilenet_v3_small.weights.h5", "mobilenet_v3_small",
+            {"width_mult": 0.02, "width_convention": "keras", "pad_type": "same"},
+            _keras("MobileNetV3Small", alpha=0.02), mean_std=INCEPTION),
 ]
 
 

@@ -9,6 +9,8 @@ Public entry points::
 
 from .analysis.profile import ProfileResult, profile
 from .models import create_model, get_model_kwargs, list_models, register_model
+from .pretrained import list_pretrained
+from .weights import from_pretrained, load_weights
 
 __version__ = "0.1.0"
 
@@ -16,8 +18,11 @@ __all__ = [
     "ProfileResult",
     "__version__",
     "create_model",
+    "from_pretrained",
     "get_model_kwargs",
     "list_models",
+    "list_pretrained",
+    "load_weights",
     "profile",
     "register_model",
 ]

@@ -66,7 +66,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------- train
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import TrainConfig, load_config
-    from .engine.train import train
+    from .engine.train import TrainingDiverged, TrainingInterrupted, train
 
     items = list(args.items)
     path = None
@@ -75,7 +75,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not path.endswith((".yaml", ".yml")):
             raise ValueError(f"{path!r} is neither a YAML config (.yaml/.yml) nor a key=value override")
     cfg = load_config(TrainConfig, path, items)
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except TrainingInterrupted as exc:
+        print(f"mobilenets train: {exc}", file=sys.stderr)
+        return 130
+    except TrainingDiverged as exc:
+        print(f"mobilenets train: error: {exc}", file=sys.stderr)
+        return 3
     if "test_acc1" not in summary:  # a non-zero rank of a distributed run: rank 0 reports
         return 0
     print(

@@ -708,7 +708,8 @@ def _parse_override_value(raw: str, tp: Any) -> Any:
     except yaml.YAMLError as exc:
         if tp is not Any and _accepts_str(tp):
             return text
-        raise ConfigError(f"could not parse {raw!r} as a YAML value: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"could not parse {raw!r} as a YAML value: {problem}") from None
     if tp is not Any and isinstance(value, bool | int | float) and _accepts_str(tp):
         try:
             _convert(tp, value, "")
@@ -781,7 +782,10 @@ def apply_overrides(cfg: T, overrides: Iterable[str]) -> T:
             node = child
 
         last = parts[-1]
-        value = _parse_override_value(raw, tp)
+        try:
+            value = _parse_override_value(raw, tp)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc.message} (from override {item!r})", key=key) from None
         if (
             isinstance(value, Mapping)
             and isinstance(node.get(last), Mapping)

@@ -35,6 +35,13 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        # Fault-injection hook for the kill tests: widen the window between the complete temp file
+        # and the rename so a SIGKILL lands mid-write often. Unset in normal use.
+        delay = float(os.environ.get("MOBILENETS_FAULT_CHECKPOINT_DELAY", "0") or 0)
+        if delay > 0:
+            import time
+
+            time.sleep(delay)
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

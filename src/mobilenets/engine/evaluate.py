@@ -1,4 +1,9 @@
-"""Evaluation and prediction from saved weights, with preprocessing read from the weights' metadata."""
+"""Evaluation and prediction from saved weights or any exported / quantized artefact.
+
+Preprocessing is read from the weights' metadata (``config.json``) or the artefact's metadata
+(:mod:`mobilenets.deploy.runtime`), so an ONNX, TorchScript, ``.pt2``, ExecuTorch or OpenVINO file is
+evaluated on exactly the inputs its PyTorch weights would see.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..weights import from_pretrained, read_config
 from .train import _device_batches, evaluate, make_batches, resolve_device
@@ -19,9 +25,48 @@ def _weights_dir(path: str | Path) -> Path:
         path = path.parent
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"{path} has no config.json: expected a training run directory or a save_pretrained directory"
+            f"{path} has no config.json: expected a training run directory, a save_pretrained directory "
+            "or an exported artefact (.onnx, .pt, .pt2, .pte, .xml)"
         )
     return path
+
+
+def _is_artifact(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_file() and path.name not in ("model.safetensors", "config.json")
+
+
+class _Loaded:
+    """A model to evaluate: PyTorch weights or an artefact's predictor, with its preprocessing."""
+
+    def __init__(self, weights: str | Path, device: torch.device) -> None:
+        if _is_artifact(weights) or (not Path(weights).exists() and Path(weights).suffix):
+            from ..deploy.runtime import load_artifact
+
+            predictor = load_artifact(weights)
+            meta = predictor.metadata
+            self.source = Path(weights)
+            self.model: nn.Module = predictor.as_module()
+            self.device = torch.device("cpu")  # every artefact runtime here runs on the CPU
+            self.cfg = {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std,
+                        "crop_pct": meta.crop_pct, "interpolation": meta.interpolation}
+            self.dataset = meta.dataset
+            self.class_names = meta.class_names
+            self.num_classes = meta.num_classes
+            self.in_chans = meta.input_size[0]
+            self.runtime = predictor.runtime
+            return
+        wdir = _weights_dir(weights)
+        config = read_config(wdir)
+        self.source = wdir
+        self.device = device
+        self.model = from_pretrained(wdir).to(device).eval()
+        self.cfg = self.model.pretrained_cfg
+        self.dataset = config.get("dataset")
+        self.class_names = getattr(self.model, "class_names", None)
+        self.num_classes = self.model.num_classes
+        self.in_chans = self.model.in_chans
+        self.runtime = "pytorch"
 
 
 def evaluate_weights(
@@ -33,61 +78,66 @@ def evaluate_weights(
     batch_size: int = 256,
     device: str = "auto",
     out_dir: str | Path | None = None,
+    plot: bool = True,
 ) -> dict[str, Any]:
-    """Top-1/top-5, per-class accuracy and a confusion-matrix PNG for a weights directory on a split."""
+    """Top-1/top-5, per-class accuracy and a confusion-matrix PNG on a split.
+
+    ``weights``: a weights / run directory, or an exported or quantized artefact (run on the CPU by its
+    own runtime). ``plot=False`` skips the confusion-matrix PNG.
+    """
     from ..analysis.plots import plot_confusion_matrix
     from ..data.augment import BatchAugment
     from ..data.datasets import build_datasets
 
-    wdir = _weights_dir(weights)
-    config = read_config(wdir)
-    dev = resolve_device(device)
-    model = from_pretrained(wdir).to(dev).eval()
-    dataset = data or config.get("dataset")
+    loaded = _Loaded(weights, resolve_device(device))
+    wdir, dev, model, cfg = loaded.source, loaded.device, loaded.model, loaded.cfg
+    dataset = data or loaded.dataset
     if dataset is None:
-        raise ValueError(f"{wdir}/config.json names no dataset; pass --data")
-    cfg = model.pretrained_cfg
+        raise ValueError(f"{wdir} names no dataset in its metadata; pass --data")
     size = int(cfg["input_size"][-1])
     datasets = build_datasets(dataset, root, size, crop_pct=float(cfg.get("crop_pct") or 1.0),
                               interpolation=str(cfg.get("interpolation") or "bilinear"))
     if split not in datasets:
         raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(datasets)}")
     ds = datasets[split]
-    classes = list(getattr(ds, "classes", []) or getattr(model, "class_names", []) or [])
-    if model.num_classes != len(classes):
-        raise ValueError(f"{wdir} predicts {model.num_classes} classes but {dataset} has {len(classes)}")
+    classes = list(getattr(ds, "classes", []) or loaded.class_names or [])
+    if loaded.num_classes != len(classes):
+        raise ValueError(f"{wdir} predicts {loaded.num_classes} classes but {dataset} has {len(classes)}")
     channels = getattr(ds, "num_channels", 3)
-    if channels != model.in_chans:
-        raise ValueError(f"{wdir} expects {model.in_chans}-channel images but {dataset} has {channels}")
+    if channels != loaded.in_chans:
+        raise ValueError(f"{wdir} expects {loaded.in_chans}-channel images but {dataset} has {channels}")
     batches, _ = make_batches(ds, batch_size, shuffle=False, seed=0, device=dev, device_resident=True, num_workers=0)
     pre = BatchAugment(mean=cfg["mean"], std=cfg["std"]).to(dev).eval()
-    result = evaluate(model, _device_batches(batches, dev, False), pre, num_classes=model.num_classes, confusion=True)
-    png = Path(out_dir or wdir) / f"confusion_{split}.png"
-    png.parent.mkdir(parents=True, exist_ok=True)
-    plot_confusion_matrix(result["confusion"], classes, png, title=f"{dataset} {split}: top-1 {result['acc1']:.2f}%")
-    result.update(weights=str(wdir), dataset=dataset, split=split, class_names=classes, confusion_png=str(png))
+    result = evaluate(model, _device_batches(batches, dev, False), pre, num_classes=loaded.num_classes, confusion=True)
+    png = None
+    if plot:
+        # An artefact's PNG goes beside the file (its name included), a weights directory's inside it.
+        default = wdir.parent / f"{wdir.name}.confusion_{split}.png" if wdir.is_file() else wdir / f"confusion_{split}.png"
+        png = Path(out_dir) / f"confusion_{split}.png" if out_dir else default
+        png.parent.mkdir(parents=True, exist_ok=True)
+        plot_confusion_matrix(result["confusion"], classes, png, title=f"{dataset} {split}: top-1 {result['acc1']:.2f}%")
+    result.update(weights=str(wdir), dataset=dataset, split=split, class_names=classes,
+                  confusion_png=str(png) if png else None, runtime=loaded.runtime)
     return result
 
 
 def predict_images(
     images: list[str], weights: str | Path, *, topk: int = 5, device: str = "auto"
 ) -> list[dict[str, Any]]:
-    """Top-k class names and probabilities for each image file."""
+    """Top-k class names and probabilities for each image file (weights directory or any artefact)."""
     from ..data.augment import eval_preprocess
     from ..data.datasets import eval_transform, load_rgb
 
-    wdir = _weights_dir(weights)
-    dev = resolve_device(device)
-    model = from_pretrained(wdir).to(dev).eval()
-    cfg = model.pretrained_cfg
+    loaded = _Loaded(weights, resolve_device(device))
+    dev, model, cfg = loaded.device, loaded.model, loaded.cfg
     size = int(cfg["input_size"][-1])
     transform = eval_transform(size, float(cfg.get("crop_pct") or 1.0), str(cfg.get("interpolation") or "bilinear"))
-    names = getattr(model, "class_names", None) or [str(i) for i in range(model.num_classes)]
-    k = max(1, min(topk, model.num_classes))
+    names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
+    k = max(1, min(topk, loaded.num_classes))
     out = []
     for path in images:
         img = load_rgb(path)
-        if model.in_chans == 1:
+        if loaded.in_chans == 1:
             img = img.convert("L")
         x = transform(img).unsqueeze(0).to(dev)
         with torch.no_grad():

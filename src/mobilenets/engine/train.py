@@ -12,12 +12,15 @@ behind one config switch. Everything a run produces goes into its run directory:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import random
+import signal
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,7 +46,7 @@ from .ema import ModelEMA, unwrap_model
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress, format_duration
 
-__all__ = ["TrainingDiverged", "evaluate", "resolve_device", "train", "train_one_epoch"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "evaluate", "resolve_device", "train", "train_one_epoch"]
 
 METRIC_FIELDS = (
     "epoch", "lr", "train_loss", "val_loss", "val_acc1", "val_acc5", "ema_val_loss", "ema_val_acc1",
@@ -53,6 +56,39 @@ METRIC_FIELDS = (
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM arrived: a checkpoint of the exact current state was saved before stopping."""
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag that the loop checks after each optimizer step.
+
+    The first signal asks for a clean stop (checkpoint, then exit); a second SIGINT aborts at once.
+    Handlers are only installed from the main thread (Python's rule) and restored afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+        signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 # ------------------------------------------------------------------------------------------- runtime
@@ -122,6 +158,9 @@ class EpochStats:
     seconds: float
     steps: int
     lr: float
+    completed: bool = True
+    next_step: int = 0
+    loss_sum: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -146,22 +185,29 @@ def train_one_epoch(
     progress: Progress | None = None,
     sync_every: int = 1,
     on_nonfinite: Any = None,
+    start_step: int = 0,
+    carried: tuple[float, int, float] = (0.0, 0, 0.0),
+    should_stop: Callable[[], bool] | None = None,
 ) -> EpochStats:
     """One pass over ``batches``: augment on the device, forward, backward, step (every ``accum_steps``).
 
     ``scheduler`` (if given) is stepped after every optimizer step; pass ``None`` for per-epoch schedules.
     The loss is read back to the host only every ``sync_every`` steps (1 on CPU, where it is free).
+    An epoch interrupted by ``should_stop`` (checked after each optimizer step) returns
+    ``completed=False`` and ``next_step``; it continues from there with ``start_step`` and the
+    ``carried`` (loss sum, images, seconds) of its first part.
     """
     model.train()
     augment.train()
     device = next(model.parameters()).device
-    start = time.perf_counter()
-    loss_sum = torch.zeros((), device=device)
-    n_images, micro = 0, 0
+    start = time.perf_counter() - carried[2]
+    loss_sum = torch.full((), carried[0], device=device, dtype=torch.float64)
+    n_images, micro = carried[1], 0
     optimizer.zero_grad(set_to_none=True)
     amp_ctx = _amp_context(amp, device)
     last_loss = float("nan")
-    for step, (images, labels) in enumerate(batches):
+    completed, step = True, start_step - 1
+    for step, (images, labels) in enumerate(batches, start=start_step):
         x, targets = augment(images, labels)
         x = _prepare(x, channels_last)
         with amp_ctx:
@@ -197,11 +243,15 @@ def train_one_epoch(
                 on_nonfinite(step, last_loss, images, optimizer)
         if progress is not None:
             progress.update(batch, loss=last_loss, lr=optimizer.param_groups[0]["lr"])
+        if should_stop is not None and micro == 0 and step < steps - 1 and should_stop():
+            completed = False
+            break
     seconds = time.perf_counter() - start
     mean_loss = float(loss_sum) / max(n_images, 1)
     if not math.isfinite(mean_loss) and on_nonfinite is not None:
         on_nonfinite(steps - 1, mean_loss, None, optimizer)
-    return EpochStats(mean_loss, n_images, seconds, steps, optimizer.param_groups[0]["lr"])
+    return EpochStats(mean_loss, n_images, seconds, steps, optimizer.param_groups[0]["lr"], completed=completed,
+                      next_step=step + 1, loss_sum=float(loss_sum))
 
 
 @torch.no_grad()
@@ -410,12 +460,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     try:
-        return _train(cfg, device, dist_info, t_start)
+        with _StopRequest() as stop:
+            return _train(cfg, device, dist_info, t_start, stop)
     finally:
         cleanup_distributed()
 
 
-def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start: float) -> dict[str, Any]:
+def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start: float,
+           stop: _StopRequest) -> dict[str, Any]:
     from ..analysis.plots import plot_training_curves
     from ..analysis.profile import profile
     from ..data.augment import BatchAugment
@@ -499,6 +551,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
         train_model = torch.compile(train_model)
 
     start_epoch, history, best = 0, [], {"acc1": -1.0, "epoch": -1, "source": None}
+    partial: dict[str, Any] | None = None
     generators = {"augment": aug_gen}
     if resume_state is not None:
         model.load_state_dict(resume_state["model"])
@@ -519,11 +572,15 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
         start_epoch = int(resume_state["epoch"]) + 1
         history = list(resume_state["history"])
         best = dict(resume_state["best"])
-        log(f"resuming {run_dir} from epoch {start_epoch}/{cfg.epochs}")
+        partial = resume_state.get("partial")
+        where = f", step {partial['step']}" if partial else ""
+        log(f"resuming {run_dir} from epoch {start_epoch + 1}/{cfg.epochs}{where}")
 
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg, run_dir / "config.yaml")
+        for stale in ckpt_path.parent.glob(f".{ckpt_path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)  # left by a process killed mid-write; last.pt itself is intact
     tb = _TensorBoard(run_dir / "tb", purge_step=start_epoch if start_epoch else None) if main else None
     n_params = sum(p.numel() for p in model.parameters())
     ranks = f" x {dist_info.world_size} processes" if dist_info.enabled else ""
@@ -554,12 +611,30 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
         remaining = (cfg.epochs - epoch - 1) * (train_time / max(len(history), 1)) if history else 0.0
         progress = Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", quiet=cfg.quiet or not main,
                             remaining_after=remaining)
+        first_step, carried = 0, (0.0, 0, 0.0)
+        if partial is not None and partial["epoch"] == epoch:
+            first_step = int(partial["step"])
+            carried = (float(partial["loss_sum"]), int(partial["images"]), float(partial["seconds"]))
+        batches = itertools.islice(_device_batches(train_batches, device, cfg.channels_last), first_step, None)
         stats = train_one_epoch(
-            train_model, _device_batches(train_batches, device, cfg.channels_last), augment, optimizer,
-            step_scheduler, steps=steps_per_epoch, ema=ema, scaler=scaler, amp=cfg.amp,
-            channels_last=cfg.channels_last, clip_grad=cfg.optim.clip_grad, accum_steps=accum,
-            progress=progress, sync_every=sync_every, on_nonfinite=diverged,
+            train_model, batches, augment, optimizer, step_scheduler, steps=steps_per_epoch, ema=ema,
+            scaler=scaler, amp=cfg.amp, channels_last=cfg.channels_last, clip_grad=cfg.optim.clip_grad,
+            accum_steps=accum, progress=progress, sync_every=sync_every, on_nonfinite=diverged,
+            start_step=first_step, carried=carried,
+            # Under DDP every rank must stop at the same step: signals are honoured at epoch ends there.
+            should_stop=None if dist_info.enabled else stop,
         )
+        if not stats.completed:
+            if main:
+                atomic_torch_save(_checkpoint(
+                    epoch - 1, model, ema, optimizer, scheduler, scaler, all_gather_object(capture_rng(generators)),
+                    cfg, history, best, dist_info, partial={
+                        "epoch": epoch, "step": stats.next_step, "loss_sum": stats.loss_sum,
+                        "images": stats.images, "seconds": stats.seconds}), ckpt_path)
+                progress.close(f"stopped by signal {stop.signal} at epoch {epoch + 1} step {stats.next_step}")
+            raise TrainingInterrupted(
+                f"stopped by signal {stop.signal}; checkpoint saved at epoch {epoch + 1} step {stats.next_step}: "
+                f"continue with `mobilenets train output_dir={run_dir} resume=true`")
         if not cfg.sched.per_step:
             scheduler.step()
         if dist_info.enabled:
@@ -594,16 +669,11 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
                 save_pretrained(_clean_copy(module, model), run_dir, class_names=classes or None,
                                 extra={"dataset": cfg.data.name, "epoch": epoch + 1, "val_acc1": acc,
                                        "weights_source": source})
+        last_epoch = epoch + 1 == cfg.epochs
         if main:
-            ckpt = {
-                "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": unwrap_model(model).state_dict(),
-                "ema": ema.state_dict() if ema is not None else None, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rng_all[0], "rng_per_rank": rng_all, "config": to_dict(cfg), "history": history,
-                "best": best, "world_size": dist_info.world_size,
-            }
-            if (cfg.save_every and (epoch + 1) % cfg.save_every == 0) or epoch + 1 == cfg.epochs:
-                atomic_torch_save(ckpt, ckpt_path)
+            if (cfg.save_every and (epoch + 1) % cfg.save_every == 0) or last_epoch or stop():
+                atomic_torch_save(_checkpoint(epoch, model, ema, optimizer, scheduler, scaler, rng_all, cfg,
+                                              history, best, dist_info), ckpt_path)
             write_metrics_csv(history, run_dir / "metrics.csv")
             if tb is not None:
                 tb.log(row)
@@ -614,6 +684,10 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
                 f"(ETA {format_duration((cfg.epochs - epoch - 1) * train_time / len(history))})"
             )
         barrier()
+        if stop() and not last_epoch:
+            raise TrainingInterrupted(
+                f"stopped by signal {stop.signal} after epoch {epoch + 1}; checkpoint saved: continue with "
+                f"`mobilenets train output_dir={run_dir} resume=true`")
     if tb is not None:
         tb.close()
     if not main:
@@ -643,6 +717,19 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
     except Exception as exc:  # plots are a convenience; never fail a finished run over them
         log(f"warning: could not draw plots ({exc})")
     return summary
+
+
+def _checkpoint(epoch: int, model: nn.Module, ema: ModelEMA | None, optimizer: torch.optim.Optimizer,
+                scheduler: Any, scaler: Any, rng_all: list[Any], cfg: TrainConfig, history: list[dict[str, Any]],
+                best: dict[str, Any], dist_info: DistInfo, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a bit-identical resume needs; ``epoch`` is the last completed one."""
+    return {
+        "format": CHECKPOINT_FORMAT, "epoch": epoch, "model": unwrap_model(model).state_dict(),
+        "ema": ema.state_dict() if ema is not None else None, "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_all[0], "rng_per_rank": rng_all, "config": to_dict(cfg), "history": list(history),
+        "best": dict(best), "world_size": dist_info.world_size, "partial": partial,
+    }
 
 
 def _clean_copy(module: nn.Module, reference: nn.Module) -> nn.Module:

@@ -7,6 +7,7 @@ lives in the tables. The entry points at the bottom are what :func:`mobilenets.c
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from .blocks import BlockSpec
@@ -96,8 +97,8 @@ RESNET = {
 # Resolvers
 # --------------------------------------------------------------------------------------------------
 def _check_width(width_mult: float) -> None:
-    if not isinstance(width_mult, int | float) or isinstance(width_mult, bool) or not width_mult > 0:
-        raise ValueError(f"width_mult={width_mult!r} invalid; expected a number > 0")
+    if not isinstance(width_mult, int | float) or isinstance(width_mult, bool) or not 0 < width_mult < math.inf:
+        raise ValueError(f"width_mult={width_mult!r} invalid; expected a finite number > 0")
 
 
 def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:

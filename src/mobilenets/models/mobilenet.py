@@ -8,7 +8,8 @@ can treat every model the same way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,9 +52,15 @@ class ArchSpec:
         return [b for stage in self.stages for b in stage]
 
 
-def _check_prob(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name}={value} out of range; expected 0 <= {name} < 1")
+def _check_number(name: str, value: object, ok: Callable[[float], bool], allowed: str) -> float:
+    """``value`` as a float if it is a real number (not a bool or string) with ``ok(value)``, else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(float(value)):
+        raise ValueError(f"{name}={value!r} invalid; expected {allowed}")
+    return float(value)
+
+
+def _check_prob(name: str, value: object) -> float:
+    return _check_number(name, value, lambda v: 0.0 <= v < 1.0, f"a number with 0 <= {name} < 1")
 
 
 class MobileNet(nn.Module):
@@ -91,13 +98,12 @@ class MobileNet(nn.Module):
             raise ValueError(f"num_classes={num_classes!r} invalid; expected an integer >= 0")
         if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
             raise ValueError(f"in_chans={in_chans!r} invalid; expected an integer >= 1")
-        dropout = arch.default_dropout if dropout is None else float(dropout)
-        _check_prob("dropout", dropout)
-        _check_prob("drop_path_rate", drop_path_rate)
-        eps = arch.bn_eps if bn_eps is None else bn_eps
-        momentum = arch.bn_momentum if bn_momentum is None else bn_momentum
-        if eps <= 0 or not 0 <= momentum <= 1:
-            raise ValueError(f"BatchNorm eps={eps}, momentum={momentum} invalid; expected eps > 0, 0 <= momentum <= 1")
+        dropout = _check_prob("dropout", arch.default_dropout if dropout is None else dropout)
+        drop_path_rate = _check_prob("drop_path_rate", drop_path_rate)
+        eps = arch.bn_eps if bn_eps is None else _check_number(
+            "bn_eps", bn_eps, lambda v: 0.0 < v < math.inf, "a finite number > 0 (or None for the family default)")
+        momentum = arch.bn_momentum if bn_momentum is None else _check_number(
+            "bn_momentum", bn_momentum, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1] (or None for the family default)")
         norm_layer = norm_layer_for(eps, momentum)
         if pad_type is not None:
             if pad_type not in ("", "same"):

@@ -71,7 +71,10 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
 
     Args:
         name: one of :func:`list_models`.
-        pretrained: a local weights file/directory or a registry tag (loaded after construction).
+        pretrained: a registry tag (``mobilenets.list_pretrained()``), a ``save_pretrained`` directory or
+            a torchvision/timm/Keras weights file, loaded after construction. A tag or directory also
+            supplies the keywords it was trained with (width convention, padding, class count, ...) as
+            defaults; a different ``num_classes`` keeps a fresh classifier for fine-tuning.
         **kwargs: the entry point's own options (e.g. ``width_mult``) and the builder's common ones
             (``num_classes``, ``in_chans``, ``dropout``, ``drop_path_rate``, ``features_only``, ...).
     """
@@ -81,6 +84,13 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
     for key in kwargs:
         if key not in valid:
             raise ValueError(f"unknown keyword {key!r} for model {name!r}{_suggest(key, set(valid))}")
+        # On/off switches must be real booleans: the string "false" is truthy and would turn a switch on.
+        if isinstance(valid[key], bool) and not isinstance(kwargs[key], bool):
+            raise ValueError(f"{key}={kwargs[key]!r} invalid for model {name!r}; expected True or False")
+    if pretrained is not None:
+        from ..weights import pretrained_defaults
+
+        kwargs = {**pretrained_defaults(name, pretrained), **kwargs}
     model = fn(**kwargs)
     model.model_name = name
     model.model_kwargs = dict(kwargs)

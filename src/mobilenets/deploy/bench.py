@@ -1,0 +1,435 @@
+"""Latency benchmark of one model across inference backends, fp32 and int8.
+
+Every backend in :data:`BACKENDS` turns the same model into a callable on a fixed input batch; the
+timing loop is shared, so numbers are comparable: a warm-up (which also absorbs lazy compilation and
+allocator growth), then runs until both a minimum count and a minimum time are reached so the median
+is stable, then the median, p90, images/s, the peak resident memory while the backend was built and
+run, and the speed-up over plain eager PyTorch of the same model and batch.
+
+Int8 backends quantize in-process (real calibration batches when the weights name a dataset, random
+normal inputs otherwise: scales change accuracy, not speed) and run the artefact in its runtime.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .runtime import MissingExtraError, default_threads, load_artifact, require
+
+__all__ = ["BACKENDS", "Backend", "BenchResult", "best_backend", "format_results", "run_bench", "time_callable"]
+
+Runner = Callable[[torch.Tensor], Any]
+
+
+@dataclass
+class BuildContext:
+    """What a backend builder gets: the model, the input shape, threads, calibration and a scratch dir."""
+
+    model: nn.Module
+    batch: int
+    input_size: int
+    threads: int
+    workdir: Path
+    calib: list[torch.Tensor]
+    keep: list[Any] = field(default_factory=list)
+
+    @property
+    def example(self) -> torch.Tensor:
+        c = int(getattr(self.model, "in_chans", 3))
+        return torch.randn(self.batch, c, self.input_size, self.input_size, generator=torch.Generator().manual_seed(0))
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run the model; ``build`` returns a callable taking the input batch."""
+
+    key: str
+    precision: str
+    requires: tuple[tuple[str, str], ...]
+    build: Callable[[BuildContext], Runner]
+    description: str
+
+    def check_installed(self) -> None:
+        for module, extra in self.requires:
+            require(module, extra, f"The {self.key} backend")
+
+    def available(self) -> bool:
+        try:
+            self.check_installed()
+        except ImportError:
+            return False
+        return True
+
+
+# ------------------------------------------------------------------------------------------ builders
+def _torch_runner(module: Callable[[torch.Tensor], Any], channels_last: bool = False) -> Runner:
+    def run(x: torch.Tensor) -> Any:
+        with torch.inference_mode():
+            return module(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+
+    return run
+
+
+def _build_eager(ctx: BuildContext) -> Runner:
+    return _torch_runner(ctx.model.eval())
+
+
+def _graph(ctx: BuildContext) -> nn.Module:
+    from .fuse import prepare_for_export
+
+    return prepare_for_export(ctx.model)
+
+
+def _build_channels_last(ctx: BuildContext) -> Runner:
+    return _torch_runner(_graph(ctx).to(memory_format=torch.channels_last), channels_last=True)
+
+
+def _build_compile(ctx: BuildContext) -> Runner:
+    from .runtime import compile_module
+
+    module = compile_module(_graph(ctx).to(memory_format=torch.channels_last))
+    return _torch_runner(module, channels_last=True)
+
+
+def _export_file(ctx: BuildContext, fmt: str) -> Path:
+    from .export import FORMATS, export_model
+
+    out = ctx.workdir / f"model_b{ctx.batch}{FORMATS[fmt].suffix}"
+    export_model(ctx.model, fmt, out, batch=ctx.batch, input_size=ctx.input_size, verify=False)
+    return out
+
+
+def _predictor_runner(path: Path, ctx: BuildContext) -> Runner:
+    predictor = load_artifact(path, threads=ctx.threads)
+    ctx.keep.append(predictor)
+    return predictor._run
+
+
+def _build_onnxruntime(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "onnx"), ctx)
+
+
+def _build_openvino(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "openvino"), ctx)
+
+
+def _build_executorch(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "executorch"), ctx)
+
+
+def _quantized_file(ctx: BuildContext, target: str) -> Path:
+    from .quantize import QUANT_TARGETS, quantize_model
+
+    out = ctx.workdir / f"int8_{target}_b{ctx.batch}{QUANT_TARGETS[target].suffix}"
+    if not out.exists():
+        quantize_model(ctx.model, "ptq", target, out, ctx.calib, batch=ctx.batch)
+    return out
+
+
+def _build_int8_x86(ctx: BuildContext) -> Runner:
+    from .runtime import compile_module
+
+    path = _quantized_file(ctx, "x86")
+    predictor = load_artifact(path, threads=ctx.threads)
+    module = compile_module(predictor.module, int8=True)  # type: ignore[attr-defined]
+    return _torch_runner(module)
+
+
+def _build_int8_xnnpack(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_quantized_file(ctx, "xnnpack"), ctx)
+
+
+def _build_int8_onnxruntime(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_quantized_file(ctx, "onnxruntime"), ctx)
+
+
+def _build_int8_openvino(ctx: BuildContext) -> Runner:
+    """OpenVINO runs the QDQ ONNX model natively in int8 (its low-precision transformations)."""
+    from .runtime import OpenVINOPredictor, read_metadata
+
+    path = _quantized_file(ctx, "onnxruntime")
+    predictor = OpenVINOPredictor(path, read_metadata(path), ctx.threads)
+    ctx.keep.append(predictor)
+    return predictor._run
+
+
+_ONNX = (("onnx", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx"))
+_QUANT = (("torchao", "quant"),)
+
+BACKENDS: dict[str, Backend] = {
+    b.key: b
+    for b in (
+        Backend("eager", "fp32", (), _build_eager, "plain PyTorch eval model (BatchNorm unfused), NCHW"),
+        Backend("channels_last", "fp32", (), _build_channels_last, "BN folded, channels_last memory format"),
+        Backend("compile", "fp32", (), _build_compile, "torch.compile (Inductor, freezing), channels_last"),
+        Backend("onnxruntime", "fp32", _ONNX, _build_onnxruntime, "ONNX Runtime CPU, all graph optimisations"),
+        Backend("openvino", "fp32", (("openvino", "openvino"),), _build_openvino, "OpenVINO CPU, f32 hint"),
+        Backend("executorch", "fp32", (("executorch", "executorch"),), _build_executorch,
+                "ExecuTorch, XNNPACK delegate"),
+        Backend("int8-x86", "int8", (*_QUANT,), _build_int8_x86, "PT2E x86 quantizer + torch.compile (oneDNN)"),
+        Backend("int8-xnnpack", "int8", (*_QUANT, ("executorch", "executorch")), _build_int8_xnnpack,
+                "PT2E XNNPACK quantizer, ExecuTorch"),
+        Backend("int8-onnxruntime", "int8", _ONNX, _build_int8_onnxruntime, "ORT static QDQ (u8/s8 per-channel)"),
+        Backend("int8-openvino", "int8", (*_ONNX, ("openvino", "openvino")), _build_int8_openvino,
+                "the ORT QDQ model run by OpenVINO"),
+    )
+}
+
+# Fastest first, as measured on the 2-core AVX-512 CPU of docs/benchmarks.md (batch 1 and batch >1).
+BEST_ORDER: dict[str, tuple[str, ...]] = {
+    "single": ("executorch", "onnxruntime", "openvino", "compile", "channels_last", "eager"),
+    "batched": ("openvino", "onnxruntime", "executorch", "compile", "channels_last", "eager"),
+}
+
+
+def best_backend(batch: int) -> str:
+    """The fastest installed fp32 backend for ``batch`` according to the measured order."""
+    order = BEST_ORDER["single" if batch == 1 else "batched"]
+    return next(k for k in order if BACKENDS[k].available())
+
+
+def parse_backends(spec: str | list[str], batch: int) -> list[str]:
+    """``"all"``, ``"fp32"``, ``"int8"``, ``"best"`` or a comma list; unknown names are refused."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    keys: list[str] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        if item == "all":
+            keys += [k for k, b in BACKENDS.items() if b.available()]
+        elif item in ("fp32", "int8"):
+            keys += [k for k, b in BACKENDS.items() if b.precision == item and b.available()]
+        elif item == "best":
+            keys.append(best_backend(batch))
+        elif item in BACKENDS:
+            keys.append(item)
+        else:
+            raise ValueError(f"unknown backend {item!r}; expected all, best, fp32, int8 or one of {', '.join(BACKENDS)}")
+    return list(dict.fromkeys(keys))
+
+
+# -------------------------------------------------------------------------------------------- timing
+def _read_status(field_name: str) -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux ≥ 4.0) so each backend's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def time_callable(
+    fn: Runner, x: torch.Tensor, *, warmup: int = 5, warmup_s: float = 0.5, min_runs: int = 20,
+    min_time_s: float = 2.0, max_runs: int = 10_000, max_time_s: float = 30.0,
+) -> list[float]:
+    """Per-call latencies in seconds, after a warm-up, until ``min_runs`` and ``min_time_s`` are both met."""
+    start = time.perf_counter()
+    for i in range(10_000):
+        fn(x)
+        if i + 1 >= warmup and time.perf_counter() - start >= warmup_s:
+            break
+    times: list[float] = []
+    begin = time.perf_counter()
+    while True:
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - begin
+        if (len(times) >= min_runs and elapsed >= min_time_s) or len(times) >= max_runs or elapsed >= max_time_s:
+            return times
+
+
+@dataclass
+class BenchResult:
+    """One row of the benchmark: a backend at a batch size (latencies in milliseconds)."""
+
+    model: str
+    backend: str
+    precision: str
+    batch: int
+    input_size: int
+    threads: int
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+    images_per_s: float
+    peak_rss_mb: float | None
+    mem_delta_mb: float | None
+    build_s: float
+    runs: int
+    speedup_vs_eager: float | None = None
+    load_avg: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def bench_runner(name: str, backend: str, precision: str, build: Callable[[], Runner], x: torch.Tensor,
+                 threads: int, **timing: Any) -> BenchResult:
+    """Build a runner (timed), then time it on ``x``; memory is the peak while building and running."""
+    gc.collect()
+    _reset_peak_rss()
+    base = _read_status("VmRSS")
+    t0 = time.perf_counter()
+    fn = build()
+    build_s = time.perf_counter() - t0
+    times = time_callable(fn, x, **timing)
+    peak = _read_status("VmHWM")
+    med = statistics.median(times)
+    return BenchResult(
+        model=name, backend=backend, precision=precision, batch=int(x.shape[0]), input_size=int(x.shape[-1]),
+        threads=threads, median_ms=1e3 * med, p90_ms=1e3 * _percentile(times, 0.9),
+        mean_ms=1e3 * statistics.fmean(times), min_ms=1e3 * min(times), images_per_s=x.shape[0] / med,
+        peak_rss_mb=peak, mem_delta_mb=(peak - base) if peak is not None and base is not None else None,
+        build_s=build_s, runs=len(times), load_avg=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    )
+
+
+def _calibration(model: nn.Module, batch: int, size: int, n: int = 4) -> list[torch.Tensor]:
+    """Real training images when the weights name a dataset, random normal inputs otherwise."""
+    dataset = getattr(model, "dataset_name", None)
+    c = int(getattr(model, "in_chans", 3))
+    if dataset:
+        try:
+            from .quantize import _load_data
+            from .runtime import ArtifactMetadata
+
+            meta = ArtifactMetadata.from_model(model, "weights", input_size=size)
+            return _load_data(meta, dataset, None, calib_batches=n, batch_size=max(batch, 8), split="test").calib
+        except (ValueError, FileNotFoundError):
+            pass
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(max(batch, 8), c, size, size, generator=g) for _ in range(n)]
+
+
+def load_bench_model(spec: str, kwargs: dict[str, Any] | None = None) -> tuple[str, nn.Module | None, Path | None]:
+    """``spec`` is a registered model name (random weights), a weights directory, or an artefact file."""
+    from ..models import list_models
+
+    path = Path(spec)
+    if spec in list_models():
+        from ..models import create_model
+
+        return spec, create_model(spec, **(kwargs or {})).eval(), None
+    if path.is_dir():
+        from .export import load_model
+
+        if kwargs:
+            raise ValueError("--set applies to a model name, not to saved weights")
+        model = load_model(path)
+        return getattr(model, "model_name", path.name), model, None
+    if path.is_file():
+        return path.name, None, path
+    raise FileNotFoundError(f"{spec} is neither a model name (see `mobilenets list`), a weights directory nor an artefact")
+
+
+def run_bench(
+    spec: str,
+    *,
+    backends: str | list[str] = "eager",
+    batches: tuple[int, ...] = (1,),
+    input_size: int | None = None,
+    threads: int | None = None,
+    kwargs: dict[str, Any] | None = None,
+    min_time_s: float = 2.0,
+    min_runs: int = 20,
+    log: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Benchmark ``spec`` on each backend and batch; eager is always measured for the speed-up."""
+    threads = int(threads or default_threads())
+    if threads < 1:
+        raise ValueError(f"--threads {threads} invalid; expected >= 1")
+    torch.set_num_threads(threads)
+    name, model, artifact = load_bench_model(spec, kwargs)
+    timing = {"min_time_s": min_time_s, "min_runs": min_runs}
+    results: list[BenchResult] = []
+    if artifact is not None:
+        predictor = load_artifact(artifact, threads=threads)
+        meta = predictor.metadata
+        for batch in batches:
+            if meta.batch is not None and batch != meta.batch:
+                raise ValueError(f"{artifact.name} was exported for batch {meta.batch}; use --batch {meta.batch}")
+            x = torch.randn(batch, *meta.input_size)
+            results.append(bench_runner(name, f"artifact:{predictor.runtime}", meta.precision,
+                                        lambda p=predictor: p, x, threads, **timing))
+        return results
+    assert model is not None
+    size = int(input_size or model.pretrained_cfg["input_size"][-1])
+    with tempfile.TemporaryDirectory(prefix="mobilenets-bench-") as tmp:
+        for batch in batches:
+            if batch < 1:
+                raise ValueError(f"--batch {batch} invalid; expected positive integers")
+            keys = parse_backends(backends, batch)
+            for key in keys:
+                BACKENDS[key].check_installed()
+            if "eager" not in keys:
+                keys.insert(0, "eager")
+            calib = _calibration(model, batch, size) if any(BACKENDS[k].precision == "int8" for k in keys) else []
+            ctx = BuildContext(model, batch, size, threads, Path(tmp), calib)
+            x = ctx.example
+            eager_ms = None
+            for key in keys:
+                backend = BACKENDS[key]
+                if log:
+                    log(f"{name} batch {batch}: {key} ...")
+                try:
+                    res = bench_runner(name, key, backend.precision, lambda b=backend: b.build(ctx), x, threads, **timing)
+                except MissingExtraError:
+                    raise
+                finally:
+                    ctx.keep.clear()
+                    torch.set_num_threads(threads)
+                if key == "eager":
+                    eager_ms = res.median_ms
+                res.speedup_vs_eager = eager_ms / res.median_ms if eager_ms else None
+                results.append(res)
+                if log:
+                    log(f"  {res.median_ms:.3f} ms median, {res.images_per_s:.1f} img/s")
+    return results
+
+
+def format_results(results: list[BenchResult]) -> str:
+    """A plain-text table (also valid Markdown) of benchmark rows."""
+    head = ("model", "backend", "batch", "median ms", "p90 ms", "images/s", "peak RSS MiB", "+MiB", "vs eager", "runs")
+    rows = [head, tuple("---" for _ in head)]
+    for r in results:
+        rows.append((
+            r.model, r.backend, str(r.batch), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.images_per_s:.1f}",
+            "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
+            "-" if r.mem_delta_mb is None else f"{r.mem_delta_mb:.0f}",
+            "-" if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x", str(r.runs),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows)

@@ -1,0 +1,410 @@
+"""Static int8 quantization: post-training (PTQ) and quantization-aware fine-tuning (QAT).
+
+Three targets, one per int8 runtime that is fast on a CPU:
+
+* ``x86``: torchao's PT2E flow with the x86 Inductor quantizer (u8 activations, s8 per-channel
+  weights); the artefact is a ``.pt2`` program that ``torch.compile`` lowers to oneDNN int8 kernels.
+* ``xnnpack``: PT2E with ExecuTorch's XNNPACK quantizer (symmetric s8, per-channel weights), lowered
+  to a ``.pte`` whose int8 ops run in XNNPACK.
+* ``onnxruntime``: ONNX Runtime's static quantizer on the fp32 ONNX export (QDQ format, u8
+  activations / s8 per-channel weights, which ORT fuses into QLinearConv on VNNI CPUs).
+
+``torch.ao.quantization.quantize_pt2e`` no longer exists in torch 2.13; the PT2E entry points live in
+``torchao.quantization.pt2e``. Calibration always uses the training split (never the split the
+accuracy is reported on). QAT fine-tunes the fake-quantized PT2E graph for a few epochs when PTQ loses
+too much; for ``onnxruntime`` the fine-tuned graph is exported to ONNX as QDQ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .export import ExportOptions, add_onnx_metadata, export_program, load_model, lower_to_executorch, quiet
+from .fuse import InferenceModel, prepare_for_export
+from .runtime import ArtifactMetadata, require, write_metadata
+
+__all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_weights"]
+
+
+@dataclass(frozen=True)
+class QuantTarget:
+    """An int8 runtime: which artefact format it produces and what has to be installed."""
+
+    key: str
+    format: str
+    suffix: str
+    runtime: str
+    requires: tuple[tuple[str, str], ...]
+    """(module, pyproject extra) pairs."""
+    description: str
+
+    def check_installed(self) -> None:
+        for module, extra in self.requires:
+            require(module, extra, f"int8 quantization for {self.key}")
+
+
+QUANT_TARGETS: dict[str, QuantTarget] = {
+    t.key: t
+    for t in (
+        QuantTarget("x86", "pt2", ".pt2", "inductor (oneDNN int8)", (("torchao", "quant"),),
+                    "torchao PT2E + X86InductorQuantizer; run with torch.compile"),
+        QuantTarget("xnnpack", "executorch", ".pte", "executorch (XNNPACK int8)",
+                    (("torchao", "quant"), ("executorch", "executorch")),
+                    "torchao PT2E + XNNPACKQuantizer, lowered to ExecuTorch"),
+        QuantTarget("onnxruntime", "onnx", ".onnx", "onnxruntime (QDQ int8)",
+                    (("onnx", "onnx"), ("onnxruntime", "onnx"), ("onnxscript", "onnx")),
+                    "onnxruntime.quantization.quantize_static, QDQ, per-channel"),
+    )
+}
+
+METHODS = ("ptq", "qat")
+
+
+@contextlib.contextmanager
+def _quiet_imports() -> Iterator[None]:
+    """torchao logs a warning per optional CUDA kernel library it cannot load on a CPU build."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _pt2e_quantizer(target: str, *, is_qat: bool) -> Any:
+    with _quiet_imports():
+        if target == "xnnpack":
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+
+            quantizer = XNNPACKQuantizer()
+            quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=is_qat))
+            return quantizer
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+            X86InductorQuantizer,
+            get_default_x86_inductor_quantization_config,
+        )
+
+        quantizer = X86InductorQuantizer()
+        quantizer.set_global(get_default_x86_inductor_quantization_config(is_qat=is_qat))
+        return quantizer
+
+
+def _capture(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The ``torch.export`` graph module PT2E annotates (dynamic batch, so calibration batches may vary)."""
+    ep = export_program(model, example, ExportOptions(batch=None, max_batch=None, input_size=example.shape[-1]))
+    return ep.module()
+
+
+@torch.no_grad()
+def quantize_pt2e(
+    graph: nn.Module, calibration: list[torch.Tensor], target: str = "x86"
+) -> nn.Module:
+    """PTQ of an inference graph with a PT2E quantizer; returns the converted (q/dq reference) module."""
+    with _quiet_imports():
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    captured = _capture(graph, calibration[0][:2] if calibration[0].shape[0] > 1 else calibration[0].repeat(2, 1, 1, 1))
+    with quiet():
+        prepared = prepare_pt2e(captured, _pt2e_quantizer(target, is_qat=False))
+        for x in calibration:
+            prepared(x)
+        return convert_pt2e(prepared)
+
+
+def qat_pt2e(
+    model: nn.Module,
+    train_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]],
+    example: torch.Tensor,
+    target: str,
+    *,
+    epochs: int = 2,
+    lr: float = 1e-4,
+    log: Callable[[str], None] | None = None,
+) -> nn.Module:
+    """Quantization-aware fine-tuning: fake-quantized training of the un-folded graph, then convert.
+
+    The graph is captured in train mode with BatchNorm intact so PT2E can simulate the folded,
+    quantized convolution while BN statistics still adapt; observers are frozen for the last epoch
+    so the final quantization parameters match the weights the last steps produced.
+    """
+    with _quiet_imports():
+        from torchao.quantization.pt2e import (
+            disable_observer,
+            move_exported_model_to_eval,
+            move_exported_model_to_train,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+
+    import copy
+
+    net = InferenceModel(copy.deepcopy(model)).train()
+    with quiet():
+        captured = torch.export.export(net, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=2, max=4096)},),
+                                       strict=False).module()
+        prepared = prepare_qat_pt2e(captured, _pt2e_quantizer(target, is_qat=True))
+    params = [p for p in prepared.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    for epoch in range(epochs):
+        move_exported_model_to_train(prepared)
+        if epoch == epochs - 1 and epochs > 1:
+            prepared.apply(disable_observer)
+        total, n = 0.0, 0
+        for x, y in train_batches():
+            if x.shape[0] < 2:
+                continue  # BatchNorm in training mode needs more than one sample
+            with quiet():
+                loss = F.cross_entropy(prepared(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss) * x.shape[0]
+            n += x.shape[0]
+        if log is not None:
+            log(f"qat epoch {epoch + 1}/{epochs}: loss {total / max(n, 1):.4f}")
+    move_exported_model_to_eval(prepared)
+    with quiet(), torch.no_grad():
+        return convert_pt2e(prepared)
+
+
+# ------------------------------------------------------------------------------------------- writers
+def _write_pt2(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
+    ep = export_program(converted, example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
+                                                          input_size=meta.input_size[1]))
+    torch.export.save(ep, str(out), extra_files={"mobilenets.json": meta.to_json()})
+
+
+def _write_pte(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
+    ep = export_program(converted, example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
+                                                          input_size=meta.input_size[1]))
+    lower_to_executorch(ep, out)
+
+
+def _write_onnx_qdq(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
+    """A PT2E-converted graph as ONNX: its quantize/dequantize pairs become QuantizeLinear/DequantizeLinear."""
+    from .export import _dynamic_shapes
+
+    opts = ExportOptions(batch=meta.batch, max_batch=meta.max_batch, input_size=meta.input_size[1])
+    with quiet(), torch.no_grad():
+        torch.onnx.export(converted, (example,), str(out), dynamo=True, dynamic_shapes=_dynamic_shapes(opts),
+                          input_names=["input"], output_names=["logits"], external_data=False, optimize=True,
+                          verbose=False)
+    add_onnx_metadata(out, meta)
+
+
+def quantize_onnx_static(
+    graph: InferenceModel, calibration: list[torch.Tensor], out: Path, meta: ArtifactMetadata
+) -> None:
+    """ONNX Runtime static quantization (QDQ) of the fp32 ONNX export of ``graph``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .export import _export_onnx
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration)
+
+        def get_next(self) -> dict[str, Any] | None:
+            x = next(self.items, None)
+            return None if x is None else {"input": x.numpy()}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
+        opts = ExportOptions(batch=meta.batch, max_batch=meta.max_batch, input_size=meta.input_size[1])
+        _export_onnx(graph, calibration[0][: meta.batch or 2], opts, fp32, meta)
+        with quiet():
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quantize_static(
+                str(pre), str(out), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+    add_onnx_metadata(out, meta)
+
+
+# ------------------------------------------------------------------------------------------- data
+@dataclass
+class _Data:
+    calib: list[torch.Tensor]
+    train: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
+    dataset: str
+    split: str
+
+
+def _load_data(meta: ArtifactMetadata, data: str | None, root: str | None, *,
+               calib_batches: int, batch_size: int, split: str) -> _Data:
+    from ..data.augment import eval_preprocess
+    from ..data.datasets import build_datasets
+    from ..engine.train import make_batches
+
+    dataset = data or meta.dataset
+    if dataset is None:
+        raise ValueError("the weights name no dataset (config.json has no 'dataset'); pass --data for calibration")
+    size = meta.input_size[1]
+    datasets = build_datasets(dataset, root, size, crop_pct=meta.crop_pct, interpolation=meta.interpolation)
+    if split not in datasets:
+        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(datasets)}")
+    cpu = torch.device("cpu")
+    loader, _ = make_batches(datasets["train"], batch_size, shuffle=True, seed=0, device=cpu,
+                             device_resident=True, num_workers=0)
+    calib = []
+    for images, _labels in loader:
+        calib.append(eval_preprocess(images, meta.mean, meta.std).contiguous())
+        if len(calib) >= calib_batches:
+            break
+    if not calib:
+        raise ValueError(f"{dataset} has an empty training split; nothing to calibrate on")
+
+    def train_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in loader:
+            yield eval_preprocess(images, meta.mean, meta.std).contiguous(), labels
+
+    return _Data(calib, train_batches, dataset, split)
+
+
+# ------------------------------------------------------------------------------------------- the job
+@dataclass
+class QuantizeResult:
+    """An int8 artefact and what it cost in accuracy on the evaluation split."""
+
+    path: str
+    method: str
+    target: str
+    dataset: str
+    split: str
+    float_acc1: float
+    int8_acc1: float
+    size_bytes: int
+    float_size_bytes: int
+    quantize_s: float
+    calib_images: int
+
+    @property
+    def drop(self) -> float:
+        return self.float_acc1 - self.int8_acc1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "acc1_drop": self.drop}
+
+    def summary(self) -> str:
+        return (f"{self.method} {self.target}: {self.path}  {self.size_bytes / 2**20:.2f} MiB "
+                f"(fp32 weights {self.float_size_bytes / 2**20:.2f} MiB)  {self.quantize_s:.1f}s | "
+                f"{self.dataset}/{self.split} top-1 float {self.float_acc1:.2f}%  int8 {self.int8_acc1:.2f}%  "
+                f"drop {self.drop:+.2f} points")
+
+
+def quantize_model(
+    model: nn.Module,
+    method: str,
+    target: str,
+    out: str | Path,
+    calib: list[torch.Tensor],
+    *,
+    meta: ArtifactMetadata | None = None,
+    train_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None,
+    qat_epochs: int = 2,
+    qat_lr: float = 1e-4,
+    batch: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Quantize an in-memory model with given calibration batches and write the int8 artefact.
+
+    ``batch``: fixed batch of the artefact, ``None`` for dynamic (ExecuTorch: up to 32).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if target not in QUANT_TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(QUANT_TARGETS)}")
+    spec = QUANT_TARGETS[target]
+    spec.check_installed()
+    out = Path(out)
+    if out.suffix.lower() != spec.suffix:
+        raise ValueError(f"output {out} for target {target} must end in {spec.suffix}")
+    graph = prepare_for_export(model)
+    from .export import DEFAULT_EXECUTORCH_MAX_BATCH
+
+    max_batch = DEFAULT_EXECUTORCH_MAX_BATCH if batch is None and spec.format == "executorch" else None
+    base = meta or ArtifactMetadata.from_model(graph, spec.format)
+    meta = ArtifactMetadata(**{**asdict(base), "format": spec.format, "batch": batch, "max_batch": max_batch,
+                               "precision": "int8",
+                               "quantization": {"method": method, "target": target,
+                                                "calib_images": sum(int(x.shape[0]) for x in calib)}})
+    example = calib[0][: batch or 2]
+    if example.shape[0] < (batch or 2):
+        example = example.repeat(math.ceil((batch or 2) / example.shape[0]), 1, 1, 1)[: batch or 2]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if method == "ptq" and target == "onnxruntime":
+        quantize_onnx_static(graph, calib, out, meta)
+    else:
+        if method == "qat":
+            if train_batches is None:
+                raise ValueError("qat needs training batches")
+            converted = qat_pt2e(model, train_batches, example if example.shape[0] > 1 else example.repeat(2, 1, 1, 1),
+                                 "x86" if target == "onnxruntime" else target, epochs=qat_epochs, lr=qat_lr, log=log)
+        else:
+            converted = quantize_pt2e(graph, calib, target)
+        writer = {"pt2": _write_pt2, "executorch": _write_pte, "onnx": _write_onnx_qdq}[spec.format]
+        writer(converted, example, out, meta)
+    write_metadata(out, meta)
+    return out
+
+
+def quantize_weights(
+    weights: str | Path,
+    *,
+    method: str = "ptq",
+    target: str = "x86",
+    out: str | Path,
+    calib_batches: int = 8,
+    calib_batch_size: int = 32,
+    data: str | None = None,
+    root: str | None = None,
+    split: str = "test",
+    qat_epochs: int = 2,
+    qat_lr: float = 1e-4,
+    evaluate: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> QuantizeResult:
+    """Quantize a weights / run directory and report float vs int8 top-1 on ``split`` of its dataset."""
+    if calib_batches < 1:
+        raise ValueError(f"--calib-batches {calib_batches} invalid; expected >= 1")
+    if target in QUANT_TARGETS:
+        QUANT_TARGETS[target].check_installed()
+    start = time.perf_counter()
+    model = load_model(weights)
+    graph = prepare_for_export(model)
+    meta = ArtifactMetadata.from_model(graph, "weights", source=str(weights))
+    d = _load_data(meta, data, root, calib_batches=calib_batches, batch_size=calib_batch_size, split=split)
+    meta.dataset = d.dataset
+    path = quantize_model(model, method, target, out, d.calib, meta=meta, train_batches=d.train,
+                          qat_epochs=qat_epochs, qat_lr=qat_lr, log=log)
+    seconds = time.perf_counter() - start
+    float_acc = int8_acc = float("nan")
+    if evaluate:
+        from ..engine.evaluate import evaluate_weights
+
+        float_acc = evaluate_weights(weights, data=d.dataset, root=root, split=split, plot=False)["acc1"]
+        int8_acc = evaluate_weights(path, data=d.dataset, root=root, split=split, plot=False)["acc1"]
+    from ..weights import WEIGHTS_NAME
+
+    wdir = Path(weights)
+    float_size = (wdir / WEIGHTS_NAME).stat().st_size if (wdir / WEIGHTS_NAME).is_file() else 0
+    return QuantizeResult(str(path), method, target, d.dataset, split, float_acc, int8_acc, path.stat().st_size,
+                          float_size, seconds, sum(int(x.shape[0]) for x in d.calib))

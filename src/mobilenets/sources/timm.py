@@ -1,0 +1,93 @@
+"""timm MobileNetV1 / V2 / V3 state dicts (``mobilenetv1_*``, ``mobilenetv2_*``, ``mobilenetv3_*``,
+``tf_mobilenetv3_*``) -> our names.
+
+timm's EfficientNet-style builder uses the same stage grouping as our tables, so ``blocks.<s>.<i>`` maps
+to ``blocks.<s>.<i>``; only the names inside a block differ (``bn1``/``bn2``/``bn3`` follow the convs in
+order). The head differs per family: V2's 1280 conv is timm's ``conv_head`` + ``bn2`` (our last stage),
+V3's 1280/1024 layer is a 1x1 conv with bias (our ``head_hidden`` Linear: same arithmetic, reshaped).
+BatchNorm eps is PyTorch's 1e-5, except the ``tf_`` ports of the TensorFlow weights (eps 1e-3, TF "same"
+padding, inputs normalised with mean = std = 0.5), which is what the ``timm_tf`` source means.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from ..models.blocks import ConvBlock, DepthwiseSeparable, InvertedResidual
+from ._common import BN_PARAMS, MappedState, flat_blocks, has_head_hidden
+
+__all__ = ["BN_EPS", "BN_EPS_TF", "describe", "looks_like", "to_native"]
+
+BN_EPS = 1e-5
+BN_EPS_TF = 1e-3
+
+_BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(.+)")
+# Per block type: timm's name inside the block -> ours.
+_DS = {"conv_dw": "conv_dw.conv", "bn1": "conv_dw.bn", "conv_pw": "conv_pw.conv", "bn2": "conv_pw.bn"}
+_IR = {"conv_pw": "conv_pw.conv", "bn1": "conv_pw.bn", "conv_dw": "conv_dw.conv", "bn2": "conv_dw.bn",
+       "conv_pwl": "conv_pwl.conv", "bn3": "conv_pwl.bn"}
+_CN = {"conv": "conv", "bn1": "bn"}
+
+
+def looks_like(state: dict[str, torch.Tensor]) -> bool:
+    return "conv_stem.weight" in state and any(k.startswith("blocks.") for k in state)
+
+
+def describe(state: dict[str, torch.Tensor]) -> str:
+    stages = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
+    w = state.get("classifier.weight")
+    classes = w.shape[0] if w is not None else "?"
+    head = "conv_head+bn2" if "bn2.weight" in state else "conv_head" if "conv_head.weight" in state else "no head conv"
+    return f"timm EfficientNet/MobileNetV3-style checkpoint with {len(stages)} stages, {head}, {classes} classes"
+
+
+def _rename(rest: str, table: dict[str, str]) -> str | None:
+    if rest.startswith("se.") and re.fullmatch(r"se\.(conv_reduce|conv_expand)\.(weight|bias)", rest):
+        return rest
+    name, _, param = rest.partition(".")
+    if name not in table:
+        return None
+    if table[name].endswith("bn") or table[name] == "bn":
+        return f"{table[name]}.{param}" if param in BN_PARAMS else None
+    return f"{table[name]}.{param}" if param == "weight" else None
+
+
+def to_native(state: dict[str, torch.Tensor], model: nn.Module) -> MappedState:
+    """Translate a timm state dict to our model's names; V3's ``conv_head`` becomes a Linear weight."""
+    out = MappedState(description=describe(state))
+    modules = dict(flat_blocks(model))
+    last_prefix = next(reversed(modules)) if modules else None
+    last_is_conv = last_prefix is not None and isinstance(modules[last_prefix], ConvBlock)
+    hidden = has_head_hidden(model)
+    for key, value in state.items():
+        new: str | None = None
+        if key == "conv_stem.weight":
+            new = "stem.conv.weight"
+        elif key.startswith("bn1."):
+            new = f"stem.bn.{key[4:]}" if key[4:] in BN_PARAMS else None
+        elif m := _BLOCK.fullmatch(key):
+            prefix = f"blocks.{m.group(1)}.{m.group(2)}"
+            block = modules.get(prefix)
+            table = (_IR if isinstance(block, InvertedResidual) else _DS if isinstance(block, DepthwiseSeparable)
+                     else _CN if isinstance(block, ConvBlock) else None)
+            inner = _rename(m.group(3), table) if table else None
+            new = f"{prefix}.{inner}" if inner else None
+        elif key.startswith("conv_head."):
+            if hidden:  # V3: 1x1 conv with bias on the pooled features == our Linear
+                new = f"head_hidden.0.{key[10:]}"
+                if key.endswith(".weight") and value.ndim == 4:
+                    value = value.flatten(1)
+            elif last_is_conv and key == "conv_head.weight":  # V2: the 1280 conv, our last stage
+                new = f"{last_prefix}.conv.weight"
+        elif key.startswith("bn2.") and last_is_conv and not hidden:
+            new = f"{last_prefix}.bn.{key[4:]}" if key[4:] in BN_PARAMS else None
+        elif key in ("classifier.weight", "classifier.bias"):
+            new = key
+        if new is None:
+            out.unexpected.append(key)
+        else:
+            out.put(new, value, key)
+    return out
