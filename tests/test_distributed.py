@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,10 +64,8 @@ def _descendants(pid: int) -> list[int]:
 def _kill_tree(pid: int) -> None:
     """SIGKILL torchrun and every worker (the workers run in sessions of their own)."""
     for p in _descendants(pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:

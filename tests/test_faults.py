@@ -129,7 +129,7 @@ def test_nan_loss_stops_with_diagnostics_and_resumes_with_lower_lr(tmp_path: Pat
         return loss * float("nan") if calls["n"] > 20 else loss  # dies in the third epoch
 
     monkeypatch.setattr(train_mod, "_loss", exploding)
-    with pytest.raises(TrainingDiverged, match="resume=true optim.lr") as info:
+    with pytest.raises(TrainingDiverged, match=r"resume=true optim\.lr") as info:
         train(cfg)
     assert "epoch" in str(info.value)
     dump = json.loads((tmp_path / "run" / "divergence.json").read_text())

@@ -204,12 +204,14 @@ class MobileNet(nn.Module):
         raise IndexError(flat_index)
 
     def _make_features_only(self, out_indices: Sequence[int]) -> None:
+        items = None if isinstance(out_indices, str | bytes) else out_indices
         try:
-            idx = tuple(sorted({int(i) % 5 for i in out_indices}))
-        except (TypeError, ValueError):
-            raise ValueError(f"out_indices={out_indices!r} invalid; expected integers in 0..4") from None
-        if not idx or any(not -5 <= int(i) <= 4 for i in out_indices):
-            raise ValueError(f"out_indices={tuple(out_indices)} invalid; expected a non-empty subset of 0..4")
+            items = list(items)  # type: ignore[arg-type]
+        except TypeError:
+            items = None
+        if not items or any(isinstance(i, bool) or not isinstance(i, int) or not -5 <= i <= 4 for i in items):
+            raise ValueError(f"out_indices={out_indices!r} invalid; expected a non-empty sequence of integers in 0..4")
+        idx = tuple(sorted({i % 5 for i in items}))
         self.out_indices = idx
         self.feature_info = [self.feature_info[i] for i in idx]
         last = max(f["index"] for f in self.feature_info)
