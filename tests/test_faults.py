@@ -163,3 +163,33 @@ def test_disk_full_never_replaces_the_last_good_checkpoint(tmp_path: Path, monke
     ckpt_dir = tmp_path / "run" / "checkpoints"
     assert load_checkpoint(ckpt_dir / "last.pt")["epoch"] == 0
     assert not list(ckpt_dir.glob("*.tmp")) and not list(ckpt_dir.glob(".*.tmp"))
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("kind", ["malicious", "truncated", "empty", "foreign"])
+def test_hostile_or_broken_checkpoint_is_refused(tmp_path: Path, kind: str) -> None:
+    from mobilenets.engine.checkpoint import CheckpointError
+
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    if kind == "malicious":
+        torch.save({"format": "mobilenets-train-v1", "model": _Payload(marker)}, ckpt)
+    elif kind == "truncated":
+        torch.save({"format": "mobilenets-train-v1", "model": {"w": torch.ones(1000)}}, ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[:300])
+    elif kind == "empty":
+        ckpt.write_bytes(b"")
+    else:
+        torch.save({"state_dict": {"w": torch.ones(3)}}, ckpt)  # someone else's checkpoint
+    cfg = load_config(TrainConfig, None, [*TINY, "epochs=2", f"output_dir={tmp_path / 'run'}", "resume=true"])
+    with pytest.raises(CheckpointError, match=str(ckpt).replace(".", r"\.")):
+        train(cfg)
+    assert not marker.exists(), "unpickling ran code"
