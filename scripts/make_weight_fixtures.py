@@ -25,6 +25,7 @@ multiplier, which is why their multipliers are the smallest.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -253,10 +254,8 @@ FIXTURES = [
 def _versions() -> dict[str, str]:
     out = {"torch": torch.__version__}
     for mod in ("torchvision", "timm", "keras", "h5py"):
-        try:
+        with contextlib.suppress(ImportError):
             out[mod] = __import__(mod).__version__
-        except ImportError:
-            pass
     return out
 
 

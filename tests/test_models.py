@@ -196,8 +196,8 @@ def test_errors_name_the_bad_value() -> None:
     for bad in (0, -1.0):
         with pytest.raises(ValueError, match=f"width_mult={bad}"):
             create_model("mobilenet_v3_small", width_mult=bad)
-    with pytest.raises(ValueError, match="width_convention='keras'"):
-        create_model("mobilenet_v3_small", width_convention="keras")
+    with pytest.raises(ValueError, match="width_convention='caffe'"):
+        create_model("mobilenet_v3_small", width_convention="caffe")
     with pytest.raises(ValueError, match=r"dropout=1\.5"):
         create_model("mobilenet_v2", dropout=1.5)
     with pytest.raises(ValueError, match="num_classes=-1"):

@@ -54,7 +54,7 @@ def build(name: str, *, keep_source_settings: bool = False, **overrides: Any) ->
     if not keep_source_settings:
         kwargs.pop("pad_type", None)
         kwargs.pop("bn_eps", None)
-    return create_model(fx["arch"], num_classes=fx["num_classes"], **{**kwargs, **overrides})
+    return create_model(fx["arch"], **{"num_classes": fx["num_classes"], **kwargs, **overrides})
 
 
 def logits(model: torch.nn.Module) -> torch.Tensor:
@@ -145,15 +145,59 @@ def test_keras_h5_with_tf_keras_names_and_model_weights_group(tmp_path: Path) ->
             weight_names = []
             for w in f[layer].attrs["weight_names"]:
                 w = w.decode() if isinstance(w, bytes) else w
-                leaf = w.rsplit("/", 1)[1] + ":0"
-                group.create_dataset(leaf, data=f[layer][w][()])
-                weight_names.append(f"{new}/{leaf}".encode())
+                # tf.keras names a weight "<layer name>/<weight>:0" and creates it by that name inside the
+                # layer's group, so "Conv/BatchNorm/gamma:0" lives at Conv/BatchNorm/Conv/BatchNorm/gamma:0.
+                full = f"{new}/{w.rsplit('/', 1)[1]}:0"
+                group.create_dataset(full, data=f[layer][w][()])
+                weight_names.append(full.encode())
             group.attrs["weight_names"] = weight_names
         root.attrs["layer_names"] = layer_names
     assert "expanded_conv_1/expand/BatchNorm" in [n.decode() for n in layer_names]
     model = build(name)
     load_weights(model, dst)
     assert max_diff(logits(model), EXPECTED[name]) <= TOL
+
+
+def _write_legacy_h5(path: Path, layers: list[tuple[str, list[Any]]]) -> None:
+    """A legacy Keras weights file: layer_names in model order, weight_names per layer group."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [name.encode() for name, _ in layers]
+        for name, arrays in layers:
+            group = f.require_group(name)
+            names = [f"{name}/w{i}:0" for i in range(len(arrays))]
+            for n, a in zip(names, arrays):
+                group.create_dataset(n, data=a)
+            group.attrs["weight_names"] = [n.encode() for n in names]
+
+
+def test_keras_legacy_published_v2_spelling_and_order_fallback(tmp_path: Path) -> None:
+    """keras-applications' V2 (the published file) spells layers Conv1/bn_Conv1/..._BN/Logits; unknown
+    spellings fall back to layer order, which is how Keras itself loads a legacy file."""
+    pytest.importorskip("h5py")
+    from mobilenets.sources import keras as keras_source
+
+    name = "keras_mobilenet_v2"
+    model = build(name)
+    kf = keras_source.read_keras_file(FIXTURES / MANIFEST["fixtures"][name]["files"][0])
+    layers = keras_source.expected_layers(model)
+    arrays = {cls: iter(items) for cls, items in kf.by_class.items()}
+    paired = [(la.name, next(arrays[la.cls])[1]) for la in layers]
+
+    def published(n: str) -> str:
+        fixed = {"conv1": "Conv1", "bn_conv1": "bn_Conv1", "conv_1": "Conv_1", "conv_1_bn": "Conv_1_bn",
+                 "predictions": "Logits"}
+        return fixed.get(n, n[:-3] + "_BN" if n.endswith("_bn") else n)
+
+    _write_legacy_h5(tmp_path / "published_v2.h5", [(published(n), a) for n, a in paired])
+    load_weights(model, tmp_path / "published_v2.h5")
+    assert max_diff(logits(model), EXPECTED[name]) <= TOL
+
+    _write_legacy_h5(tmp_path / "renamed.h5", [(f"layer_{i}", a) for i, (_, a) in enumerate(paired)])
+    again = build(name)
+    load_weights(again, tmp_path / "renamed.h5")
+    assert max_diff(logits(again), EXPECTED[name]) <= TOL
 
 
 def test_features_only_backbone_loads_what_it_has() -> None:
@@ -290,7 +334,7 @@ def test_class_count_mismatch_and_fine_tuning(tmp_path: Path) -> None:
 
     fresh = ten.classifier.weight.detach().clone()
     result = load_weights(ten, file, skip_classifier=True)
-    assert result.skipped == ["classifier.3.weight", "classifier.3.bias"]
+    assert sorted(result.skipped) == ["classifier.3.bias", "classifier.3.weight"]
     assert torch.equal(ten.classifier.weight, fresh), "the new classifier must keep its fresh initialisation"
     full = loaded("tv_mobilenet_v3_large")
     x = INPUT - 0.45
@@ -379,7 +423,7 @@ def test_registry_lists_tags_with_metadata() -> None:
         assert entry.arch == tag.split(".")[0] and entry.url.startswith("https://")
         create_model(entry.arch, **entry.kwargs)  # the recorded keywords build
     assert registry.get_pretrained("mobilenet_v3_large.timm_ra_in1k").sha256
-    with pytest.raises(ValueError, match="did you mean 'mobilenet_v3_large.tv_in1k'"):
+    with pytest.raises(ValueError, match=r"did you mean 'mobilenet_v3_large\.tv_in1k'"):
         registry.get_pretrained("mobilenet_v3_large.tv_inlk")
     with pytest.raises(ValueError, match="holds mobilenet_v2 weights, not mobilenet_v3_large"):
         create_model("mobilenet_v3_large", pretrained="mobilenet_v2.tv_in1k")
@@ -474,5 +518,5 @@ def test_convert_cli_keras_and_errors(tmp_path: Path) -> None:
         _cli(["convert", str(FIXTURES / fx["files"][0]), "--out", str(tmp_path / "x")])
     with pytest.raises(FileNotFoundError, match="neither a file nor a registry tag"):
         _cli(["convert", "nowhere.pth", "--arch", "mobilenet_v2", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="--set width_mult invalid"):
+    with pytest.raises(ValueError, match=r"--set 'width_mult' invalid"):
         _cli(["convert", str(FIXTURES / fx["files"][0]), "--arch", fx["arch"], "--set", "width_mult", "--out", "x"])

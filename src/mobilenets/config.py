@@ -185,7 +185,12 @@ class DataConfig:
 
     def validate(self) -> None:
         _require(self.image_size >= 1, "image_size", self.image_size, ">= 1")
-        _require(self.num_workers >= 0, "num_workers", self.num_workers, ">= 0")
+        # More than 4 worker processes per CPU only adds memory and start-up cost (and a huge value
+        # exhausts the process table before the first batch). At least 16, so that the ImageNet
+        # recipes (8 workers) still load on a small machine.
+        max_workers = max(16, 4 * (os.cpu_count() or 1))
+        _require(0 <= self.num_workers <= max_workers, "num_workers", self.num_workers,
+                 f">= 0 and <= {max_workers} (4 per CPU, at least 16)")
         _require(self.synthetic_size >= 1, "synthetic_size", self.synthetic_size, ">= 1")
         _require(self.val_size >= 1, "val_size", self.val_size, ">= 1")
         if self.name == "imagefolder":
@@ -374,7 +379,8 @@ class TrainConfig:
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, ">= 1")
-        _require(self.seed >= 0, "seed", self.seed, ">= 0")
+        # torch.manual_seed takes at most 64 bits; per-rank offsets are added, so stay well below.
+        _require(0 <= self.seed < 2**32, "seed", self.seed, "in [0, 2**32)")
         _require(
             bool(self.device.strip()), "device", self.device, "'auto', 'cpu', 'cuda', 'cuda:N', 'mps', ..."
         )
@@ -818,6 +824,13 @@ def validate(cfg: Any, path: str = "") -> None:
             method()
         except ConfigError as exc:
             raise exc.prefixed(path) from None
+    # After the section's own checks (their messages name the allowed range): no field may hold NaN or
+    # infinity, which would otherwise only surface mid-training (e.g. mixup_alpha=.inf).
+    for f in _init_fields(type(cfg)):
+        value = getattr(cfg, f.name)
+        items = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            raise ConfigError(f"got {value!r}, but it must be finite", key=_join(path, f.name))
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:

@@ -69,7 +69,7 @@ def convert(
     """Convert ``src`` (a weights file or a registry tag) for ``arch`` and write the native format to ``out``."""
     from . import pretrained as registry
     from .models import create_model
-    from .weights import load_weights, save_pretrained
+    from .weights import _resolve_weights_path, load_weights, save_pretrained
 
     kwargs = dict(kwargs or {})
     src_str = str(src)
@@ -85,6 +85,7 @@ def convert(
         path = Path(src_str)
         if not path.exists():
             raise FileNotFoundError(f"{path} not found (neither a file nor a registry tag; see `mobilenets list`)")
+        path = _resolve_weights_path(path)  # a directory holding one weights file
         if arch is None:
             raise ValueError("--arch is required for a weights file (e.g. --arch mobilenet_v3_large)")
         if "num_classes" not in kwargs:

@@ -82,9 +82,11 @@ class PretrainedEntry:
         cfg = getattr(model, "pretrained_cfg", None)
         if not isinstance(cfg, dict):
             return
-        cfg.update(tag=self.tag, source=self.source, interpolation=self.interpolation, crop_pct=self.crop_pct)
+        cfg.update(tag=self.tag, source=self.source, interpolation=self.interpolation)
         if getattr(model, "in_chans", 3) == 3:
-            cfg.update(mean=self.mean, std=self.std, input_size=self.input_size)
+            cfg.update(mean=self.mean, std=self.std)
+        if not getattr(getattr(model, "arch", None), "small_input", False):  # a 32x32 model keeps its size
+            cfg.update(input_size=self.input_size, crop_pct=self.crop_pct)
 
 
 def _tv(tag: str, arch: str, file: str, top1: float, top5: float, resize: int = 256) -> PretrainedEntry:
@@ -222,7 +224,7 @@ def cache_dir() -> Path:
 def _open_url(url: str) -> BinaryIO:
     """The one network call (tests replace it); a generous timeout so a dead link fails rather than hangs."""
     request = urllib.request.Request(url, headers={"User-Agent": "mobilenets"})
-    return urllib.request.urlopen(request, timeout=60)  # noqa: S310 - https URLs from the registry only
+    return urllib.request.urlopen(request, timeout=60)  # https URLs from the registry (file:// in tests)
 
 
 def _hashes(path: Path) -> tuple[str, str]:

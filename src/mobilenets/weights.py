@@ -165,7 +165,8 @@ def _refusal_reason(exc: BaseException) -> str | None:
         return None
     for line in text.splitlines():
         if "Unsupported" in line or "GLOBAL" in line or "not an allowed global" in line:
-            return line.strip()
+            # torch goes on to explain how to allowlist the global: not advice to give about a payload.
+            return line.split(" Please use")[0].strip().rstrip(".")
     return _first_line(exc)
 
 
@@ -440,10 +441,8 @@ def _adopt_source_settings(model: nn.Module, source: str, result: LoadResult) ->
             kwargs["bn_eps"] = eps
     pad = _SOURCE_PAD.get(source)
     if pad is not None and hasattr(model, "set_pad_type"):
-        model.set_pad_type(pad)
+        model.set_pad_type(pad)  # also records it in model_kwargs
         result.pad_type = pad
-        if isinstance(kwargs, dict) and (pad or "pad_type" in kwargs):
-            kwargs["pad_type"] = pad
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, dict) and source != "native":
         cfg["source"] = source

@@ -300,7 +300,7 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         order.setdefault(str(r["name"]), []).append(r)
     out = []
-    for name, rows in order.items():
+    for rows in order.values():
         first = rows[0]
         row: dict[str, Any] = {k: first.get(k) for k in ("name", "model", "kwargs", "image_size", "dataset",
                                                            "params", "macs", "epochs", "best_backend")}

@@ -20,7 +20,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "SEED004_ABLATION",
     "SEED004_TABLE",
     "TABLE_IDS",
+    "V1_IMAGENET_COST",
     "Figure",
     "Report",
     "Table",
@@ -326,9 +327,25 @@ def _ablation_table(runs: Sequence[_Run]) -> Table:
         "latency eager (ms)", "seed 004 params (M)", "seed 004 top-1"], rows, note)
 
 
-@lru_cache(maxsize=None)
+#: Our V1's (params, MACs) in the paper's geometry for the paper's rows, keyed (α, resolution, separable): what
+#: ``_imagenet_cost`` computes, pinned so a report does not spend seconds profiling 224px models (the pins
+#: are checked against the profiler in tests/test_report.py).
+V1_IMAGENET_COST: dict[tuple[float, int, bool], tuple[int, int]] = {
+    (1.0, 224, True): (4231976, 568740352), (0.75, 224, True): (2585560, 325400448),
+    (0.5, 224, True): (1331592, 149497088), (0.25, 224, True): (470072, 41030272),
+    (1.0, 192, True): (4231976, 418121728), (1.0, 160, True): (4231976, 290675200),
+    (1.0, 128, True): (4231976, 186400768), (1.0, 224, False): (29294088, 4867293184),
+}
+
+
 def _imagenet_cost(width: float = 1.0, resolution: int = 224, separable: bool = True) -> tuple[int, int]:
     """(params, MACs) of V1 in the paper's ImageNet geometry (1000 classes, 3 channels)."""
+    pinned = V1_IMAGENET_COST.get((float(width), int(resolution), bool(separable)))
+    return pinned if pinned is not None else _profile_v1(float(width), int(resolution), bool(separable))
+
+
+@cache
+def _profile_v1(width: float, resolution: int, separable: bool) -> tuple[int, int]:
     import torch
 
     from ..models import create_model
@@ -346,7 +363,11 @@ def _v1_runs(runs: Sequence[_Run], separable: bool = True) -> list[_Run]:
 
 def _v1_width_table(runs: Sequence[_Run]) -> Table:
     v1 = _v1_runs(runs)
-    size = max((r.row.get("image_size") or 0 for r in v1), default=None)
+    widths: dict[int, set[float]] = {}
+    for r in v1:
+        widths.setdefault(int(r.row.get("image_size") or 0), set()).add(float(r.kwargs.get("width_mult", 1.0)))
+    # The resolution at which the grid varies α (resolution runs share α = 1 and must not hide it).
+    size = max(widths, key=lambda s: (len(widths[s]), s), default=None)
     ours = {float(r.kwargs.get("width_mult", 1.0)): r for r in v1 if r.row.get("image_size") == size}
     alphas = sorted({a for a, *_ in PAPER_V1_WIDTH} | set(ours), reverse=True)
     paper = {a: (m, p, t) for a, m, p, t in PAPER_V1_WIDTH}
@@ -397,11 +418,15 @@ def _v1_resolution_table(runs: Sequence[_Run]) -> Table:
 
 def _v1_conv_table(runs: Sequence[_Run]) -> Table:
     rows = []
+    size: Any = None
     for name, separable in (("Conv MobileNet", False), ("MobileNet", True)):
         p, m, t = PAPER_V1_CONV[name]
         params, macs = _imagenet_cost(1.0, 224, separable)
         cands = [r for r in _v1_runs(runs, separable) if float(r.kwargs.get("width_mult", 1.0)) == 1.0]
-        r = max(cands, key=lambda c: c.row.get("image_size") or 0, default=None)
+        # The separable run compared is the one at the Conv MobileNet's resolution when there is one.
+        r = max(cands, key=lambda c: (c.row.get("image_size") == size, c.row.get("image_size") or 0), default=None)
+        if not separable and r is not None:
+            size = r.row.get("image_size")
         rows.append([name, f"{p:.1f}", f"{params / 1e6:.2f}", f"{m:.0f}", f"{macs / 1e6:.0f}", f"{t:.1f}",
                      r.name if r else _DASH, _mega(r.row.get("params"), 2) if r else _DASH,
                      _mega(r.row.get("macs"), 1) if r else _DASH,
@@ -604,9 +629,8 @@ def _architecture(model: Any, shape: tuple[int, int, int], name: str) -> Figure:
         ax.text(c + 0.08, r + 0.42, line1, fontsize=7.5, va="center")
         ax.text(c + 0.08, r + 0.60, line2, fontsize=7.5, va="center")
         ax.text(c + 0.08, r + 0.78, f"→ {out}", fontsize=7.5, va="center", color="#224477")
-        if i + 1 < len(boxes):
-            if c + 1 < cols:
-                ax.annotate("", (c + 1.04, r + 0.47), (c + 0.92, r + 0.47), arrowprops={"arrowstyle": "->", "lw": 1})
+        if i + 1 < len(boxes) and c + 1 < cols:
+            ax.annotate("", (c + 1.04, r + 0.47), (c + 0.92, r + 0.47), arrowprops={"arrowstyle": "->", "lw": 1})
     ax.set_title(f"{name}: {len(items) - 1} blocks, input {'×'.join(map(str, shape))} (red border: squeeze-excite)",
                  fontsize=10)
     fig.tight_layout()

@@ -162,10 +162,14 @@ def _export_pt2(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out
 def lower_to_executorch(ep: torch.export.ExportedProgram, out: Path) -> None:
     """Lower an exported program to a ``.pte`` with every supported op delegated to XNNPACK."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
 
     with quiet():
-        program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch()
+        # Plan memory for the declared upper bound of a dynamic batch (the default plans for the
+        # example's hint and fails on larger inputs at run time).
+        config = ExecutorchBackendConfig(sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass())
+        program = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch(config)
     out.write_bytes(program.buffer)
 
 

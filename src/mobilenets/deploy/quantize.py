@@ -184,14 +184,28 @@ def qat_pt2e(
 
 
 # ------------------------------------------------------------------------------------------- writers
+def _drop_unused_tensors(gm: nn.Module) -> nn.Module:
+    """Remove the float parameters ``convert_pt2e`` left attached but no longer uses (int8 copies replace
+    them); otherwise ``torch.export`` saves both and the int8 file is larger than the fp32 one."""
+    graph = getattr(gm, "graph", None)
+    if graph is None:
+        return gm
+    used = {str(n.target) for n in graph.nodes if n.op == "get_attr"}
+    for name, _ in [*gm.named_parameters(), *gm.named_buffers()]:
+        if name not in used:
+            owner, _, attr = name.rpartition(".")
+            delattr(gm.get_submodule(owner) if owner else gm, attr)
+    return gm
+
+
 def _write_pt2(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
-    ep = export_program(converted, example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
+    ep = export_program(_drop_unused_tensors(converted), example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
                                                           input_size=meta.input_size[1]))
     torch.export.save(ep, str(out), extra_files={"mobilenets.json": meta.to_json()})
 
 
 def _write_pte(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
-    ep = export_program(converted, example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
+    ep = export_program(_drop_unused_tensors(converted), example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
                                                           input_size=meta.input_size[1]))
     lower_to_executorch(ep, out)
 

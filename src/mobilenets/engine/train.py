@@ -491,7 +491,9 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
     train_ds = datasets["train"]
     classes = list(getattr(train_ds, "classes", []) or [])
     num_classes = cfg.model.num_classes or info.num_classes or len(classes)
-    if classes and num_classes != len(classes) and not cfg.model.pretrained:
+    # Also with pretrained weights: fine-tuning re-initialises the classifier for the dataset's classes, but
+    # a classifier narrower than the labels would fail mid-epoch (and a wider one wastes outputs).
+    if classes and num_classes != len(classes):
         raise ConfigError(f"got {num_classes} but dataset {cfg.data.name} has {len(classes)} classes", key="model.num_classes")
     channels = getattr(train_ds, "num_channels", info.channels)
     if cfg.batch_size * dist_info.world_size > len(train_ds):

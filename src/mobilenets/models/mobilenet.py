@@ -284,6 +284,9 @@ class MobileNet(nn.Module):
                     new.bias = child.bias
                 setattr(parent, name, new)
         self.arch = replace(self.arch, pad_type=pad_type)
+        kwargs = getattr(self, "model_kwargs", None)  # create_model's record, what save_pretrained writes
+        if isinstance(kwargs, dict):
+            kwargs["pad_type"] = pad_type
 
     # ------------------------------------------------------------------------------------------ forward
     def _check_input(self, x: torch.Tensor) -> None:

@@ -22,12 +22,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..models.blocks import ConvBlock, DepthwiseSeparable, InvertedResidual
+from ..models.blocks import ConvBlock, InvertedResidual
 from ._common import MappedState, block_units, family, flat_blocks, has_head_hidden
 
 __all__ = ["BN_EPS", "KerasFile", "KerasLayer", "describe", "expected_layers", "read_keras_file", "to_native"]
@@ -69,7 +70,7 @@ def normalise(name: str) -> str:
     return name
 
 
-def _import_h5py():  # type: ignore[no-untyped-def]
+def _import_h5py() -> Any:
     try:
         import h5py
     except ImportError:
@@ -110,7 +111,7 @@ def _str(value: bytes | str) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
 
 
-def _read_legacy(path: Path, group) -> KerasFile:  # type: ignore[no-untyped-def]
+def _read_legacy(path: Path, group: Any) -> KerasFile:
     by_name: dict[str, list[np.ndarray]] = {}
     raw: dict[str, str] = {}
     for layer in (_str(n) for n in group.attrs["layer_names"]):
@@ -123,7 +124,7 @@ def _read_legacy(path: Path, group) -> KerasFile:  # type: ignore[no-untyped-def
     return KerasFile(path, "legacy", by_name, {}, raw)
 
 
-def _read_keras3(path: Path, f, h5py) -> KerasFile:  # type: ignore[no-untyped-def]
+def _read_keras3(path: Path, f: Any, h5py: Any) -> KerasFile:
     by_class: dict[str, list[tuple[int, str, list[np.ndarray]]]] = {}
     for name, g in f["layers"].items():
         if not isinstance(g, h5py.Group) or "vars" not in g or not len(g["vars"]):
@@ -133,7 +134,8 @@ def _read_keras3(path: Path, f, h5py) -> KerasFile:  # type: ignore[no-untyped-d
         cls, n = m.group(1), int(m.group(2) or 0)
         arrays = [np.asarray(g["vars"][str(i)][()]) for i in range(len(g["vars"]))]
         by_class.setdefault(cls, []).append((n, f"layers/{name}", arrays))
-    ordered = {cls: [(label, arrays) for _, label, arrays in sorted(items)] for cls, items in by_class.items()}
+    ordered = {cls: [(label, arrays) for _, label, arrays in sorted(items, key=lambda t: t[0])]
+               for cls, items in by_class.items()}
     return KerasFile(path, "keras3", {}, ordered, {})
 
 
@@ -206,6 +208,18 @@ def describe(kf: KerasFile) -> str:
     return f"Keras {kind} weights ({len(names)} layers)"
 
 
+# Other spellings of the same layer in published files: keras-applications' MobileNetV2 (which wrote
+# the published V2 weights) named its classifier "Logits"; Keras 3 calls it "predictions".
+_ALIASES = {"predictions": ("logits",)}
+
+
+def _find(kf: KerasFile, name: str) -> str | None:
+    for candidate in (normalise(name), *_ALIASES.get(normalise(name), ())):
+        if candidate in kf.by_name:
+            return candidate
+    return None
+
+
 # ----------------------------------------------------------------------------------------- convert
 _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
 
@@ -243,13 +257,17 @@ def to_native(kf: KerasFile, model: nn.Module) -> MappedState:
     out = MappedState(description=describe(kf))
     layers = expected_layers(model)
     if kf.layout == "legacy":
-        known = set()
+        found = {la.name: _find(kf, la.name) for la in layers}
+        if not all(found.values()) and len(kf.by_name) == len(layers):
+            # Keras itself loads legacy files by layer order, not by name; do the same when the names
+            # differ (another Keras version's spelling) but the number of weighted layers agrees.
+            found = dict(zip((la.name for la in layers), kf.by_name))
         for layer in layers:
-            key = normalise(layer.name)
-            known.add(key)
-            if key in kf.by_name:
+            key = found[layer.name]
+            if key is not None:
                 _convert(layer, kf.by_name[key], out, kf.raw_names[key])
-        out.unexpected += [kf.raw_names[k] for k in kf.by_name if k not in known]
+        used = set(found.values())
+        out.unexpected += [kf.raw_names[k] for k in kf.by_name if k not in used]
         return out
     # Keras 3: pair the file's <class>_<n> groups with the expected layers of that class, in order.
     for cls in sorted({la.cls for la in layers} | set(kf.by_class)):

@@ -34,10 +34,7 @@ def describe(state: dict[str, torch.Tensor]) -> str:
     n = max((int(m.group(1)) for k in state if (m := _FEATURE.match(k))), default=0)
     linears = sorted({int(m.group(1)) for k in state if (m := _CLASSIFIER.match(k))})
     classes = state[f"classifier.{linears[-1]}.weight"].shape[0] if linears else "?"
-    if v3:
-        kind = "MobileNetV3-Large" if n >= 16 else "MobileNetV3-Small"
-    else:
-        kind = "MobileNetV2"
+    kind = ("MobileNetV3-Large" if n >= 16 else "MobileNetV3-Small") if v3 else "MobileNetV2"
     return f"torchvision {kind} with {n - 1} blocks and {classes} classes"
 
 
