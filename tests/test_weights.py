@@ -114,6 +114,15 @@ def test_fixtures_detect_wrong_padding_and_eps(name: str) -> None:
     assert max_diff(logits(model), EXPECTED[name]) > 10 * TOL, "BatchNorm eps 1e-5 instead of 1e-3 went unnoticed"
 
 
+def test_timm_tf_detected_from_a_same_padded_model() -> None:
+    """timm's tf_ ports have timm's key names; a model built for TF padding tells them apart."""
+    name = "timm_tf_mobilenet_v3_small_minimal"
+    model = build(name, keep_source_settings=True)
+    result = load_weights(model, FIXTURES / MANIFEST["fixtures"][name]["files"][0])
+    assert (result.source, result.bn_eps, result.pad_type) == ("timm_tf", 1e-3, "same")
+    assert max_diff(logits(model), EXPECTED[name]) <= TOL
+
+
 def _tf_keras_name(name: str) -> str:
     """Keras 3's V3 layer names spelled as tf.keras 2.x (and the published .h5 files) spell them."""
     import re

@@ -175,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_predict)
+
+    # Sub-commands that live beside the code they drive (each module adds its own parsers).
+    from .analysis.cli import register as register_analysis
+    from .convert_cli import register as register_convert
+    from .deploy.cli import register as register_deploy
+
+    register_convert(sub)
+    register_deploy(sub)
+    register_analysis(sub)
     return parser
 
 

@@ -405,7 +405,7 @@ def run_bench(
                 if log:
                     log(f"{name} batch {batch}: {key} ...")
                 try:
-                    res = bench_runner(name, key, backend.precision, lambda b=backend: b.build(ctx), x, threads, **timing)
+                    res = bench_runner(name, key, backend.precision, lambda b=backend, c=ctx: b.build(c), x, threads, **timing)
                 except MissingExtraError:
                     raise
                 finally:

@@ -100,7 +100,8 @@ def quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "torchao",
-                                                   "executorch", "torch._export", "onnxscript")]
+                                                   "executorch", "torch._export", "onnxscript",
+                                                   "torch.utils._pytree")]
         levels = [lg.level for lg in loggers]
         for lg in loggers:
             lg.setLevel(logging.ERROR)
@@ -176,6 +177,20 @@ def lower_to_executorch(ep: torch.export.ExportedProgram, out: Path) -> None:
 def _export_executorch(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path,
                        meta: ArtifactMetadata) -> None:
     lower_to_executorch(export_program(model, x, opts), out)
+    if meta.batch is None:
+        meta.max_batch = executorch_batch_bound(out) or meta.max_batch
+
+
+def executorch_batch_bound(path: Path) -> int | None:
+    """The batch an ExecuTorch program's memory plan holds; XNNPACK partitioning may narrow the
+    exported upper bound (to 15 for these models), so the metadata records what the file really takes."""
+    from .runtime import program_batch_bound, quiet_imports
+
+    with quiet_imports():
+        from executorch.runtime import Runtime
+
+        method = Runtime.get().load_program(str(path)).load_method("forward")
+    return program_batch_bound(method)
 
 
 def _export_openvino(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path,

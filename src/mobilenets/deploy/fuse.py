@@ -14,6 +14,7 @@ The folded model keeps every attribute evaluation and export read (``pretrained_
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ def fold_batchnorm(module: nn.Module) -> int:
         if not isinstance(child, nn.Sequential):
             continue
         names = list(child._modules)
-        for a, b in zip(names, names[1:]):
+        for a, b in itertools.pairwise(names):
             conv, bn = child._modules[a], child._modules[b]
             if (
                 isinstance(conv, nn.Conv2d)

@@ -17,8 +17,6 @@ too much; for ``onnxruntime`` the fine-tuned graph is exported to ONNX as QDQ.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import tempfile
 import time
@@ -31,9 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .export import ExportOptions, add_onnx_metadata, export_program, load_model, lower_to_executorch, quiet
+from .export import (
+    ExportOptions,
+    add_onnx_metadata,
+    executorch_batch_bound,
+    export_program,
+    load_model,
+    lower_to_executorch,
+    quiet,
+)
 from .fuse import InferenceModel, prepare_for_export
-from .runtime import ArtifactMetadata, require, write_metadata
+from .runtime import ArtifactMetadata, quiet_imports, require, write_metadata
 
 __all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_weights"]
 
@@ -72,22 +78,8 @@ QUANT_TARGETS: dict[str, QuantTarget] = {
 METHODS = ("ptq", "qat")
 
 
-@contextlib.contextmanager
-def _quiet_imports() -> Iterator[None]:
-    """torchao logs a warning per optional CUDA kernel library it cannot load on a CPU build."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
 def _pt2e_quantizer(target: str, *, is_qat: bool) -> Any:
-    with _quiet_imports():
+    with quiet_imports():
         if target == "xnnpack":
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
                 XNNPACKQuantizer,
@@ -118,7 +110,7 @@ def quantize_pt2e(
     graph: nn.Module, calibration: list[torch.Tensor], target: str = "x86"
 ) -> nn.Module:
     """PTQ of an inference graph with a PT2E quantizer; returns the converted (q/dq reference) module."""
-    with _quiet_imports():
+    with quiet_imports():
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     captured = _capture(graph, calibration[0][:2] if calibration[0].shape[0] > 1 else calibration[0].repeat(2, 1, 1, 1))
     with quiet():
@@ -144,7 +136,7 @@ def qat_pt2e(
     quantized convolution while BN statistics still adapt; observers are frozen for the last epoch
     so the final quantization parameters match the weights the last steps produced.
     """
-    with _quiet_imports():
+    with quiet_imports():
         from torchao.quantization.pt2e import (
             disable_observer,
             move_exported_model_to_eval,
@@ -208,6 +200,8 @@ def _write_pte(converted: nn.Module, example: torch.Tensor, out: Path, meta: Art
     ep = export_program(_drop_unused_tensors(converted), example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
                                                           input_size=meta.input_size[1]))
     lower_to_executorch(ep, out)
+    if meta.batch is None:
+        meta.max_batch = executorch_batch_bound(out) or meta.max_batch
 
 
 def _write_onnx_qdq(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:

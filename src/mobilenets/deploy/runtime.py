@@ -15,12 +15,14 @@ exported for a fixed batch runs larger batches in chunks and pads the last one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,21 @@ def require(module: str, extra: str, what: str) -> None:
             f"{what} needs the Python package providing {module!r}, which is not installed: "
             f"pip install 'mobilenets[{extra}]' torch=={torch.__version__.split('+')[0]}"
         )
+
+
+@contextlib.contextmanager
+def quiet_imports() -> Iterator[None]:
+    """Importing torchao (ExecuTorch imports it too) logs a warning per CUDA-only kernel library that a
+    CPU build cannot load, and a pytree deprecation; neither matters here."""
+    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def default_threads() -> int:
@@ -329,7 +346,8 @@ class ExecuTorchPredictor(Predictor):
 
     def __init__(self, path: Path, metadata: ArtifactMetadata, threads: int | None = None) -> None:
         super().__init__(path, metadata, "executorch")
-        from executorch.runtime import Runtime
+        with quiet_imports():
+            from executorch.runtime import Runtime
 
         if threads:
             _set_executorch_threads(threads)
@@ -340,9 +358,23 @@ class ExecuTorchPredictor(Predictor):
             raise ArtifactError(f"{path} could not be loaded by ExecuTorch: {_first_line(exc)}") from None
         if self.method is None:
             raise ArtifactError(f"{path} has no 'forward' method")
+        planned = program_batch_bound(self.method)
+        if metadata.batch is None and planned is not None:
+            # The memory plan is the real limit of a dynamic batch (the XNNPACK partitioner can narrow
+            # the exported range), so chunk by it whatever the metadata says.
+            metadata.max_batch = planned
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         return self.method.execute([x])[0].float().clone()
+
+
+def program_batch_bound(method: Any) -> int | None:
+    """The largest batch an ExecuTorch method's memory plan holds (its input 0's planned first dim)."""
+    try:
+        sizes = method.metadata.input_tensor_meta(0).sizes()
+        return int(sizes[0]) if len(sizes) == 4 else None
+    except (AttributeError, RuntimeError, IndexError, TypeError):
+        return None
 
 
 def _set_executorch_threads(threads: int) -> None:
@@ -467,12 +499,11 @@ def _load_pt2(path: Path, threads: int | None, compile: bool = False) -> Predict
         raise ArtifactError(f"{path} could not be loaded by torch.export.load: {_first_line(exc)}") from None
     module = ep.module()
     runtime = "torch.export"
-    if compile or meta.precision == "int8":
+    if compile:
         # An int8 PT2E program is a reference graph (dequantize -> fp32 op -> quantize); Inductor with
         # freezing turns the patterns into oneDNN int8 kernels. Eager execution is exact but slow.
-        if compile:
-            module = compile_module(module, int8=meta.precision == "int8")
-            runtime = "inductor"
+        module = compile_module(module, int8=meta.precision == "int8")
+        runtime = "inductor"
     return TorchModulePredictor(path, meta, module, runtime, threads)
 
 
@@ -490,7 +521,8 @@ def _import_quant_ops() -> None:
     """Register the quantize/dequantize ops an int8 program references before deserialising it."""
     for mod in ("torch.ao.quantization.fx._decomposed", "torchao.quantization.pt2e"):
         try:
-            importlib.import_module(mod)
+            with quiet_imports():
+                importlib.import_module(mod)
         except ImportError:
             pass
 
@@ -557,10 +589,7 @@ def load_artifact(path: str | Path, *, threads: int | None = None, compile: bool
     path = Path(path)
     _check_file(path)
     fmt = artifact_format(path)
-    if fmt == "pt2":
-        predictor = _load_pt2(path, threads, compile=compile)
-    else:
-        predictor = _LOADERS[fmt](path, threads)
+    predictor = _load_pt2(path, threads, compile=compile) if fmt == "pt2" else _LOADERS[fmt](path, threads)
     if predictor.metadata.format not in (fmt, WEIGHTS_FORMAT) and fmt != WEIGHTS_FORMAT:
         raise ArtifactError(
             f"{path}: metadata says format {predictor.metadata.format!r} but the file is {fmt!r}; "

@@ -1,0 +1,318 @@
+"""Deployment: BN folding, export round trips in each runtime, int8 PTQ, artefact eval/predict, bench.
+
+Runs on a tiny MobileNetV3-Small (width 0.35, small-input stem, 1×32×32 digits input) so every format
+exports in seconds. ONNX/onnxruntime/onnxscript and torchao are required extras here: if one is missing
+the module fails at collection with the ``pip install`` that fixes it. ExecuTorch and OpenVINO are the
+heavy optional extras; their tests are skipped (``importorskip``) when they are not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import mobilenets
+from mobilenets.deploy.export import FORMATS, FP32_TOLERANCE, ExportVerificationError, export_model, verify_artifact
+from mobilenets.deploy.fuse import fuse_for_inference, prepare_for_export
+from mobilenets.deploy.runtime import ArtifactError, MissingExtraError, load_artifact, sidecar_path
+from mobilenets.weights import save_pretrained
+
+_REQUIRED = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "torchao": "quant"}
+_missing = [m for m in _REQUIRED if importlib.util.find_spec(m) is None]
+if _missing:
+    extras = ",".join(sorted({_REQUIRED[m] for m in _missing}))
+    pytest.fail(f"tests/test_deploy.py needs {', '.join(_missing)}: pip install -e '.[{extras}]' torch==2.13.0",
+                pytrace=False)
+
+HAS_EXECUTORCH = importlib.util.find_spec("executorch") is not None
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and a wide classifier, so folding and export errors would show."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, nn.Linear):
+        nn.init.normal_(classifier.weight, 0, 0.3, generator=g)
+    return model.eval()
+
+
+def _tiny(in_chans: int = 1) -> nn.Module:
+    model = mobilenets.create_model("mobilenet_v3_small", width_mult=0.35, small_input=True, in_chans=in_chans,
+                                    num_classes=10)
+    model.pretrained_cfg.update(mean=(0.3051,) * in_chans, std=(0.3235,) * in_chans)
+    return _randomize_bn(model)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny digits model saved like a training run (config.json names the dataset)."""
+    path = tmp_path_factory.mktemp("weights")
+    save_pretrained(_tiny(), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Exports shared by the tests that only need a file (filled by test_export_roundtrip)."""
+    return {}
+
+
+# ------------------------------------------------------------------------------------------ folding
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"])
+def test_fold_batchnorm_keeps_numerics(name: str) -> None:
+    model = _randomize_bn(mobilenets.create_model(name, num_classes=10, small_input=True))
+    fused = fuse_for_inference(model)
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.Dropout) for m in fused.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the original must be untouched"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref, out = model(x), fused(x)
+    assert ref.abs().max() > 1e-2  # a non-trivial output, or the comparison means nothing
+    assert (ref - out).abs().max().item() <= 1e-5
+    with torch.no_grad():
+        assert (prepare_for_export(model)(x) - ref).abs().max().item() <= 1e-5
+
+
+# ------------------------------------------------------------------------------------------ export
+_CASES = [
+    ("onnx", "dynamic"),
+    ("torchscript", 1),
+    ("pt2", "dynamic"),
+    pytest.param("executorch", "dynamic", marks=pytest.mark.skipif(not HAS_EXECUTORCH, reason="executorch extra")),
+    pytest.param("openvino", 1, marks=pytest.mark.skipif(not HAS_OPENVINO, reason="openvino extra")),
+]
+
+
+@pytest.mark.parametrize(("fmt", "batch"), _CASES)
+def test_export_roundtrip(fmt: str, batch: int | str, weights: Path, tmp_path_factory: pytest.TempPathFactory,
+                          exports: dict[str, Path]) -> None:
+    if fmt == "executorch":
+        pytest.importorskip("executorch")
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    out = tmp_path_factory.mktemp(fmt) / f"tiny{FORMATS[fmt].suffix}"
+    result = export_model(weights, fmt, out, batch=batch)
+    assert result.passed and result.max_abs_diff <= FP32_TOLERANCE
+    assert out.is_file() and sidecar_path(out).is_file() and result.size_bytes > 10_000
+    exports[fmt] = out
+
+    predictor = load_artifact(out)
+    meta = predictor.metadata
+    assert meta.input_size == (1, 32, 32) and meta.num_classes == 10 and meta.dataset == "digits"
+    assert meta.mean == pytest.approx((0.3051,)) and meta.class_names == [str(i) for i in range(10)]
+    assert meta.batch == (None if batch == "dynamic" else batch)
+    # Any batch works: fixed-batch graphs are run in padded chunks, dynamic ones up to their bound.
+    model = mobilenets.weights.from_pretrained(weights).eval()
+    x = torch.randn(5, 1, 32, 32)
+    with torch.no_grad():
+        assert (predictor(x) - model(x)).abs().max().item() <= FP32_TOLERANCE
+    with pytest.raises(ValueError, match=r"expects input of shape \(N, 1, 32, 32\)"):
+        predictor(torch.randn(1, 3, 32, 32))
+
+
+def test_verification_fails_on_a_different_model(weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny.pt"
+    export_model(weights, "torchscript", out, verify=False)
+    other = _randomize_bn(_tiny(), seed=1)
+    with pytest.raises(ExportVerificationError, match="exceeds"):
+        verify_artifact(out, other)
+
+
+def test_export_rejects_bad_arguments(weights: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must end in .onnx"):
+        export_model(weights, "onnx", tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="unknown export format"):
+        export_model(weights, "tflite", tmp_path / "x.tflite")
+    with pytest.raises(ValueError, match="'dynamic'"):
+        export_model(weights, "pt2", tmp_path / "x.pt2", batch="zero")
+    with pytest.raises(FileNotFoundError):
+        export_model(tmp_path / "nope", "pt2", tmp_path / "x.pt2")
+
+
+def test_missing_extra_names_the_install(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(MissingExtraError, match=r"pip install 'mobilenets\[openvino\]' torch==2\.13\.0"):
+        export_model(weights, "openvino", tmp_path / "m.xml")
+
+
+# ------------------------------------------------------------------------------- runs anywhere
+def _ensure(fmt: str, weights: Path, exports: dict[str, Path], tmp_path: Path) -> Path:
+    if fmt not in exports:
+        exports[fmt] = export_model(weights, fmt, tmp_path / f"tiny{FORMATS[fmt].suffix}", verify=False).path
+    return Path(exports[fmt])
+
+
+def test_eval_and_predict_accept_artifacts(weights: Path, exports: dict[str, Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from mobilenets.engine.evaluate import evaluate_weights, predict_images
+
+    onnx_path = _ensure("onnx", weights, exports, tmp_path)
+    ref = evaluate_weights(weights, plot=False)
+    got = evaluate_weights(onnx_path, out_dir=tmp_path)
+    assert got["n"] == ref["n"] == 360 and got["runtime"] == "onnxruntime"
+    assert abs(got["acc1"] - ref["acc1"]) <= 100 / 360 + 1e-9  # at most one float-rounding argmax flip
+    assert Path(got["confusion_png"]).is_file()
+
+    img = tmp_path / "digit.png"
+    Image.fromarray((torch.rand(8, 8) * 255).to(torch.uint8).numpy()).save(img)
+    a = predict_images([str(img)], weights, topk=3)[0]["top"]
+    b = predict_images([str(img)], onnx_path, topk=3)[0]["top"]
+    assert [p["index"] for p in a] == [p["index"] for p in b]
+    assert a[0]["prob"] == pytest.approx(b[0]["prob"], abs=1e-4)
+
+
+def test_corrupt_and_mismatched_artifacts(weights: Path, exports: dict[str, Path], tmp_path: Path) -> None:
+    onnx_path = _ensure("onnx", weights, exports, tmp_path)
+    ts_path = _ensure("torchscript", weights, exports, tmp_path)
+
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(onnx_path.read_bytes()[:5000])
+    with pytest.raises(ArtifactError, match="not a valid ONNX model|could not be loaded"):
+        load_artifact(truncated)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a zip archive" * 10)
+    with pytest.raises(ArtifactError, match="not a TorchScript archive"):
+        load_artifact(garbage)
+
+    state_dict = tmp_path / "state.pt"
+    torch.save(_tiny().state_dict(), state_dict)
+    with pytest.raises(ArtifactError, match="not a TorchScript module"):
+        load_artifact(state_dict)
+
+    bad_pt2 = tmp_path / "bad.pt2"
+    bad_pt2.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ArtifactError, match="torch.export"):
+        load_artifact(bad_pt2)
+
+    empty = tmp_path / "empty.onnx"
+    empty.touch()
+    with pytest.raises(ArtifactError, match="empty"):
+        load_artifact(empty)
+
+    with pytest.raises(ArtifactError, match="unknown artefact type"):
+        load_artifact(_touch(tmp_path / "model.tflite"))
+    with pytest.raises(FileNotFoundError):
+        load_artifact(tmp_path / "missing.onnx")
+
+    # A sidecar copied from another artefact is refused (SHA-256), not silently trusted.
+    stale = tmp_path / "stale.pte"
+    stale.write_bytes(b"\x00\x00\x00\x00ET12" + b"\x00" * 64)
+    shutil.copy(sidecar_path(ts_path), sidecar_path(stale))
+    with pytest.raises(ArtifactError, match="SHA-256"):
+        load_artifact(stale)
+
+    # Metadata that disagrees with the graph's declared input (a 3-channel sidecar on a 1-channel ONNX).
+    lone = tmp_path / "lone.onnx"
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(lone))
+    with pytest.raises(ArtifactError, match="no mobilenets metadata"):
+        load_artifact(lone)
+    from mobilenets.deploy.runtime import ArtifactMetadata, write_metadata
+
+    write_metadata(lone, ArtifactMetadata("onnx", (3, 32, 32), (0.5,) * 3, (0.2,) * 3, 10, batch=None))
+    with pytest.raises(ArtifactError, match="channels is 1 but its metadata says 3"):
+        load_artifact(lone)
+
+    # Evaluating on a dataset the artefact does not fit is a clear error.
+    from mobilenets.engine.evaluate import evaluate_weights
+
+    with pytest.raises(ValueError, match="3 classes|classes but"):
+        evaluate_weights(onnx_path, data="synthetic", plot=False)
+
+
+def _touch(path: Path) -> Path:
+    path.write_bytes(b"x")
+    return path
+
+
+# ------------------------------------------------------------------------------------------ int8
+@pytest.mark.parametrize(("target", "suffix"), [("x86", ".pt2"), ("onnxruntime", ".onnx")])
+def test_ptq_tiny_calibration_and_int8_eval(target: str, suffix: str, weights: Path, tmp_path: Path) -> None:
+    from mobilenets.deploy.quantize import quantize_weights
+
+    out = tmp_path / f"int8{suffix}"
+    result = quantize_weights(weights, method="ptq", target=target, out=out, calib_batches=2, calib_batch_size=8)
+    assert out.is_file() and result.calib_images == 16
+    assert 0.0 <= result.int8_acc1 <= 100.0 and 0.0 <= result.float_acc1 <= 100.0
+    predictor = load_artifact(out)
+    assert predictor.metadata.precision == "int8" and predictor.metadata.quantization["target"] == target
+    # int8 logits stay close to float ones (coarse bound: this is a random-weight model).
+    model = mobilenets.weights.from_pretrained(weights).eval()
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    assert (predictor(x) - ref).abs().max().item() < 0.25 * ref.abs().max().item() + 0.05
+    if target == "x86":
+        assert result.size_bytes < 0.6 * (weights / "model.safetensors").stat().st_size
+
+
+def test_quantize_rejects_bad_arguments(weights: Path, tmp_path: Path) -> None:
+    from mobilenets.deploy.quantize import quantize_weights
+
+    with pytest.raises(ValueError, match="must end in .pte"):
+        quantize_weights(weights, target="xnnpack", out=tmp_path / "x.onnx", calib_batches=1)
+    with pytest.raises(ValueError, match="calib-batches"):
+        quantize_weights(weights, out=tmp_path / "x.pt2", calib_batches=0)
+
+
+# ------------------------------------------------------------------------------------------ CLI / bench
+def _cli(argv: list[str]) -> int:
+    from mobilenets.deploy.cli import register
+
+    parser = argparse.ArgumentParser(prog="mobilenets")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def test_bench_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "mobilenet_v3_small", "--set", "width_mult=0.35", "--set", "small_input=true",
+            "--backends", "eager,channels_last", "--batch", "1,2", "--min-time", "0.05", "--min-runs", "3", "--json"]
+    assert _cli(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert isinstance(rows, list) and len(rows) == 4
+    for row in rows:
+        assert {"backend", "batch", "median_ms", "p90_ms", "images_per_s", "peak_rss_mb", "speedup_vs_eager"} <= set(row)
+        assert row["median_ms"] > 0 and row["p90_ms"] >= row["median_ms"] * 0.999 and row["runs"] >= 3
+    assert [(r["backend"], r["batch"]) for r in rows] == [("eager", 1), ("channels_last", 1), ("eager", 2),
+                                                          ("channels_last", 2)]
+    assert rows[0]["speedup_vs_eager"] == pytest.approx(1.0)
+
+
+def test_bench_an_artifact_and_best(weights: Path, exports: dict[str, Path], tmp_path: Path) -> None:
+    from mobilenets.deploy.bench import best_backend, parse_backends, run_bench
+
+    rows = run_bench(str(_ensure("onnx", weights, exports, tmp_path)), batches=(3,), min_time_s=0.05, min_runs=3)
+    assert rows[0].backend == "artifact:onnxruntime" and rows[0].batch == 3
+    assert parse_backends("best", 1) == [best_backend(1)]
+    with pytest.raises(ValueError, match="unknown backend"):
+        parse_backends("eager,tensorrt", 1)
+
+
+def test_cli_export_prints_diff_size_and_time(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["export", str(weights), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "max abs diff" in out and "MiB" in out and "export" in out and "OK" in out
+    with pytest.raises(SystemExit):
+        _cli(["export", str(weights), "--format", "caffe", "--out", str(tmp_path / "m.caffe")])
