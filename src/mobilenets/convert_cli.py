@@ -84,7 +84,7 @@ def convert(
         entry = None
         path = Path(src_str)
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found (neither a file nor a registry tag; see `mobilenets list`)")
+            raise FileNotFoundError(f"{path} not found (neither a file nor a registry tag; see mobilenets.list_pretrained())")
         path = _resolve_weights_path(path)  # a directory holding one weights file
         if arch is None:
             raise ValueError("--arch is required for a weights file (e.g. --arch mobilenet_v3_large)")

@@ -384,7 +384,6 @@ def _shard(dataset: Any, dist_info: DistInfo) -> Any:
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
     from ..models import create_model
-    from ..weights import load_pretrained
 
     kwargs = dict(cfg.model.kwargs)
     kwargs.setdefault("num_classes", num_classes)
@@ -394,17 +393,18 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
     if cfg.model.drop_path_rate:
         kwargs["drop_path_rate"] = cfg.model.drop_path_rate
     try:
-        model = create_model(cfg.model.name, **kwargs)
+        # With pretrained weights, create_model takes the tag's / directory's keywords (width
+        # convention, padding, act) as defaults and re-initialises the classifier when the class
+        # count differs (fine-tuning).
+        model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **kwargs)
     except ValueError as exc:
-        raise ConfigError(str(exc), key="model") from None
+        raise ConfigError(str(exc), key="model.pretrained" if cfg.model.pretrained else "model") from None
     if cfg.bn_momentum is not None:
         # REFERENCE.md: V3's momentum 0.01 leaves BN statistics far behind the weights when an epoch is
         # only ~20 steps; the main job trains with 0.1.
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.momentum = cfg.bn_momentum
-    if cfg.model.pretrained:
-        load_pretrained(model, cfg.model.pretrained)
     return model
 
 
