@@ -371,7 +371,17 @@ def run_bench(
     threads = int(threads or default_threads())
     if threads < 1:
         raise ValueError(f"--threads {threads} invalid; expected >= 1")
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _run_bench(spec, backends, batches, input_size, threads, kwargs, min_time_s, min_runs, log)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], input_size: int | None, threads: int,
+               kwargs: dict[str, Any] | None, min_time_s: float, min_runs: int,
+               log: Callable[[str], None] | None) -> list[BenchResult]:
     name, model, artifact = load_bench_model(spec, kwargs)
     timing = {"min_time_s": min_time_s, "min_runs": min_runs}
     results: list[BenchResult] = []

@@ -166,7 +166,7 @@ def qat_pt2e(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss) * x.shape[0]
+            total += float(loss.detach()) * x.shape[0]
             n += x.shape[0]
         if log is not None:
             log(f"qat epoch {epoch + 1}/{epochs}: loss {total / max(n, 1):.4f}")

@@ -396,12 +396,15 @@ def _first_line(exc: BaseException) -> str:
 
 def _check_declared_shape(path: Path, meta: ArtifactMetadata, shape: list[Any]) -> None:
     """The runtime's declared input shape must agree with the metadata (a mismatched sidecar otherwise)."""
-    dims = []
+    dims: list[int | None] = []
     for d in shape:
+        if hasattr(d, "is_static"):  # an OpenVINO Dimension
+            dims.append(int(d.get_length()) if d.is_static else None)
+            continue
         try:
-            dims.append(int(d) if not hasattr(d, "is_static") or d.is_static else None)
+            dims.append(int(d))
         except (TypeError, ValueError):
-            dims.append(None)  # symbolic ('batch') or dynamic ('?')
+            dims.append(None)  # symbolic ('batch') or dynamic
     if len(dims) != 4:
         raise ArtifactError(f"{path.name}: expected a 4-D image input, the graph declares {shape}")
     for got, want, what in zip(dims[1:], meta.input_size, ("channels", "height", "width")):

@@ -1,0 +1,98 @@
+"""Latency of the MobileNet family on every installed backend, with the deployment ratios of issue 5.
+
+    python benchmarks/latency.py                                   # V1, V2, V3-L, V3-S; batch 1 and 32
+    python benchmarks/latency.py --models mobilenet_v3_large --batch 1 --backends eager,executorch,int8-xnnpack
+
+Models are built with random weights at their default (ImageNet, 224×224) configuration: latency does
+not depend on the weights' values. Every row comes from ``mobilenets bench`` (the same timing loop),
+all in one process and one run, so the ratios compare numbers measured under the same conditions:
+
+* best fp32 / eager: the fastest fp32 backend against plain eager fp32 of the same model and batch;
+* int8 / best fp32: the fastest int8 backend against that best fp32 backend.
+
+Rows are appended to ``--json`` as they are measured, so an interrupted run keeps what it measured.
+The 1-minute load average is recorded per row: on a shared machine other processes inflate latency
+(torch's OpenMP threads are hit hardest), so a row with a load above the thread count is suspect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from mobilenets.deploy.bench import BenchResult, format_results, run_bench
+from mobilenets.deploy.runtime import default_threads
+
+DEFAULT_MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
+
+
+def ratios(rows: list[BenchResult], model: str, batch: int) -> dict[str, object]:
+    """best fp32 / eager and best int8 / best fp32 for one model and batch."""
+    sel = [r for r in rows if r.model == model and r.batch == batch]
+    eager = next((r for r in sel if r.backend == "eager"), None)
+    fp32 = [r for r in sel if r.precision == "fp32"]
+    int8 = [r for r in sel if r.precision == "int8"]
+    out: dict[str, object] = {"model": model, "batch": batch}
+    if eager and fp32:
+        best = min(fp32, key=lambda r: r.median_ms)
+        out.update(eager_ms=eager.median_ms, best_fp32=best.backend, best_fp32_ms=best.median_ms,
+                   best_fp32_over_eager=best.median_ms / eager.median_ms)
+        if int8:
+            best8 = min(int8, key=lambda r: r.median_ms)
+            out.update(best_int8=best8.backend, best_int8_ms=best8.median_ms,
+                       int8_over_best_fp32=best8.median_ms / best.median_ms)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    parser.add_argument("--batch", default="1,32")
+    parser.add_argument("--backends", default="all")
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--min-time", type=float, default=2.0)
+    parser.add_argument("--json", default=None, help="append each row (JSON lines) to this file")
+    args = parser.parse_args(argv)
+    threads = args.threads or default_threads()
+    batches = tuple(int(b) for b in args.batch.split(","))
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"threads {threads}, load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    rows: list[BenchResult] = []
+    start = time.perf_counter()
+    for model in args.models.split(","):
+        for batch in batches:
+            got = run_bench(model, backends=args.backends, batches=(batch,), input_size=args.input_size,
+                            threads=threads, min_time_s=args.min_time,
+                            log=lambda m: print(m, file=sys.stderr, flush=True))
+            rows += got
+            if args.json:
+                with open(args.json, "a") as fh:
+                    for r in got:
+                        fh.write(json.dumps(r.to_dict()) + "\n")
+            print(format_results(got), flush=True)
+    print("\n## all rows\n")
+    print(format_results(rows))
+    print("\n## ratios (one run)\n")
+    for model in args.models.split(","):
+        for batch in batches:
+            r = ratios(rows, model, batch)
+            if "best_fp32_over_eager" in r:
+                line = (f"{model} batch {batch}: eager {r['eager_ms']:.2f} ms, best fp32 {r['best_fp32']} "
+                        f"{r['best_fp32_ms']:.2f} ms = {r['best_fp32_over_eager']:.2f}x eager")
+                if "int8_over_best_fp32" in r:
+                    line += (f"; best int8 {r['best_int8']} {r['best_int8_ms']:.2f} ms = "
+                             f"{r['int8_over_best_fp32']:.2f}x best fp32")
+                print(line)
+    print(f"\n# {time.perf_counter() - start:.0f} s, load average at end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
