@@ -309,6 +309,14 @@ def main() -> None:
             _randomise_torch(model, stats_x, gen)
             with torch.no_grad():
                 logits = model((x01 - mean) / std)
+                # Keep the logits within +-10: at +-100 float32 rounding alone (different conv
+                # algorithms or thread counts) reaches the 1e-4 tolerance the tests pin.
+                peak = float(logits.abs().max())
+                if peak > 10:
+                    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+                    head.weight.mul_(10 / peak)
+                    head.bias.mul_(10 / peak)
+                    logits = model((x01 - mean) / std)
             state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
             if path.suffix == ".safetensors":
                 save_file(state, path)
