@@ -162,11 +162,11 @@ def _export_pt2(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out
 
 def lower_to_executorch(ep: torch.export.ExportedProgram, out: Path) -> None:
     """Lower an exported program to a ``.pte`` with every supported op delegated to XNNPACK."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
-    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
-
     with quiet():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+        from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
         # Plan memory for the declared upper bound of a dynamic batch (the default plans for the
         # example's hint and fails on larger inputs at run time).
         config = ExecutorchBackendConfig(sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass())
@@ -184,9 +184,9 @@ def _export_executorch(model: InferenceModel, x: torch.Tensor, opts: ExportOptio
 def executorch_batch_bound(path: Path) -> int | None:
     """The batch an ExecuTorch program's memory plan holds; XNNPACK partitioning may narrow the
     exported upper bound (to 15 for these models), so the metadata records what the file really takes."""
-    from .runtime import program_batch_bound, quiet_imports
+    from .runtime import program_batch_bound, quiet_imports, silence_native_stderr
 
-    with quiet_imports():
+    with quiet_imports(), silence_native_stderr():
         from executorch.runtime import Runtime
 
         method = Runtime.get().load_program(str(path)).load_method("forward")
@@ -218,7 +218,7 @@ FORMATS: dict[str, ExportFormat] = {
                      "ExportedProgram archive; metadata as an extra file"),
         ExportFormat("executorch", "ExecuTorch (XNNPACK)", (".pte",), "executorch.runtime", "executorch",
                      ("executorch",), True, False, _export_executorch,
-                     f"XNNPACK delegate; dynamic batch up to {DEFAULT_EXECUTORCH_MAX_BATCH}; metadata in the sidecar"),
+                     "XNNPACK delegate; a dynamic batch is bounded by the memory plan; metadata in the sidecar"),
         ExportFormat("openvino", "OpenVINO IR", (".xml",), "openvino (f32 hint)", "openvino", ("openvino",), True,
                      True, _export_openvino, "fp32 weights (.xml + .bin); metadata in rt_info"),
     )

@@ -225,9 +225,13 @@ def quantize_onnx_static(
 
     from .export import _export_onnx
 
+    # A fixed-batch graph only accepts its batch: feed the calibration images in chunks of it.
+    step = meta.batch
+    chunks = [c for x in calibration for c in (x.split(step) if step else (x,)) if step is None or c.shape[0] == step]
+
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.items = iter(calibration)
+            self.items = iter(chunks or calibration)
 
         def get_next(self) -> dict[str, Any] | None:
             x = next(self.items, None)

@@ -87,6 +87,26 @@ def quiet_imports() -> Iterator[None]:
             lg.setLevel(level)
 
 
+@contextlib.contextmanager
+def silence_native_stderr() -> Iterator[None]:
+    """Mute C++ chatter written straight to file descriptor 2 (ExecuTorch's cpuinfo probes log every
+    ``/sys`` file they cannot open). Python exceptions still carry their messages."""
+    try:
+        fd = os.dup(2)
+    except OSError:  # pragma: no cover - no stderr at all
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(fd, 2)
+    finally:
+        os.close(fd)
+
+
 def default_threads() -> int:
     """All cores this process may use (the affinity mask, not the machine's count)."""
     try:
@@ -346,13 +366,14 @@ class ExecuTorchPredictor(Predictor):
 
     def __init__(self, path: Path, metadata: ArtifactMetadata, threads: int | None = None) -> None:
         super().__init__(path, metadata, "executorch")
-        with quiet_imports():
+        with quiet_imports(), silence_native_stderr():
             from executorch.runtime import Runtime
 
-        if threads:
-            _set_executorch_threads(threads)
+            runtime = Runtime.get()
+            if threads:
+                _set_executorch_threads(threads)
         try:
-            program = Runtime.get().load_program(str(path))
+            program = runtime.load_program(str(path))
             self.method = program.load_method("forward")
         except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
             raise ArtifactError(f"{path} could not be loaded by ExecuTorch: {_first_line(exc)}") from None
