@@ -226,6 +226,16 @@ def test_corrupt_and_mismatched_artifacts(weights: Path, exports: dict[str, Path
     with pytest.raises(ArtifactError, match="SHA-256"):
         load_artifact(stale)
 
+    if HAS_EXECUTORCH and "executorch" in exports:
+        # A truncated program whose sidecar was rewritten to match: the runtime's refusal, in one line.
+        from mobilenets.deploy.runtime import read_metadata, write_metadata
+
+        cut = tmp_path / "cut.pte"
+        cut.write_bytes(Path(exports["executorch"]).read_bytes()[:4000])
+        write_metadata(cut, read_metadata(exports["executorch"]))
+        with pytest.raises(ArtifactError, match="could not be loaded by ExecuTorch"):
+            load_artifact(cut)
+
     # Metadata that disagrees with the graph's declared input (a 3-channel sidecar on a 1-channel ONNX).
     lone = tmp_path / "lone.onnx"
     import onnx

@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE ...]")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate weights (a run directory or a save_pretrained directory)")
-    p.add_argument("weights", help="run directory or weights directory")
+    p = sub.add_parser("eval", help="evaluate weights or an exported/quantized artifact")
+    p.add_argument("weights", help="run directory, save_pretrained directory, or an artifact (.onnx, .pt, .pt2, .pte, .xml)")
     p.add_argument("--data", default=None, help="dataset name (default: the one the weights were trained on)")
     p.add_argument("--data-root", default=None, help="dataset root for cifar10/cifar100/imagefolder")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes of image files")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--weights", required=True, help="run directory or weights directory")
+    p.add_argument("--weights", required=True, help="run/weights directory or an exported/quantized artifact")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")

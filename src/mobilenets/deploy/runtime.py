@@ -366,17 +366,18 @@ class ExecuTorchPredictor(Predictor):
 
     def __init__(self, path: Path, metadata: ArtifactMetadata, threads: int | None = None) -> None:
         super().__init__(path, metadata, "executorch")
+        # The threadpool is created here (not lazily on the first run) so its cpuinfo probing, which
+        # logs every /sys file it cannot open, happens while native stderr is muted.
         with quiet_imports(), silence_native_stderr():
             from executorch.runtime import Runtime
 
             runtime = Runtime.get()
-            if threads:
-                _set_executorch_threads(threads)
-        try:
-            program = runtime.load_program(str(path))
-            self.method = program.load_method("forward")
-        except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
-            raise ArtifactError(f"{path} could not be loaded by ExecuTorch: {_first_line(exc)}") from None
+            _set_executorch_threads(threads or default_threads())
+            try:
+                program = runtime.load_program(str(path))
+                self.method = program.load_method("forward")
+            except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
+                raise ArtifactError(f"{path} could not be loaded by ExecuTorch: {_first_line(exc)}") from None
         if self.method is None:
             raise ArtifactError(f"{path} has no 'forward' method")
         planned = program_batch_bound(self.method)
