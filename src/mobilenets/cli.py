@@ -15,10 +15,10 @@ from typing import Any
 
 import yaml
 
-__all__ = ["main"]
+__all__ = ["main", "parse_set"]
 
 
-def _parse_set(items: Sequence[str] | None) -> dict[str, Any]:
+def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
     """``--set key=value`` pairs; values parsed as YAML scalars (``true``, ``0.5``, ``[1, 2]``)."""
     out: dict[str, Any] = {}
     for item in items or []:
@@ -34,7 +34,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from .analysis.profile import profile
     from .models import create_model
 
-    kwargs = _parse_set(args.set)
+    kwargs = parse_set(args.set)
     if args.width_mult is not None:
         kwargs["width_mult"] = args.width_mult
     model = create_model(args.model, **kwargs)

@@ -21,19 +21,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .cli import parse_set as _parse_set
 
 __all__ = ["convert", "register"]
-
-
-def _parse_set(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r} invalid; expected key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _file_num_classes(path: Path) -> int | None:
