@@ -32,7 +32,6 @@ import dataclasses
 import difflib
 import math
 import os
-import tempfile
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -870,17 +869,9 @@ def save_yaml(cfg: Any, path: str | Path) -> Path:
     Atomic so that a crash mid-write never leaves a truncated config next to a checkpoint,
     which would make the run impossible to resume or reproduce.
     """
+    from .weights import _atomic_write_bytes
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_write_bytes(p, text.encode("utf-8"))
     return p
