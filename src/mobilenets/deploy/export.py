@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 
 from .fuse import InferenceModel, prepare_for_export
-from .runtime import ArtifactError, ArtifactMetadata, load_artifact, require, write_metadata
+from .runtime import ArtifactError, ArtifactMetadata, load_artifact, quiet_loggers, require, write_metadata
 
 __all__ = [
     "DEFAULT_EXECUTORCH_MAX_BATCH",
@@ -97,19 +96,12 @@ class ExportFormat:
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Silence the progress prints and deprecation chatter of the exporters (errors still raise)."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_loggers(
+        "torch.onnx", "torch._dynamo", "torch.export", "torchao", "executorch", "torch._export", "onnxscript",
+        "torch.utils._pytree",
+    ):
         warnings.simplefilter("ignore")
-        loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch._dynamo", "torch.export", "torchao",
-                                                   "executorch", "torch._export", "onnxscript",
-                                                   "torch.utils._pytree")]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
+        yield
 
 
 def _dynamic_shapes(opts: ExportOptions) -> tuple[dict[int, Any], ...] | None:

@@ -73,10 +73,9 @@ def require(module: str, extra: str, what: str) -> None:
 
 
 @contextlib.contextmanager
-def quiet_imports() -> Iterator[None]:
-    """Importing torchao (ExecuTorch imports it too) logs a warning per CUDA-only kernel library that a
-    CPU build cannot load, and a pytree deprecation; neither matters here."""
-    loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Raise the named loggers to ERROR for the duration of the block, then restore their levels."""
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -85,6 +84,12 @@ def quiet_imports() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def quiet_imports() -> contextlib.AbstractContextManager[None]:
+    """Importing torchao (ExecuTorch imports it too) logs a warning per CUDA-only kernel library that a
+    CPU build cannot load, and a pytree deprecation; neither matters here."""
+    return quiet_loggers("torchao", "torch.utils._pytree")
 
 
 @contextlib.contextmanager
