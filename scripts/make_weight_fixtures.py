@@ -85,6 +85,8 @@ def _randomise_torch(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generat
                 m.weight.copy_(torch.empty_like(m.weight).uniform_(0.7, 1.3, generator=gen))
                 m.bias.copy_(torch.empty_like(m.bias).normal_(0, 0.2, generator=gen))
                 m.momentum = 1.0
+            elif isinstance(getattr(m, "gamma", None), torch.nn.Parameter):  # V4 LayerScale: 1e-5 would hide a branch
+                m.gamma.copy_(torch.empty_like(m.gamma).uniform_(0.3, 0.7, generator=gen))
         model.train()
         model(x)
         for m in model.modules():
@@ -108,7 +110,7 @@ def _timm(gen_name: str, variant: str, mult: float, **kw: Any) -> Callable[[], A
     def build() -> Any:
         from timm.models import efficientnet, mobilenetv3
 
-        mod = mobilenetv3 if gen_name == "_gen_mobilenet_v3" else efficientnet
+        mod = mobilenetv3 if gen_name in ("_gen_mobilenet_v3", "_gen_mobilenet_v4") else efficientnet
         return getattr(mod, gen_name)(variant, mult, num_classes=NUM_CLASSES, pretrained=False, **kw)
 
     return build
@@ -235,6 +237,12 @@ FIXTURES = [
                                    "pad_type": "same"},
             _timm("_gen_mobilenet_v3", "tf_mobilenetv3_small_minimal_002", 0.02, bn_eps=1e-3, pad_type="same"),
             mean_std=INCEPTION, load={"source": "timm_tf"}),
+    # timm MobileNetV4: every variant (Conv rows, fused IB, all four UIB forms, Mobile MQA with and without
+    # key/value downsampling, GELU, LayerScale, the normalised head)
+    *(Fixture(f"timm_mobilenet_v4_{v}", "timm", f"timm_mobilenet_v4_{v}.safetensors", f"mobilenet_v4_{v}",
+              {"width_mult": mult}, _timm("_gen_mobilenet_v4", f"mobilenetv4_{v}", mult))
+      for v, mult in (("conv_small", 0.1), ("conv_medium", 0.05), ("conv_large", 0.03), ("hybrid_medium", 0.05),
+                      ("hybrid_large", 0.03))),
     # Keras: V1, V2, V3-Large (minimalistic) and V3-Small; legacy .h5 (the layout keras.applications
     # publishes) and the Keras 3 .weights.h5 layout
     Fixture("keras_mobilenet_v1", "keras", "keras_mobilenet_v1.h5", "mobilenet_v1",

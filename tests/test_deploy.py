@@ -45,12 +45,14 @@ def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BN statistics and a wide classifier, so folding and export errors would show."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
             n = m.num_features
             m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
             m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+        elif isinstance(getattr(m, "gamma", None), nn.Parameter):  # MobileNetV4 LayerScale (1e-5 hides branches)
+            m.gamma.data.copy_(torch.rand(m.gamma.shape, generator=g) * 0.5 + 0.25)
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, nn.Linear):
         nn.init.normal_(classifier.weight, 0, 0.3, generator=g)
@@ -94,6 +96,21 @@ def test_fold_batchnorm_keeps_numerics(name: str) -> None:
         assert (prepare_for_export(model)(x) - ref).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["mobilenet_v4_conv_medium", "mobilenet_v4_hybrid_medium"])
+def test_fold_batchnorm_keeps_numerics_v4(name: str) -> None:
+    """Fused IB, UIB, the normalised head (Linear + BatchNorm1d) and MQA's key/value norms all fold."""
+    model = _randomize_bn(mobilenets.create_model(name, num_classes=10, small_input=True, width_mult=0.25))
+    fused = fuse_for_inference(model)
+    left = [m for m in fused.modules() if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d)]
+    # only the pre-attention norms of the hybrid (no layer before them to absorb them) remain
+    assert len(left) == (8 if "hybrid" in name else 0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ref, out = model(x), fused(x)
+    assert ref.abs().max() > 1e-2
+    assert (ref - out).abs().max().item() <= 1e-5
+
+
 # ------------------------------------------------------------------------------------------ export
 _CASES = [
     ("onnx", "dynamic"),
@@ -129,6 +146,41 @@ def test_export_roundtrip(fmt: str, batch: int | str, weights: Path, tmp_path_fa
         assert (predictor(x) - model(x)).abs().max().item() <= FP32_TOLERANCE
     with pytest.raises(ValueError, match=r"expects input of shape \(N, 1, 32, 32\)"):
         predictor(torch.randn(1, 3, 32, 32))
+
+
+@pytest.fixture(scope="module")
+def v4_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny MobileNetV4-Hybrid-Medium (UIB, fused IB, Mobile MQA, LayerScale, BN head) for digits."""
+    path = tmp_path_factory.mktemp("v4")
+    model = mobilenets.create_model("mobilenet_v4_hybrid_medium", width_mult=0.25, small_input=True, in_chans=1,
+                                    num_classes=10)
+    save_pretrained(_randomize_bn(model), path, extra={"dataset": "digits"})
+    return path
+
+
+# ExecuTorch's lowering of the ~40 V4 blocks takes ~30 s: behind the slow marker (-m slow).
+_V4_CASES = [
+    ("onnx", "dynamic"),
+    ("torchscript", "dynamic"),
+    ("pt2", "dynamic"),
+    pytest.param("executorch", 1, marks=pytest.mark.slow),
+    pytest.param("openvino", 1, marks=pytest.mark.skipif(not HAS_OPENVINO, reason="openvino extra")),
+]
+
+
+@pytest.mark.parametrize(("fmt", "batch"), _V4_CASES)
+def test_export_roundtrip_v4_hybrid(fmt: str, batch: int | str, v4_weights: Path, tmp_path: Path) -> None:
+    if fmt in ("executorch", "openvino"):
+        pytest.importorskip(fmt)
+    out = tmp_path / f"v4{FORMATS[fmt].suffix}"
+    result = export_model(v4_weights, fmt, out, batch=batch)
+    assert result.passed and result.max_abs_diff <= FP32_TOLERANCE
+    model = mobilenets.weights.from_pretrained(v4_weights).eval()
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    assert ref.abs().max() > 0.1  # a non-trivial output, or the comparison means nothing
+    assert (load_artifact(out)(x) - ref).abs().max().item() <= FP32_TOLERANCE
 
 
 def test_verification_fails_on_a_different_model(weights: Path, tmp_path: Path) -> None:
@@ -280,6 +332,24 @@ def test_ptq_tiny_calibration_and_int8_eval(target: str, suffix: str, weights: P
     with torch.no_grad():
         ref = model(x)
     assert (predictor(x) - ref).abs().max().item() < 0.25 * ref.abs().max().item() + 0.05
+
+
+@pytest.mark.parametrize(("target", "suffix"), [
+    ("onnxruntime", ".onnx"),
+    pytest.param("x86", ".pt2", marks=pytest.mark.slow),  # inductor compiles the int8 graph: ~40 s
+])
+def test_ptq_v4_hybrid(target: str, suffix: str, v4_weights: Path, tmp_path: Path) -> None:
+    """int8 quantization handles MobileNetV4's attention (the matmuls may stay float, convs go int8)."""
+    from mobilenets.deploy.quantize import quantize_weights
+
+    out = tmp_path / f"v4_int8{suffix}"
+    result = quantize_weights(v4_weights, method="ptq", target=target, out=out, calib_batches=2, calib_batch_size=8)
+    assert result.calib_images == 16 and load_artifact(out).metadata.precision == "int8"
+    model = mobilenets.weights.from_pretrained(v4_weights).eval()
+    x = torch.randn(4, 1, 32, 32)
+    with torch.no_grad():
+        ref = model(x)
+    assert (load_artifact(out)(x) - ref).abs().max().item() < 0.25 * ref.abs().max().item() + 0.05
 
 
 def test_quantize_rejects_bad_arguments(weights: Path, tmp_path: Path) -> None:

@@ -159,6 +159,18 @@ _ENTRIES: tuple[PretrainedEntry, ...] = (
                     *_hf("mobilenetv1_100.ra4_e3600_r224_in1k"), kwargs={"act": "relu6", "bn_eps": 1e-5},
                     metrics_from="no checksum or metric found; see the Hugging Face model card",
                     mean=TF_MEAN_STD[0], std=TF_MEAN_STD[1], interpolation="bicubic"),
+    # timm's MobileNetV4 (the only published MNv4 weights; trained by timm, no checksum or metric recorded here)
+    *(PretrainedEntry(f"mobilenet_v4_{variant}.timm_{recipe}", f"mobilenet_v4_{variant}", "timm",
+                      *_hf(f"mobilenetv4_{variant}.{recipe}"),
+                      metrics_from="no checksum or metric found; see the Hugging Face model card",
+                      interpolation="bicubic", crop_pct=crop, input_size=(3, size, size))
+      for variant, recipe, size, crop in (
+          ("conv_small", "e2400_r224_in1k", 224, 0.875),
+          ("conv_medium", "e500_r256_in1k", 256, 0.95),
+          ("conv_large", "e600_r384_in1k", 384, 0.95),
+          ("hybrid_medium", "ix_e550_r256_in1k", 256, 0.95),
+          ("hybrid_large", "ix_e600_r384_in1k", 384, 0.95),
+      )),
     # timm's tf_ ports of the paper authors' TensorFlow weights
     _timm_tf("mobilenet_v3_large.timm_tf_in1k", "mobilenet_v3_large", "tf_mobilenetv3_large_100-427764d5.pth",
              75.516, 92.594),

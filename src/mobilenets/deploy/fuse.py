@@ -19,16 +19,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 __all__ = ["InferenceModel", "fold_batchnorm", "fuse_for_inference", "max_abs_diff", "prepare_for_export"]
 
 
 def fold_batchnorm(module: nn.Module) -> int:
-    """Fold every ``Conv2d -> BatchNorm2d`` pair inside ``nn.Sequential`` containers, in place.
+    """Fold every ``Conv2d -> BatchNorm2d`` and ``Linear -> BatchNorm1d`` pair in ``nn.Sequential``s, in place.
 
     Only sequential containers are searched because only there does child order equal data flow; our
-    ``ConvNormAct`` (conv, bn, act) is one, as are the ResNet residual branches. The BatchNorm is
+    ``ConvNormAct`` (conv, bn, act) is one, as are the ResNet residual branches and MobileNetV4's
+    normalised head (Linear, BatchNorm1d, act). A BatchNorm with no layer before it to absorb it (the
+    pre-attention norm of MobileNetV4's hybrids) stays as it is. The BatchNorm is
     replaced by ``nn.Identity`` so state-dict names of the remaining layers stay unchanged. Returns
     the number of folded pairs. The module must be in eval mode (running statistics are used).
     """
@@ -49,6 +51,16 @@ def fold_batchnorm(module: nn.Module) -> int:
                 and conv.out_channels == bn.num_features
             ):
                 child._modules[a] = fuse_conv_bn_eval(conv, bn)
+                child._modules[b] = nn.Identity()
+                folded += 1
+            elif (
+                isinstance(conv, nn.Linear)
+                and isinstance(bn, nn.BatchNorm1d)
+                and bn.track_running_stats
+                and bn.running_mean is not None
+                and conv.out_features == bn.num_features
+            ):
+                child._modules[a] = fuse_linear_bn_eval(conv, bn)
                 child._modules[b] = nn.Identity()
                 folded += 1
     return folded

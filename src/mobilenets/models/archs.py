@@ -8,7 +8,8 @@ lives in the tables. The entry points at the bottom are what :func:`mobilenets.c
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, NamedTuple
 
 from .blocks import BlockSpec
 from .layers import make_divisible
@@ -77,6 +78,111 @@ MOBILENET_V3_SMALL: tuple[tuple[V3Row, ...], ...] = (
 # the authors' released models and every reference implementation have none there, so neither do we.
 MOBILENET_V3_STEM = 16
 MOBILENET_V3_HEAD = {"large": 1280, "small": 1024}
+
+# --------------------------------------------------------------------------------------------------
+# MobileNetV4 (Qin et al. 2024), appendix tables of MNv4-Conv-S/M/L and MNv4-Hybrid-M/L, in the stage
+# grouping of the reference code (TF model garden, timm). Row kinds:
+#   Conv(k, out, s)                       plain conv-BN-act
+#   FusedIB(k, e, out, s)                 kxk expand conv (ratio e) -> 1x1 project
+#   UIB(a, k, e, out, s, n)               universal inverted bottleneck: a = depthwise kernel before the
+#                                         expansion, k = depthwise kernel after it (0 = absent), ratio e;
+#                                         ExtraDW: a, k > 0; IR: a = 0; ConvNeXt-like: k = 0; FFN: a = k = 0
+#   MQA(heads, key_dim, kv_stride, out, n) Mobile MQA, keys/values downsampled by kv_stride (3x3 dw)
+# The paper's "expanded dim" column is ratio x input width, rounded to a multiple of 8. n repeats a row
+# with stride 1 after the first. The stem is a 3x3/2 conv; the head pools, then 1x1 -> 1280 with BN + act.
+# --------------------------------------------------------------------------------------------------
+class Conv(NamedTuple):
+    k: int
+    out: int
+    s: int
+
+
+class FusedIB(NamedTuple):
+    k: int
+    e: float
+    out: int
+    s: int
+
+
+class UIB(NamedTuple):
+    a: int
+    k: int
+    e: float
+    out: int
+    s: int
+    n: int = 1
+
+
+class MQA(NamedTuple):
+    heads: int
+    key_dim: int
+    kv_stride: int
+    out: int
+    n: int = 1
+
+
+V4Row = Conv | FusedIB | UIB | MQA
+
+_V4_HEAD = Conv(1, 960, 1)
+MOBILENET_V4: dict[str, dict[str, object]] = {
+    # MNv4-Conv-S (paper Table 11 / timm mobilenetv4_conv_small)
+    "conv_small": {"stem": 32, "act": "relu", "input_size": 224, "stages": (
+        (Conv(3, 32, 2), Conv(1, 32, 1)),
+        (Conv(3, 96, 2), Conv(1, 64, 1)),
+        (UIB(5, 5, 3, 96, 2), UIB(0, 3, 2, 96, 1, n=4), UIB(3, 0, 4, 96, 1)),
+        (UIB(3, 3, 6, 128, 2), UIB(5, 5, 4, 128, 1), UIB(0, 5, 4, 128, 1), UIB(0, 5, 3, 128, 1),
+         UIB(0, 3, 4, 128, 1, n=2)),
+        (_V4_HEAD,),
+    )},
+    # MNv4-Conv-M
+    "conv_medium": {"stem": 32, "act": "relu", "input_size": 256, "stages": (
+        (FusedIB(3, 4, 48, 2),),
+        (UIB(3, 5, 4, 80, 2), UIB(3, 3, 2, 80, 1)),
+        (UIB(3, 5, 6, 160, 2), UIB(3, 3, 4, 160, 1, n=2), UIB(3, 5, 4, 160, 1), UIB(3, 3, 4, 160, 1),
+         UIB(3, 0, 4, 160, 1), UIB(0, 0, 2, 160, 1), UIB(3, 0, 4, 160, 1)),
+        (UIB(5, 5, 6, 256, 2), UIB(5, 5, 4, 256, 1), UIB(3, 5, 4, 256, 1, n=2), UIB(0, 0, 4, 256, 1),
+         UIB(3, 0, 4, 256, 1), UIB(3, 5, 2, 256, 1), UIB(5, 5, 4, 256, 1), UIB(0, 0, 4, 256, 1, n=2),
+         UIB(5, 0, 2, 256, 1)),
+        (_V4_HEAD,),
+    )},
+    # MNv4-Conv-L
+    "conv_large": {"stem": 24, "act": "relu", "input_size": 384, "stages": (
+        (FusedIB(3, 4, 48, 2),),
+        (UIB(3, 5, 4, 96, 2), UIB(3, 3, 4, 96, 1)),
+        (UIB(3, 5, 4, 192, 2), UIB(3, 3, 4, 192, 1, n=3), UIB(3, 5, 4, 192, 1), UIB(5, 3, 4, 192, 1, n=5),
+         UIB(3, 0, 4, 192, 1)),
+        (UIB(5, 5, 4, 512, 2, n=4), UIB(5, 0, 4, 512, 1), UIB(5, 3, 4, 512, 1), UIB(5, 0, 4, 512, 1, n=2),
+         UIB(5, 3, 4, 512, 1), UIB(5, 5, 4, 512, 1), UIB(5, 0, 4, 512, 1, n=3)),
+        (_V4_HEAD,),
+    )},
+    # MNv4-Hybrid-M: Conv-M with Mobile MQA in the last two stages (keys/values at stride 2 in stage 3)
+    "hybrid_medium": {"stem": 32, "act": "relu", "input_size": 256, "layer_scale": 1e-5, "stages": (
+        (FusedIB(3, 4, 48, 2),),
+        (UIB(3, 5, 4, 80, 2), UIB(3, 3, 2, 80, 1)),
+        (UIB(3, 5, 6, 160, 2), UIB(0, 0, 2, 160, 1), UIB(3, 3, 4, 160, 1), UIB(3, 5, 4, 160, 1),
+         MQA(4, 64, 2, 160), UIB(3, 3, 4, 160, 1), MQA(4, 64, 2, 160), UIB(3, 0, 4, 160, 1),
+         MQA(4, 64, 2, 160), UIB(3, 3, 4, 160, 1), MQA(4, 64, 2, 160), UIB(3, 0, 4, 160, 1)),
+        (UIB(5, 5, 6, 256, 2), UIB(5, 5, 4, 256, 1), UIB(3, 5, 4, 256, 1, n=2), UIB(0, 0, 2, 256, 1),
+         UIB(3, 5, 2, 256, 1), UIB(0, 0, 2, 256, 1), UIB(0, 0, 4, 256, 1), MQA(4, 64, 1, 256),
+         UIB(3, 0, 4, 256, 1), MQA(4, 64, 1, 256), UIB(5, 5, 4, 256, 1), MQA(4, 64, 1, 256),
+         UIB(5, 0, 4, 256, 1), MQA(4, 64, 1, 256), UIB(5, 0, 4, 256, 1)),
+        (_V4_HEAD,),
+    )},
+    # MNv4-Hybrid-L (GELU throughout)
+    "hybrid_large": {"stem": 24, "act": "gelu", "input_size": 384, "layer_scale": 1e-5, "stages": (
+        (FusedIB(3, 4, 48, 2),),
+        (UIB(3, 5, 4, 96, 2), UIB(3, 3, 4, 96, 1)),
+        (UIB(3, 5, 4, 192, 2), UIB(3, 3, 4, 192, 1, n=3), UIB(3, 5, 4, 192, 1), UIB(5, 3, 4, 192, 1, n=2),
+         MQA(8, 48, 2, 192), UIB(5, 3, 4, 192, 1), MQA(8, 48, 2, 192), UIB(5, 3, 4, 192, 1),
+         MQA(8, 48, 2, 192), UIB(5, 3, 4, 192, 1), MQA(8, 48, 2, 192), UIB(3, 0, 4, 192, 1)),
+        (UIB(5, 5, 4, 512, 2, n=4), UIB(5, 0, 4, 512, 1), UIB(5, 3, 4, 512, 1), UIB(5, 0, 4, 512, 1, n=2),
+         UIB(5, 3, 4, 512, 1), UIB(5, 5, 4, 512, 1), MQA(8, 64, 1, 512), UIB(5, 0, 4, 512, 1),
+         MQA(8, 64, 1, 512), UIB(5, 0, 4, 512, 1), MQA(8, 64, 1, 512), UIB(5, 0, 4, 512, 1),
+         MQA(8, 64, 1, 512), UIB(5, 0, 4, 512, 1)),
+        (_V4_HEAD,),
+    )},
+}
+MOBILENET_V4_HEAD = 1280
 
 # --------------------------------------------------------------------------------------------------
 # ResNet (He et al. 2016), Table 1: the baseline of seed 004's comparison table.
@@ -270,6 +376,60 @@ def resolve_mobilenet_v3(
     )
 
 
+V4Variant = Literal["conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large"]
+
+
+def resolve_mobilenet_v4(variant: V4Variant, width_mult: float = 1.0, small_input: bool = False) -> ArchSpec:
+    """Resolve an MNv4 table with timm's width rules (``mobilenetv4_*``), whose checkpoints it must load.
+
+    Output widths (and the 960 conv) scale with ``width_mult``; the stem scales only for α >= 1 and the
+    1280 head never (timm's ``fix_stem`` / fixed ``num_features``); expansions are ratios of the rounded
+    input width; attention heads and key width are fixed. The hybrids' residual branches carry LayerScale.
+    """
+    _check_width(width_mult)
+    _check_choice("variant", variant, tuple(MOBILENET_V4))
+    table = MOBILENET_V4[variant]
+    act = str(table["act"])
+    layer_scale = table.get("layer_scale")
+    assert layer_scale is None or isinstance(layer_scale, float)
+
+    def rnd(c: float) -> int:
+        return make_divisible(c * width_mult)
+
+    first = _FirstDownsample(small_input)
+    stem_out = rnd(int(table["stem"])) if width_mult >= 1.0 else int(table["stem"])  # type: ignore[call-overload]
+    stem = BlockSpec("conv", 3, stem_out, 3, 1 if small_input else 2, act=act, nominal_stride=2)
+    in_chs, stages = stem_out, []
+    rows_by_stage: tuple[tuple[V4Row, ...], ...] = table["stages"]  # type: ignore[assignment]
+    for rows in rows_by_stage:
+        stage: list[BlockSpec] = []
+        for row in rows:
+            for i in range(getattr(row, "n", 1)):
+                s = getattr(row, "s", 1) if i == 0 else 1
+                out = rnd(row.out)
+                common = {"act": act, "nominal_stride": s}
+                if isinstance(row, Conv):
+                    spec = BlockSpec("conv", in_chs, out, row.k, first(s), **common)
+                elif isinstance(row, FusedIB):
+                    spec = BlockSpec("fused_ib", in_chs, out, row.k, first(s), mid_chs=make_divisible(in_chs * row.e),
+                                     **common)
+                elif isinstance(row, UIB):
+                    spec = BlockSpec("uib", in_chs, out, row.k, first(s), mid_chs=make_divisible(in_chs * row.e),
+                                     kernel_start=row.a, layer_scale=layer_scale, **common)
+                else:
+                    spec = BlockSpec("mqa", in_chs, out, 3, 1, heads=row.heads, key_dim=row.key_dim,
+                                     kv_stride=row.kv_stride, layer_scale=layer_scale, **common)
+                stage.append(spec)
+                in_chs = out
+        stages.append(tuple(stage))
+    return ArchSpec(
+        f"mobilenet_v4_{variant}", stem, tuple(stages), head_hidden=MOBILENET_V4_HEAD, head_act=act, head_norm=True,
+        interpolation="bicubic", input_size=int(table["input_size"]),  # type: ignore[call-overload]
+        crop_pct=0.875 if variant == "conv_small" else 0.95, small_input=small_input,
+        extra={"width_mult": width_mult, "variant": variant},
+    )
+
+
 def resolve_resnet(name: str, small_input: bool = False) -> ArchSpec:
     """ResNet-18/50 with torchvision's layout (stride on the 3x3 conv of the bottleneck: "v1.5").
 
@@ -345,6 +505,26 @@ def mobilenet_v3_small(
     """MobileNetV3-Small (Howard et al. 2019, Table 2)."""
     return _v3("small", width_mult, reduced_tail, dilated, minimalistic, use_se, use_hswish, width_convention,
                small_input, **kwargs)
+
+
+def _v4_entry(variant: V4Variant, doc: str) -> Callable[..., MobileNet]:
+    """One registered entry point per MNv4 variant (same keywords for all five)."""
+
+    def entry(*, width_mult: float = 1.0, small_input: bool = False, **kwargs) -> MobileNet:
+        return MobileNet(resolve_mobilenet_v4(variant, width_mult, small_input), **kwargs)
+
+    entry.__name__ = entry.__qualname__ = f"mobilenet_v4_{variant}"
+    entry.__doc__ = doc
+    return register_model(entry)
+
+
+mobilenet_v4_conv_small = _v4_entry("conv_small", "MobileNetV4-Conv-Small (Qin et al. 2024): 3.77M params, 0.19 GMACs at 224.")
+mobilenet_v4_conv_medium = _v4_entry("conv_medium", "MobileNetV4-Conv-Medium: 9.72M params, 1.08 GMACs at 256.")
+mobilenet_v4_conv_large = _v4_entry("conv_large", "MobileNetV4-Conv-Large: 32.6M params, 6.38 GMACs at 384.")
+mobilenet_v4_hybrid_medium = _v4_entry(
+    "hybrid_medium", "MobileNetV4-Hybrid-Medium: Conv-Medium with Mobile MQA; 11.1M params, 1.27 GMACs at 256.")
+mobilenet_v4_hybrid_large = _v4_entry(
+    "hybrid_large", "MobileNetV4-Hybrid-Large: Mobile MQA, GELU; 37.8M params, 7.71 GMACs at 384.")
 
 
 @register_model

@@ -2,7 +2,8 @@
 
 A table row (paper units) is resolved by a family's resolver (width multiplier, conventions, variants)
 into a ``BlockSpec`` with concrete channel counts; :data:`BLOCK_TYPES` turns the spec into a module.
-Adding a block type (e.g. MobileNetV4's universal inverted bottleneck) means adding one entry here.
+Adding a block type means adding one entry here: MobileNetV4's universal inverted bottleneck (``uib``),
+fused inverted bottleneck (``fused_ib``) and Mobile MQA attention (``mqa``) were added that way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from .layers import ConvNormAct, DropPath, LayerFactory, SqueezeExcite, create_act, get_act_layer
+from .layers import (
+    ConvNormAct,
+    DropPath,
+    LayerFactory,
+    LayerScale2d,
+    SqueezeExcite,
+    create_act,
+    create_conv2d,
+    get_act_layer,
+)
 
 __all__ = ["BLOCK_TYPES", "BlockSpec", "build_block"]
 
@@ -25,6 +35,12 @@ class BlockSpec:
     ``nominal_stride`` is the stride the paper's table gives; ``stride`` is what is built after
     ``small_input`` / ``dilated`` changed it. Feature levels (C1..C5) follow the nominal strides so a
     backbone always exposes five levels whatever input-size adaptation is active.
+
+    MobileNetV4 fields: ``kernel_start`` / ``kernel_end`` are the optional depthwise convs before the
+    expansion and after the projection of a ``uib`` block (0 = absent; ``kernel`` is its middle depthwise,
+    also 0-able), ``layer_scale`` the initial LayerScale of the residual branch (``None`` = no LayerScale),
+    and ``heads`` / ``key_dim`` / ``kv_stride`` configure an ``mqa`` block, whose ``kernel`` is the
+    depthwise kernel that downsamples keys and values when ``kv_stride`` is 2.
     """
 
     type: str
@@ -39,6 +55,12 @@ class BlockSpec:
     skip: bool | None = None
     pw_act: bool = False
     nominal_stride: int | None = None
+    kernel_start: int = 0
+    kernel_end: int = 0
+    layer_scale: float | None = None
+    heads: int = 0
+    key_dim: int = 0
+    kv_stride: int = 1
 
     def __post_init__(self) -> None:
         if self.type not in BLOCK_TYPES:
@@ -47,8 +69,16 @@ class BlockSpec:
             raise ValueError(f"illegal stride value {self.stride}; expected 1 or 2")
         if self.in_chs <= 0 or self.out_chs <= 0 or (self.mid_chs is not None and self.mid_chs <= 0):
             raise ValueError(f"channel counts must be positive, got {self}")
-        if self.kernel < 1 or self.kernel % 2 == 0:
-            raise ValueError(f"kernel size must be a positive odd number, got {self.kernel}")
+        optional = self.type == "uib"  # a UIB's middle depthwise may be absent (ConvNeXt-like / FFN forms)
+        for name in ("kernel", "kernel_start", "kernel_end"):
+            k = getattr(self, name)
+            if (k == 0 and (optional or name != "kernel")) or (k >= 1 and k % 2 == 1):
+                continue
+            raise ValueError(f"{name}={k} invalid; expected a positive odd number" + (" or 0" if optional else ""))
+        if self.type == "uib" and self.stride > 1 and not (self.kernel or self.kernel_start or self.kernel_end):
+            raise ValueError("a stride-2 uib block needs at least one depthwise conv (kernel, kernel_start or kernel_end)")
+        if self.type == "mqa" and (self.heads < 1 or self.key_dim < 1 or self.kv_stride not in (1, 2)):
+            raise ValueError(f"mqa block needs heads >= 1, key_dim >= 1 and kv_stride 1 or 2, got {self}")
         if self.nominal_stride is None:
             object.__setattr__(self, "nominal_stride", self.stride)
 
@@ -179,6 +209,132 @@ class MaxPoolBlock(nn.MaxPool2d):
         super().__init__(spec.kernel, spec.stride, spec.kernel // 2)
 
 
+def _layer_scale(spec: BlockSpec) -> nn.Module:
+    return nn.Identity() if spec.layer_scale is None else LayerScale2d(spec.out_chs, spec.layer_scale)
+
+
+class UniversalInvertedBottleneck(_Residual):
+    """MobileNetV4's UIB (Qin et al. 2024, Fig. 4): [dw start] -> 1x1 expand -> [dw mid] -> 1x1 project -> [dw end].
+
+    The two optional depthwise convs make one block cover four forms, chosen per row by the table:
+    ExtraDW (start and mid), the classic inverted bottleneck (mid only), ConvNeXt-like (start only) and
+    FFN (neither). The stride goes to the first depthwise present (mid, else start, else end), as in the
+    reference implementations. The start/end depthwise convs are linear; expansion and mid are activated.
+    """
+
+    def __init__(self, spec: BlockSpec, norm_layer: LayerFactory, drop_path: float = 0.0, pad_type: str = "") -> None:
+        super().__init__()
+        act = get_act_layer(spec.act)
+        mid = spec.mid_chs or spec.in_chs
+        self.has_skip = spec.has_skip
+        s_start = spec.stride if spec.kernel_start and not spec.kernel else 1
+        s_end = spec.stride if not (spec.kernel_start or spec.kernel) else 1
+        self.dw_start = (ConvNormAct(spec.in_chs, spec.in_chs, spec.kernel_start, s_start, spec.dilation,
+                                     groups=spec.in_chs, norm_layer=norm_layer, act_layer=None, pad_type=pad_type)
+                         if spec.kernel_start else nn.Identity())
+        self.pw_exp = ConvNormAct(spec.in_chs, mid, 1, norm_layer=norm_layer, act_layer=act)
+        self.dw_mid = (ConvNormAct(mid, mid, spec.kernel, spec.stride, spec.dilation, groups=mid,
+                                   norm_layer=norm_layer, act_layer=act, pad_type=pad_type)
+                       if spec.kernel else nn.Identity())
+        self.se = _se(spec, mid)
+        self.pw_proj = ConvNormAct(mid, spec.out_chs, 1, norm_layer=norm_layer, act_layer=None)
+        self.dw_end = (ConvNormAct(spec.out_chs, spec.out_chs, spec.kernel_end, s_end, spec.dilation,
+                                   groups=spec.out_chs, norm_layer=norm_layer, act_layer=None, pad_type=pad_type)
+                       if spec.kernel_end else nn.Identity())
+        self.layer_scale = _layer_scale(spec)
+        self.drop_path = DropPath(drop_path) if self.has_skip else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pw_proj(self.se(self.dw_mid(self.pw_exp(self.dw_start(x)))))
+        return self._add_skip(x, self.layer_scale(self.dw_end(y)))
+
+
+class FusedInvertedBottleneck(_Residual):
+    """kxk expand conv (full, not depthwise) -> 1x1 linear project: the "fused IB" of MobileNetV4's stems.
+
+    Also known as EdgeResidual / FusedMBConv (EfficientNet-EdgeTPU, EfficientNetV2): at high resolution
+    and few channels one dense kxk conv runs faster on accelerators than a 1x1 + depthwise pair.
+    """
+
+    def __init__(self, spec: BlockSpec, norm_layer: LayerFactory, drop_path: float = 0.0, pad_type: str = "") -> None:
+        super().__init__()
+        act = get_act_layer(spec.act)
+        mid = spec.mid_chs or spec.in_chs
+        self.has_skip = spec.has_skip
+        self.conv_exp = ConvNormAct(spec.in_chs, mid, spec.kernel, spec.stride, spec.dilation,
+                                    norm_layer=norm_layer, act_layer=act, pad_type=pad_type)
+        self.se = _se(spec, mid)
+        self.conv_pwl = ConvNormAct(mid, spec.out_chs, 1, norm_layer=norm_layer, act_layer=None)
+        self.drop_path = DropPath(drop_path) if self.has_skip else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._add_skip(x, self.conv_pwl(self.se(self.conv_exp(x))))
+
+
+class MultiQueryAttention2d(nn.Module):
+    """Mobile MQA (MobileNetV4, Sec. 3.3): many query heads, one shared key and one shared value head.
+
+    Sharing K and V cuts the memory traffic that dominates attention on mobile accelerators; with
+    ``kv_stride`` 2 the keys and values are further downsampled by a stride-2 depthwise conv + BN
+    (spatial reduction), so attention costs L x L/4. Projections are 1x1 convs without bias, and the
+    attention is written with two matmuls rather than a fused kernel so that every exporter (ONNX,
+    ExecuTorch, OpenVINO) and the MAC counter see plain operations. Channel order of the heads follows
+    the reference implementation, which is what lets timm's weights load unchanged.
+    """
+
+    def __init__(self, dim: int, dim_out: int, heads: int, key_dim: int, value_dim: int, kv_stride: int = 1,
+                 dw_kernel: int = 3, norm_layer: LayerFactory = nn.BatchNorm2d, pad_type: str = "") -> None:
+        super().__init__()
+        self.heads, self.key_dim, self.value_dim = heads, key_dim, value_dim
+        self.scale = key_dim ** -0.5
+        self.query = nn.Sequential()
+        self.query.add_module("proj", nn.Conv2d(dim, heads * key_dim, 1, bias=False))
+        self.key = self._kv(dim, key_dim, kv_stride, dw_kernel, norm_layer, pad_type)
+        self.value = self._kv(dim, value_dim, kv_stride, dw_kernel, norm_layer, pad_type)
+        self.output = nn.Sequential()
+        self.output.add_module("proj", nn.Conv2d(heads * value_dim, dim_out, 1, bias=False))
+
+    @staticmethod
+    def _kv(dim: int, out: int, stride: int, kernel: int, norm_layer: LayerFactory, pad_type: str) -> nn.Sequential:
+        seq = nn.Sequential()
+        if stride > 1:
+            seq.add_module("down_conv", create_conv2d(dim, dim, kernel, stride, groups=dim, pad_type=pad_type))
+            seq.add_module("norm", norm_layer(dim))
+        seq.add_module("proj", nn.Conv2d(dim, out, 1, bias=False))
+        return seq
+
+    def init_weights(self) -> None:
+        """Xavier-uniform projections, as the reference code: it keeps the hybrids stable early in training."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        q = self.query(x).reshape(b, self.heads, self.key_dim, h * w).transpose(-1, -2)  # B, H, L, dk
+        k = self.key(x).flatten(2).unsqueeze(1)  # B, 1, dk, S
+        v = self.value(x).flatten(2).transpose(-1, -2).unsqueeze(1)  # B, 1, S, dv
+        attn = ((q * self.scale) @ k).softmax(dim=-1)  # B, H, L, S
+        o = (attn @ v).transpose(1, 2).reshape(b, h, w, self.heads * self.value_dim)  # B, L, H*dv
+        return self.output(o.permute(0, 3, 1, 2))
+
+
+class MobileAttentionBlock(_Residual):
+    """BatchNorm -> Mobile MQA -> LayerScale, with a residual: the attention row of MNv4-Hybrid tables."""
+
+    def __init__(self, spec: BlockSpec, norm_layer: LayerFactory, drop_path: float = 0.0, pad_type: str = "") -> None:
+        super().__init__()
+        self.has_skip = spec.has_skip
+        self.norm = norm_layer(spec.in_chs)
+        self.attn = MultiQueryAttention2d(spec.in_chs, spec.out_chs, spec.heads, spec.key_dim, spec.key_dim,
+                                          spec.kv_stride, spec.kernel, norm_layer, pad_type)
+        self.layer_scale = _layer_scale(spec)
+        self.drop_path = DropPath(drop_path) if self.has_skip else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._add_skip(x, self.layer_scale(self.attn(self.norm(x))))
+
+
 BlockFactory = Callable[..., nn.Module]
 
 BLOCK_TYPES: dict[str, BlockFactory] = {
@@ -188,6 +344,9 @@ BLOCK_TYPES: dict[str, BlockFactory] = {
     "basic": BasicBlock,
     "bottleneck": Bottleneck,
     "maxpool": MaxPoolBlock,
+    "uib": UniversalInvertedBottleneck,
+    "fused_ib": FusedInvertedBottleneck,
+    "mqa": MobileAttentionBlock,
 }
 
 

@@ -18,6 +18,7 @@ from torch import nn
 __all__ = [
     "ConvNormAct",
     "DropPath",
+    "LayerScale2d",
     "SqueezeExcite",
     "create_act",
     "create_conv2d",
@@ -191,3 +192,22 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"
+
+
+class LayerScale2d(nn.Module):
+    """Per-channel learnable scale of a residual branch (CaiT, Touvron et al. 2021), as MobileNetV4's hybrids use.
+
+    Initialised small (1e-5) so each attention/UIB branch starts close to the identity, which is what
+    keeps the deep hybrid models stable early in training. The parameter is named ``gamma`` like timm's.
+    """
+
+    def __init__(self, channels: int, init_value: float = 1e-5) -> None:
+        super().__init__()
+        self.init_value = init_value
+        self.gamma = nn.Parameter(torch.full((channels,), float(init_value)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.gamma.numel()}, init_value={self.init_value}"

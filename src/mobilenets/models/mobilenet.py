@@ -32,6 +32,7 @@ class ArchSpec:
     ``stem`` is a ``conv`` spec whose ``in_chs`` is replaced by the model's ``in_chans``.
     ``head_hidden`` is MobileNetV3's post-pool 1x1 layer (1280 / 1024 wide, no BatchNorm: "NBN" in the
     V3 paper's tables); ``None`` for families whose classifier follows the pooling directly.
+    MobileNetV4 normalises that layer instead (``head_norm``: Linear without bias -> BatchNorm -> act).
     """
 
     family: str
@@ -39,11 +40,14 @@ class ArchSpec:
     stages: tuple[tuple[BlockSpec, ...], ...]
     head_hidden: int | None = None
     head_act: str = "hswish"
+    head_norm: bool = False
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
     default_dropout: float = 0.2
     pad_type: str = ""
     interpolation: str = "bilinear"
+    input_size: int = 224
+    crop_pct: float = 0.875
     small_input: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -140,7 +144,14 @@ class MobileNet(nn.Module):
         else:
             self.out_indices: tuple[int, ...] = ()
             self.global_pool = nn.AdaptiveAvgPool2d(1)
-            if arch.head_hidden:
+            if arch.head_hidden and arch.head_norm:
+                # MobileNetV4: timm's conv_head (1x1, no bias) + norm_head on the pooled 1x1 map, as 1-D layers.
+                self.head_hidden = nn.Sequential(
+                    nn.Linear(self.num_features, arch.head_hidden, bias=False),
+                    nn.BatchNorm1d(arch.head_hidden, eps=eps, momentum=momentum),
+                    create_act(get_act_layer(arch.head_act)),
+                )
+            elif arch.head_hidden:
                 # Written as Linear like torchvision; timm and Keras use a 1x1 conv with bias: same arithmetic.
                 self.head_hidden = nn.Sequential(
                     nn.Linear(self.num_features, arch.head_hidden), create_act(get_act_layer(arch.head_act))
@@ -155,7 +166,7 @@ class MobileNet(nn.Module):
 
     # ----------------------------------------------------------------------------------------- metadata
     def _default_cfg(self) -> dict[str, Any]:
-        size = 32 if self.arch.small_input else 224
+        size = 32 if self.arch.small_input else self.arch.input_size
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         if self.in_chans != 3:
             # Grayscale or extra channels: repeat the average statistic so normalisation stays sensible.
@@ -166,7 +177,7 @@ class MobileNet(nn.Module):
             "mean": mean,
             "std": std,
             "interpolation": self.arch.interpolation,
-            "crop_pct": 1.0 if self.arch.small_input else 0.875,
+            "crop_pct": 1.0 if self.arch.small_input else self.arch.crop_pct,
             "num_classes": self.num_classes,
             "classifier": "classifier",
             "first_conv": "stem.conv",
@@ -241,13 +252,16 @@ class MobileNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm | nn.LayerNorm):
+            elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d | nn.GroupNorm | nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        for m in self.modules():  # blocks with an initialisation of their own (MobileNetV4's attention)
+            if m is not self and callable(getattr(m, "init_weights", None)):
+                m.init_weights()
 
     def no_weight_decay(self) -> set[str]:
         return set()

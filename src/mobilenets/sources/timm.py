@@ -1,5 +1,5 @@
-"""timm MobileNetV1 / V2 / V3 state dicts (``mobilenetv1_*``, ``mobilenetv2_*``, ``mobilenetv3_*``,
-``tf_mobilenetv3_*``) -> our names.
+"""timm MobileNetV1 / V2 / V3 / V4 state dicts (``mobilenetv1_*``, ``mobilenetv2_*``, ``mobilenetv3_*``,
+``tf_mobilenetv3_*``, ``mobilenetv4_*``) -> our names.
 
 timm's EfficientNet-style builder uses the same stage grouping as our tables, so ``blocks.<s>.<i>`` maps
 to ``blocks.<s>.<i>``; only the names inside a block differ (``bn1``/``bn2``/``bn3`` follow the convs in
@@ -7,6 +7,9 @@ order). The head differs per family: V2's 1280 conv is timm's ``conv_head`` + ``
 V3's 1280/1024 layer is a 1x1 conv with bias (our ``head_hidden`` Linear: same arithmetic, reshaped).
 BatchNorm eps is PyTorch's 1e-5, except the ``tf_`` ports of the TensorFlow weights (eps 1e-3, TF "same"
 padding, inputs normalised with mean = std = 0.5), which is what the ``timm_tf`` source means.
+MobileNetV4's universal inverted bottleneck and attention blocks use timm's inner names unchanged; its
+fused IB renames like the others, and its head is ``conv_head`` (no bias) + ``norm_head`` (our
+``head_hidden`` Linear + BatchNorm1d).
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import re
 import torch
 from torch import nn
 
-from ..models.blocks import ConvBlock, DepthwiseSeparable, InvertedResidual
+from ..models.blocks import (
+    ConvBlock,
+    DepthwiseSeparable,
+    FusedInvertedBottleneck,
+    InvertedResidual,
+    MobileAttentionBlock,
+    UniversalInvertedBottleneck,
+)
 from ._common import BN_PARAMS, MappedState, flat_blocks, has_head_hidden
 
 __all__ = ["BN_EPS", "BN_EPS_TF", "describe", "looks_like", "to_native"]
@@ -30,6 +40,9 @@ _DS = {"conv_dw": "conv_dw.conv", "bn1": "conv_dw.bn", "conv_pw": "conv_pw.conv"
 _IR = {"conv_pw": "conv_pw.conv", "bn1": "conv_pw.bn", "conv_dw": "conv_dw.conv", "bn2": "conv_dw.bn",
        "conv_pwl": "conv_pwl.conv", "bn3": "conv_pwl.bn"}
 _CN = {"conv": "conv", "bn1": "bn"}
+_FIB = {"conv_exp": "conv_exp.conv", "bn1": "conv_exp.bn", "conv_pwl": "conv_pwl.conv", "bn2": "conv_pwl.bn"}
+# Blocks whose parameter names inside the block are timm's own.
+_SAME_NAMES = (UniversalInvertedBottleneck, MobileAttentionBlock)
 
 
 def looks_like(state: dict[str, torch.Tensor]) -> bool:
@@ -62,6 +75,7 @@ def to_native(state: dict[str, torch.Tensor], model: nn.Module) -> MappedState:
     last_prefix = next(reversed(modules)) if modules else None
     last_is_conv = last_prefix is not None and isinstance(modules[last_prefix], ConvBlock)
     hidden = has_head_hidden(model)
+    own_keys = set(model.state_dict())
     for key, value in state.items():
         new: str | None = None
         if key == "conv_stem.weight":
@@ -72,8 +86,12 @@ def to_native(state: dict[str, torch.Tensor], model: nn.Module) -> MappedState:
             prefix = f"blocks.{m.group(1)}.{m.group(2)}"
             block = modules.get(prefix)
             table = (_IR if isinstance(block, InvertedResidual) else _DS if isinstance(block, DepthwiseSeparable)
-                     else _CN if isinstance(block, ConvBlock) else None)
-            inner = _rename(m.group(3), table) if table else None
+                     else _CN if isinstance(block, ConvBlock) else _FIB if isinstance(block, FusedInvertedBottleneck)
+                     else None)
+            if isinstance(block, _SAME_NAMES):
+                inner = m.group(3) if f"{prefix}.{m.group(3)}" in own_keys else None
+            else:
+                inner = _rename(m.group(3), table) if table else None
             new = f"{prefix}.{inner}" if inner else None
         elif key.startswith("conv_head."):
             if hidden:  # V3: 1x1 conv with bias on the pooled features == our Linear
@@ -82,6 +100,8 @@ def to_native(state: dict[str, torch.Tensor], model: nn.Module) -> MappedState:
                     value = value.flatten(1)
             elif last_is_conv and key == "conv_head.weight":  # V2: the 1280 conv, our last stage
                 new = f"{last_prefix}.conv.weight"
+        elif key.startswith("norm_head.") and hidden:  # V4: BatchNorm after the head conv
+            new = f"head_hidden.1.{key[10:]}" if key[10:] in BN_PARAMS else None
         elif key.startswith("bn2.") and last_is_conv and not hidden:
             new = f"{last_prefix}.bn.{key[4:]}" if key[4:] in BN_PARAMS else None
         elif key in ("classifier.weight", "classifier.bias"):
