@@ -17,7 +17,7 @@ need them, so the script stubs ``torchvision._meta_registrations`` before import
 imports torchvision too). Pass ``--only tv,timm,keras`` to rebuild one source.
 
 The models are deliberately tiny (width multipliers 0.02-0.25, 5 classes, 64x64 input) so that all
-fixtures together stay under 4 MB; every tensor is still random, so a mapping or layout mistake shows
+fixtures together stay under 8 MB; every tensor is still random, so a mapping or layout mistake shows
 up as a large logit difference. The V3 heads of timm and Keras keep their 1280/1024 hidden width at any
 multiplier, which is why their multipliers are the smallest; Keras V1 rounds widths with int(c * alpha),
 so only alpha = 0.25 and up (multiples of 8) match the paper's rounding, hence its larger file.

@@ -6,9 +6,9 @@ experiment grid measures it for every run. The measurement is deliberately simpl
 shared machine: warm-up, then the *median* of ``runs`` timed forward passes at batch 1 (the median
 ignores the spikes other processes cause; the mean would not).
 
-"Best backend": if the deployment package provides ``mobilenets.deploy.bench.best_latency`` (contract:
-``best_latency(model, input_shape, *, runs, warmup) -> {"backend": str, "ms": float}``), it is used.
-Otherwise the best of the variants that need nothing beyond PyTorch is taken: eager NCHW,
+"Best backend": ``mobilenets.deploy.bench.best_latency`` times every installed fp32 runtime (ONNX Runtime,
+OpenVINO, ExecuTorch, channels_last PyTorch; contract: ``best_latency(model, input_shape, *, runs, warmup)
+-> {"backend": str, "ms": float, "all": {backend: ms}}``). Should that module be unavailable, the best of the variants that need nothing beyond PyTorch is taken: eager NCHW,
 channels_last, and BatchNorm folded into the convolutions (``mobilenets.deploy.fuse`` when present).
 Which backend won is always recorded, so a report never passes an eager number off as an optimised one.
 """
@@ -91,7 +91,9 @@ def measure_latency(
         if bench is not None:
             try:
                 out = bench(model, tuple(input_shape), runs=runs, warmup=warmup)
-                backends[str(out["backend"])] = float(out["ms"])
+                backends.update({str(k): float(v) for k, v in out.get("all", {out["backend"]: out["ms"]}).items()})
+                if out.get("failed"):
+                    note = "failed backends: " + "; ".join(f"{k} ({v})" for k, v in out["failed"].items())
             except Exception as exc:
                 note = f"deploy.bench failed ({type(exc).__name__}: {exc}); PyTorch-only backends used"
         else:

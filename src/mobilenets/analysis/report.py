@@ -487,16 +487,26 @@ def _scatter(runs: Sequence[_Run], key: str, xlabel: str, fid: str, title: str) 
     ys = [y for *_, y in pts]
     front = _pareto(list(zip(xs, ys)))
     ax.scatter(xs, ys, c="#4477aa", s=36, zorder=3, label="runs")
+    log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
+    placed: list[tuple[float, float]] = []
+    x_span = (math.log10(max(xs) / min(xs)) if log_x else max(xs) - min(xs)) or 1.0 if xs else 1.0
+    y_span = (max(ys) - min(ys)) or 1.0 if ys else 1.0
     for (r, _, _), x, y in zip(pts, xs, ys):
         std = r.row.get("test_acc1_std")
         if std:
             ax.errorbar([x], [y], yerr=[std], color="#4477aa", capsize=3, zorder=2)
-        ax.annotate(r.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        # Runs of near-equal cost and accuracy (ablation variants) would print their names on top of each
+        # other: stack such labels downwards instead.
+        u = (math.log10(x / min(xs)) if log_x else x - min(xs)) / x_span
+        v = (y - min(ys)) / y_span
+        near = sum(1 for pu, pv in placed if abs(pu - u) < 0.12 and abs(pv - v) < 0.04)
+        placed.append((u, v))
+        ax.annotate(r.name, (x, y), textcoords="offset points", xytext=(4, 4 - 9 * near), fontsize=7)
     if front:
         ax.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="#cc3311", lw=1.5, zorder=1)
         ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=110, facecolors="none", edgecolors="#cc3311",
                    lw=1.5, zorder=4, label="Pareto front")
-    if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+    if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test top-1 (%)")

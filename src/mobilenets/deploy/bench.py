@@ -28,7 +28,16 @@ from torch import nn
 
 from .runtime import MissingExtraError, default_threads, load_artifact, require
 
-__all__ = ["BACKENDS", "Backend", "BenchResult", "best_backend", "format_results", "run_bench", "time_callable"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BenchResult",
+    "best_backend",
+    "best_latency",
+    "format_results",
+    "run_bench",
+    "time_callable",
+]
 
 Runner = Callable[[torch.Tensor], Any]
 
@@ -317,6 +326,46 @@ def bench_runner(name: str, backend: str, precision: str, build: Callable[[], Ru
         peak_rss_mb=peak, mem_delta_mb=(peak - base) if peak is not None and base is not None else None,
         build_s=build_s, runs=len(times), load_avg=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     )
+
+
+#: fp32 backends :func:`best_latency` tries (``compile`` is left out: minutes of Inductor builds per model in a
+#: grid for a backend that never won on the CPUs we measured, see docs/benchmarks.md).
+BEST_LATENCY_BACKENDS = ("channels_last", "onnxruntime", "openvino", "executorch")
+
+
+def best_latency(model: nn.Module, input_shape: tuple[int, int, int], *, runs: int = 30, warmup: int = 5,
+                 backends: tuple[str, ...] = BEST_LATENCY_BACKENDS) -> dict[str, Any]:
+    """Batch-1 median latency of ``model`` on every installed fp32 backend; the fastest one wins.
+
+    This is the contract :func:`mobilenets.analysis.latency.measure_latency` uses for an experiment's
+    "best backend" column: ``{"backend": key, "ms": median, "all": {key: median, ...}}``. A backend that is
+    not installed is skipped and one that fails to build is recorded under ``"failed"``, so one broken
+    runtime never loses a whole grid's latency column.
+    """
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape {input_shape!r} invalid; expected (C, H, W)")
+    threads = torch.get_num_threads()
+    medians: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="mobilenets-best-") as tmp:
+        ctx = BuildContext(model, 1, int(input_shape[-1]), threads, Path(tmp), [])
+        x = torch.randn(1, *input_shape, generator=torch.Generator().manual_seed(0))
+        for key in backends:
+            backend = BACKENDS[key]
+            if not backend.available():
+                continue
+            try:
+                fn = backend.build(ctx)
+                times = time_callable(fn, x, warmup=warmup, warmup_s=0.2, min_runs=runs, min_time_s=0.5)
+            except Exception as exc:  # a runtime that cannot take this model: report it, keep the others
+                failed[key] = f"{type(exc).__name__}: {exc}"
+                continue
+            medians[key] = 1e3 * statistics.median(times)
+        ctx.keep.clear()
+    if not medians:
+        raise RuntimeError(f"no fp32 backend could run the model: {failed}")
+    best = min(medians, key=medians.__getitem__)
+    return {"backend": best, "ms": medians[best], "all": medians, "failed": failed}
 
 
 def _calibration(model: nn.Module, batch: int, size: int, n: int = 4) -> list[torch.Tensor]:
