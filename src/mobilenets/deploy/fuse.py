@@ -24,6 +24,13 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 __all__ = ["InferenceModel", "fold_batchnorm", "fuse_for_inference", "max_abs_diff", "prepare_for_export"]
 
 
+#: (layer, the norm that may follow it, torch's folding function, the layer's output-width attribute)
+_FOLDABLE = (
+    (nn.Conv2d, nn.BatchNorm2d, fuse_conv_bn_eval, "out_channels"),
+    (nn.Linear, nn.BatchNorm1d, fuse_linear_bn_eval, "out_features"),
+)
+
+
 def fold_batchnorm(module: nn.Module) -> int:
     """Fold every ``Conv2d -> BatchNorm2d`` and ``Linear -> BatchNorm1d`` pair in ``nn.Sequential``s, in place.
 
@@ -42,27 +49,14 @@ def fold_batchnorm(module: nn.Module) -> int:
             continue
         names = list(child._modules)
         for a, b in itertools.pairwise(names):
-            conv, bn = child._modules[a], child._modules[b]
-            if (
-                isinstance(conv, nn.Conv2d)
-                and isinstance(bn, nn.BatchNorm2d)
-                and bn.track_running_stats
-                and bn.running_mean is not None
-                and conv.out_channels == bn.num_features
-            ):
-                child._modules[a] = fuse_conv_bn_eval(conv, bn)
-                child._modules[b] = nn.Identity()
-                folded += 1
-            elif (
-                isinstance(conv, nn.Linear)
-                and isinstance(bn, nn.BatchNorm1d)
-                and bn.track_running_stats
-                and bn.running_mean is not None
-                and conv.out_features == bn.num_features
-            ):
-                child._modules[a] = fuse_linear_bn_eval(conv, bn)
-                child._modules[b] = nn.Identity()
-                folded += 1
+            layer, bn = child._modules[a], child._modules[b]
+            for layer_type, norm_type, fuse, width in _FOLDABLE:
+                if (isinstance(layer, layer_type) and isinstance(bn, norm_type) and bn.track_running_stats
+                        and bn.running_mean is not None and getattr(layer, width) == bn.num_features):
+                    child._modules[a] = fuse(layer, bn)
+                    child._modules[b] = nn.Identity()
+                    folded += 1
+                    break
     return folded
 
 
