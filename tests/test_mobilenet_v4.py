@@ -6,6 +6,8 @@ test_models.py; timm checkpoint loading is covered by the timm_mobilenet_v4_* fi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -159,3 +161,31 @@ def test_conv_small_trains_on_digits_shape() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.7, losses
+
+
+def test_training_pipeline_runs_v4_hybrid(tmp_path: Path) -> None:
+    """The whole pipeline (augmentation, EMA, bf16 autocast, checkpoint, native weights) on a hybrid."""
+    from mobilenets.config import TrainConfig, load_config
+    from mobilenets.engine.train import train
+    from mobilenets.weights import from_pretrained
+
+    cfg = load_config(TrainConfig, None, [
+        "data.name=synthetic", "data.synthetic_size=96", "data.image_size=16", "model.num_classes=4",
+        "model.name=mobilenet_v4_hybrid_medium", "model.kwargs={small_input: true, width_mult: 0.25}",
+        "batch_size=32", "epochs=1", "sched.warmup_epochs=0", "amp=bf16", "aug.crop=pad", "aug.hflip=0.5",
+        "quiet=true", f"output_dir={tmp_path / 'run'}",
+    ])
+    summary = train(cfg)
+    assert summary["model"] == "mobilenet_v4_hybrid_medium" and 0 <= summary["test_acc1"] <= 100
+    model = from_pretrained(tmp_path / "run")
+    assert isinstance(model.blocks[2][4], MobileAttentionBlock)  # the table's first attention row
+    assert summary["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_bench_runs_v4() -> None:
+    from mobilenets.deploy.bench import run_bench
+
+    rows = run_bench("mobilenet_v4_hybrid_medium", backends="eager,channels_last", input_size=32,
+                     kwargs={"width_mult": 0.25, "small_input": True}, min_time_s=0.05, min_runs=3)
+    assert [r.backend for r in rows] == ["eager", "channels_last"]
+    assert all(r.median_ms > 0 and r.input_size == 32 for r in rows)
