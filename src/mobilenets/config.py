@@ -869,9 +869,9 @@ def save_yaml(cfg: Any, path: str | Path) -> Path:
     Atomic so that a crash mid-write never leaves a truncated config next to a checkpoint,
     which would make the run impossible to resume or reproduce.
     """
-    from .weights import _atomic_write_bytes
+    from .fileio import atomic_write_bytes
 
     p = Path(path)
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)
-    _atomic_write_bytes(p, text.encode("utf-8"))
+    atomic_write_bytes(p, text.encode("utf-8"))
     return p

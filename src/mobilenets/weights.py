@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from .fileio import atomic_write_bytes
 
 __all__ = [
     "LoadResult",
@@ -55,20 +55,6 @@ class WeightsError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------- native
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
@@ -112,8 +98,8 @@ def save_pretrained(
         **{k: cfg[k] for k in ("source", "tag") if cfg.get(k)},
         **(extra or {}),
     }
-    _atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
-    _atomic_write_bytes(directory / CONFIG_NAME, json.dumps(config, indent=2).encode())
+    atomic_write_bytes(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+    atomic_write_bytes(directory / CONFIG_NAME, json.dumps(config, indent=2).encode())
     return directory
 
 

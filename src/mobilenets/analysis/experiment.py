@@ -315,9 +315,9 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def _atomic_write(path: Path, text: str) -> None:
     """Results and latency caches go through the package's one atomic writer (temp file, fsync, replace)."""
-    from ..weights import _atomic_write_bytes
+    from ..fileio import atomic_write_bytes
 
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _environment() -> dict[str, Any]:

@@ -24,7 +24,6 @@ import math
 import os
 import pickle
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -37,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..fileio import atomic_write
 
 __all__ = [
     "CIFAR_VAL_SEED",
@@ -393,29 +394,22 @@ def download_cifar(root: str | Path, name: str, timeout: float = 60.0) -> Path:
     dest = root / spec.archive
     if dest.is_file() and _md5(dest) == spec.md5:
         return dest
-    fd, tmp_name = tempfile.mkstemp(dir=root, prefix=f".{spec.archive}.", suffix=".part")
-    tmp = Path(tmp_name)
     h = hashlib.md5(usedforsecurity=False)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(spec.url, timeout=timeout) as resp:
-                    while block := resp.read(1 << 20):
-                        h.update(block)
-                        out.write(block)
-            except (urllib.error.URLError, OSError, TimeoutError) as exc:
-                raise FileNotFoundError(
-                    f"could not download {spec.url} ({exc}). " + _missing_message(spec, root)
-                ) from exc
-        if h.hexdigest() != spec.md5:
+    with atomic_write(dest, suffix=".part") as out:
+        try:
+            with urllib.request.urlopen(spec.url, timeout=timeout) as resp:
+                while block := resp.read(1 << 20):
+                    h.update(block)
+                    out.write(block)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            raise FileNotFoundError(
+                f"could not download {spec.url} ({exc}). " + _missing_message(spec, root)
+            ) from exc
+        if h.hexdigest() != spec.md5:  # raising here discards the partial file; dest stays untouched
             raise RuntimeError(
                 f"checksum mismatch for {spec.url}: got md5 {h.hexdigest()}, expected {spec.md5}; "
                 f"nothing was written to {dest}"
             )
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return dest
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..fileio import atomic_write
 
 __all__ = ["CheckpointError", "atomic_torch_save", "capture_rng", "load_checkpoint", "restore_rng"]
 
@@ -26,15 +27,9 @@ class CheckpointError(ValueError):
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    """``torch.save`` through :func:`mobilenets.fileio.atomic_write` (temp file, fsync, rename, fsync dir)."""
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
         # Fault-injection hook for the kill tests: widen the window between the complete temp file
         # and the rename so a SIGKILL lands mid-write often. Unset in normal use.
         delay = float(os.environ.get("MOBILENETS_FAULT_CHECKPOINT_DELAY", "0") or 0)
@@ -42,16 +37,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
             import time
 
             time.sleep(delay)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def capture_rng(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
