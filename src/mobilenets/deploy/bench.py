@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .runtime import MissingExtraError, default_threads, load_artifact, require
+from .runtime import MissingExtraError, NeedsExtras, default_threads, load_artifact, require
 
 __all__ = [
     "BACKENDS",
@@ -61,7 +61,7 @@ class BuildContext:
 
 
 @dataclass(frozen=True)
-class Backend:
+class Backend(NeedsExtras):
     """One way to run the model; ``build`` returns a callable taking the input batch."""
 
     key: str
@@ -73,13 +73,6 @@ class Backend:
     def check_installed(self) -> None:
         for module, extra in self.requires:
             require(module, extra, f"The {self.key} backend")
-
-    def available(self) -> bool:
-        try:
-            self.check_installed()
-        except ImportError:
-            return False
-        return True
 
 
 # ------------------------------------------------------------------------------------------ builders

@@ -26,7 +26,15 @@ import torch
 from torch import nn
 
 from .fuse import InferenceModel, prepare_for_export
-from .runtime import ArtifactError, ArtifactMetadata, load_artifact, quiet_loggers, require, write_metadata
+from .runtime import (
+    ArtifactError,
+    ArtifactMetadata,
+    NeedsExtras,
+    load_artifact,
+    quiet_loggers,
+    require,
+    write_metadata,
+)
 
 __all__ = [
     "DEFAULT_EXECUTORCH_MAX_BATCH",
@@ -61,7 +69,7 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
-class ExportFormat:
+class ExportFormat(NeedsExtras):
     """One deployment format: how to write it, which runtime verifies it, what it needs installed."""
 
     key: str
@@ -83,13 +91,6 @@ class ExportFormat:
         """Raise :class:`MissingExtraError` naming ``pip install mobilenets[extra]`` if a module is missing."""
         for module in self.modules:
             require(module, self.extra or "onnx", f"The {self.name} format")
-
-    def available(self) -> bool:
-        try:
-            self.check_installed()
-        except ImportError:
-            return False
-        return True
 
 
 # ------------------------------------------------------------------------------------------ exporters

@@ -39,13 +39,13 @@ from .export import (
     quiet,
 )
 from .fuse import InferenceModel, prepare_for_export
-from .runtime import ArtifactMetadata, quiet_imports, require, write_metadata
+from .runtime import ArtifactMetadata, NeedsExtras, quiet_imports, require, write_metadata
 
 __all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_weights"]
 
 
 @dataclass(frozen=True)
-class QuantTarget:
+class QuantTarget(NeedsExtras):
     """An int8 runtime: which artefact format it produces and what has to be installed."""
 
     key: str

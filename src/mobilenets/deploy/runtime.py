@@ -34,6 +34,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactMetadata",
     "MissingExtraError",
+    "NeedsExtras",
     "Predictor",
     "artifact_format",
     "default_threads",
@@ -70,6 +71,24 @@ def require(module: str, extra: str, what: str) -> None:
             f"{what} needs the Python package providing {module!r}, which is not installed: "
             f"pip install 'mobilenets[{extra}]' torch=={torch.__version__.split('+')[0]}"
         )
+
+
+class NeedsExtras:
+    """Mixin for a row of a format / backend / target table whose runtime may be an uninstalled extra.
+
+    A row defines ``check_installed`` (raising :class:`MissingExtraError` via :func:`require`);
+    ``available`` is the non-raising form that ``--help`` tables and ``best`` selections use.
+    """
+
+    def check_installed(self) -> None:
+        raise NotImplementedError
+
+    def available(self) -> bool:
+        try:
+            self.check_installed()
+        except ImportError:
+            return False
+        return True
 
 
 @contextlib.contextmanager
