@@ -77,6 +77,18 @@ def _deploy_bench() -> Callable[..., dict[str, Any]] | None:
     return fn if callable(fn) else None
 
 
+def _pytorch_variants(model: nn.Module, x: torch.Tensor, *, runs: int, warmup: int) -> dict[str, float]:
+    """The fallback candidates that need nothing beyond PyTorch: channels_last, unfused and BN-folded."""
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    out = {"channels_last": time_forward(cl, xcl, runs=runs, warmup=warmup)}
+    fused = _fused(model)
+    if fused is not None:
+        out["fused+channels_last"] = time_forward(fused.to(memory_format=torch.channels_last), xcl, runs=runs,
+                                                  warmup=warmup)
+    return out
+
+
 def measure_latency(
     model: nn.Module, input_shape: tuple[int, int, int], *, runs: int = 30, warmup: int = 5, best_backend: bool = True
 ) -> LatencyResult:
@@ -86,27 +98,24 @@ def measure_latency(
     eager = time_forward(model, x, runs=runs, warmup=warmup)
     backends = {"eager": eager}
     note = ""
-    if best_backend:
-        bench = _deploy_bench()
-        if bench is not None:
-            try:
-                out = bench(model, tuple(input_shape), runs=runs, warmup=warmup)
-                backends.update({str(k): float(v) for k, v in out.get("all", {out["backend"]: out["ms"]}).items()})
-                if out.get("failed"):
-                    note = "failed backends: " + "; ".join(f"{k} ({v})" for k, v in out["failed"].items())
-            except Exception as exc:
-                note = f"deploy.bench failed ({type(exc).__name__}: {exc}); PyTorch-only backends used"
-        else:
-            note = "mobilenets.deploy.bench not available: best of eager / channels_last / BN-folded PyTorch"
-        cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        xcl = x.contiguous(memory_format=torch.channels_last)
-        backends["channels_last"] = time_forward(cl, xcl, runs=runs, warmup=warmup)
-        fused = _fused(model)
-        if fused is not None:
-            fused = fused.to(memory_format=torch.channels_last)
-            backends["fused+channels_last"] = time_forward(fused, xcl, runs=runs, warmup=warmup)
-    else:
+    bench = _deploy_bench() if best_backend else None
+    fallback = best_backend
+    if not best_backend:
         note = "eager only (best_backend disabled)"
+    elif bench is None:
+        note = "mobilenets.deploy.bench not available: best of eager / channels_last / BN-folded PyTorch"
+    else:
+        try:
+            out = bench(model, tuple(input_shape), runs=runs, warmup=warmup)
+            # bench's own "channels_last" is BN-folded channels_last; its timings are not measured again here
+            backends.update({str(k): float(v) for k, v in out.get("all", {out["backend"]: out["ms"]}).items()})
+            if out.get("failed"):
+                note = "failed backends: " + "; ".join(f"{k} ({v})" for k, v in out["failed"].items())
+            fallback = False
+        except Exception as exc:
+            note = f"deploy.bench failed ({type(exc).__name__}: {exc}); PyTorch-only backends used"
+    if fallback:
+        backends.update(_pytorch_variants(model, x, runs=runs, warmup=warmup))
     best = min(backends, key=lambda k: backends[k])
     return LatencyResult(eager, backends[best], best, backends, torch.get_num_threads(), note)
 
