@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError, TrainConfig, load_config
+from ..fileio import atomic_write_bytes
 
 __all__ = [
     "ExperimentSpec",
@@ -265,7 +266,7 @@ def _measure(run_dir: Path, lat: LatencySpec) -> dict[str, Any]:
     shape = tuple(int(v) for v in model.pretrained_cfg["input_size"])
     result = measure_latency(model, shape, runs=lat.runs, warmup=lat.warmup, best_backend=lat.best_backend).to_dict()
     result["input_size"] = list(shape)
-    _atomic_write(cache, json.dumps(result, indent=2))
+    atomic_write_bytes(cache, json.dumps(result, indent=2).encode())
     return result
 
 
@@ -313,13 +314,6 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Results and latency caches go through the package's one atomic writer (temp file, fsync, replace)."""
-    from ..fileio import atomic_write_bytes
-
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _environment() -> dict[str, Any]:
     import torch
 
@@ -342,13 +336,13 @@ def write_results(exp_dir: Path, spec: ExperimentSpec | None, records: list[dict
         "runs": records,
         "summary": aggregate(records),
     }
-    _atomic_write(exp_dir / "results.json", json.dumps(data, indent=2))
+    atomic_write_bytes(exp_dir / "results.json", json.dumps(data, indent=2).encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(RESULT_FIELDS), extrasaction="ignore")
     writer.writeheader()
     for r in records:
         writer.writerow({**r, "kwargs": json.dumps(r.get("kwargs", {}), sort_keys=True)})
-    _atomic_write(exp_dir / "results.csv", buf.getvalue())
+    atomic_write_bytes(exp_dir / "results.csv", buf.getvalue().encode())
     return exp_dir / "results.json"
 
 

@@ -489,8 +489,10 @@ def _scatter(runs: Sequence[_Run], key: str, xlabel: str, fid: str, title: str) 
     ax.scatter(xs, ys, c="#4477aa", s=36, zorder=3, label="runs")
     log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
     placed: list[tuple[float, float]] = []
-    x_span = (math.log10(max(xs) / min(xs)) if log_x else max(xs) - min(xs)) or 1.0 if xs else 1.0
-    y_span = (max(ys) - min(ys)) or 1.0 if ys else 1.0
+    x_span = y_span = 1.0
+    if xs:  # normalised positions, so "near" means the same on a log or a linear axis
+        x_span = (math.log10(max(xs) / min(xs)) if log_x else max(xs) - min(xs)) or 1.0
+        y_span = (max(ys) - min(ys)) or 1.0
     for (r, _, _), x, y in zip(pts, xs, ys):
         std = r.row.get("test_acc1_std")
         if std:
