@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from .models.archs import MOBILENET_V4
 from .weights import IMAGENET_MEAN_STD, TF_MEAN_STD, WeightsError
 
 __all__ = [
@@ -163,13 +164,14 @@ _ENTRIES: tuple[PretrainedEntry, ...] = (
     *(PretrainedEntry(f"mobilenet_v4_{variant}.timm_{recipe}", f"mobilenet_v4_{variant}", "timm",
                       *_hf(f"mobilenetv4_{variant}.{recipe}"),
                       metrics_from="no checksum or metric found; see the Hugging Face model card",
-                      interpolation="bicubic", crop_pct=crop, input_size=(3, size, size))
-      for variant, recipe, size, crop in (
-          ("conv_small", "e2400_r224_in1k", 224, 0.875),
-          ("conv_medium", "e500_r256_in1k", 256, 0.95),
-          ("conv_large", "e600_r384_in1k", 384, 0.95),
-          ("hybrid_medium", "ix_e550_r256_in1k", 256, 0.95),
-          ("hybrid_large", "ix_e600_r384_in1k", 384, 0.95),
+                      interpolation="bicubic", crop_pct=MOBILENET_V4[variant].crop_pct,
+                      input_size=(3, MOBILENET_V4[variant].input_size, MOBILENET_V4[variant].input_size))
+      for variant, recipe in (
+          ("conv_small", "e2400_r224_in1k"),
+          ("conv_medium", "e500_r256_in1k"),
+          ("conv_large", "e600_r384_in1k"),
+          ("hybrid_medium", "ix_e550_r256_in1k"),
+          ("hybrid_large", "ix_e600_r384_in1k"),
       )),
     # timm's tf_ ports of the paper authors' TensorFlow weights
     _timm_tf("mobilenet_v3_large.timm_tf_in1k", "mobilenet_v3_large", "tf_mobilenetv3_large_100-427764d5.pth",

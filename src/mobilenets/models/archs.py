@@ -88,7 +88,8 @@ MOBILENET_V3_HEAD = {"large": 1280, "small": 1024}
 #                                         expansion, k = depthwise kernel after it (0 = absent), ratio e;
 #                                         ExtraDW: a, k > 0; IR: a = 0; ConvNeXt-like: k = 0; FFN: a = k = 0
 #   MQA(heads, key_dim, kv_stride, out, n) Mobile MQA, keys/values downsampled by kv_stride (3x3 dw)
-# The paper's "expanded dim" column is ratio x input width, rounded to a multiple of 8. n repeats a row
+# The paper's "expanded dim" column is ratio x input width, rounded to a multiple of 8. input_size /
+# crop_pct are the resolution timm's checkpoints were trained at and their evaluation crop. n repeats a row
 # with stride 1 after the first. The stem is a 3x3/2 conv; the head pools, then 1x1 -> 1280 with BN + act.
 # --------------------------------------------------------------------------------------------------
 class Conv(NamedTuple):
@@ -123,19 +124,32 @@ class MQA(NamedTuple):
 
 V4Row = Conv | FusedIB | UIB | MQA
 
+
+
+class V4Table(NamedTuple):
+    """One MNv4 variant: stem width, activation, timm's training size / eval crop, LayerScale, stages."""
+
+    stem: int
+    act: str
+    input_size: int
+    crop_pct: float
+    stages: tuple[tuple[V4Row, ...], ...]
+    layer_scale: float | None = None
+
+
 _V4_HEAD = Conv(1, 960, 1)
-MOBILENET_V4: dict[str, dict[str, object]] = {
+MOBILENET_V4: dict[str, V4Table] = {
     # MNv4-Conv-S (paper Table 11 / timm mobilenetv4_conv_small)
-    "conv_small": {"stem": 32, "act": "relu", "input_size": 224, "stages": (
+    "conv_small": V4Table(32, "relu", 224, 0.875, stages=(
         (Conv(3, 32, 2), Conv(1, 32, 1)),
         (Conv(3, 96, 2), Conv(1, 64, 1)),
         (UIB(5, 5, 3, 96, 2), UIB(0, 3, 2, 96, 1, n=4), UIB(3, 0, 4, 96, 1)),
         (UIB(3, 3, 6, 128, 2), UIB(5, 5, 4, 128, 1), UIB(0, 5, 4, 128, 1), UIB(0, 5, 3, 128, 1),
          UIB(0, 3, 4, 128, 1, n=2)),
         (_V4_HEAD,),
-    )},
+    )),
     # MNv4-Conv-M
-    "conv_medium": {"stem": 32, "act": "relu", "input_size": 256, "stages": (
+    "conv_medium": V4Table(32, "relu", 256, 0.95, stages=(
         (FusedIB(3, 4, 48, 2),),
         (UIB(3, 5, 4, 80, 2), UIB(3, 3, 2, 80, 1)),
         (UIB(3, 5, 6, 160, 2), UIB(3, 3, 4, 160, 1, n=2), UIB(3, 5, 4, 160, 1), UIB(3, 3, 4, 160, 1),
@@ -144,9 +158,9 @@ MOBILENET_V4: dict[str, dict[str, object]] = {
          UIB(3, 0, 4, 256, 1), UIB(3, 5, 2, 256, 1), UIB(5, 5, 4, 256, 1), UIB(0, 0, 4, 256, 1, n=2),
          UIB(5, 0, 2, 256, 1)),
         (_V4_HEAD,),
-    )},
+    )),
     # MNv4-Conv-L
-    "conv_large": {"stem": 24, "act": "relu", "input_size": 384, "stages": (
+    "conv_large": V4Table(24, "relu", 384, 0.95, stages=(
         (FusedIB(3, 4, 48, 2),),
         (UIB(3, 5, 4, 96, 2), UIB(3, 3, 4, 96, 1)),
         (UIB(3, 5, 4, 192, 2), UIB(3, 3, 4, 192, 1, n=3), UIB(3, 5, 4, 192, 1), UIB(5, 3, 4, 192, 1, n=5),
@@ -154,9 +168,9 @@ MOBILENET_V4: dict[str, dict[str, object]] = {
         (UIB(5, 5, 4, 512, 2, n=4), UIB(5, 0, 4, 512, 1), UIB(5, 3, 4, 512, 1), UIB(5, 0, 4, 512, 1, n=2),
          UIB(5, 3, 4, 512, 1), UIB(5, 5, 4, 512, 1), UIB(5, 0, 4, 512, 1, n=3)),
         (_V4_HEAD,),
-    )},
+    )),
     # MNv4-Hybrid-M: Conv-M with Mobile MQA in the last two stages (keys/values at stride 2 in stage 3)
-    "hybrid_medium": {"stem": 32, "act": "relu", "input_size": 256, "layer_scale": 1e-5, "stages": (
+    "hybrid_medium": V4Table(32, "relu", 256, 0.95, layer_scale=1e-5, stages=(
         (FusedIB(3, 4, 48, 2),),
         (UIB(3, 5, 4, 80, 2), UIB(3, 3, 2, 80, 1)),
         (UIB(3, 5, 6, 160, 2), UIB(0, 0, 2, 160, 1), UIB(3, 3, 4, 160, 1), UIB(3, 5, 4, 160, 1),
@@ -167,9 +181,9 @@ MOBILENET_V4: dict[str, dict[str, object]] = {
          UIB(3, 0, 4, 256, 1), MQA(4, 64, 1, 256), UIB(5, 5, 4, 256, 1), MQA(4, 64, 1, 256),
          UIB(5, 0, 4, 256, 1), MQA(4, 64, 1, 256), UIB(5, 0, 4, 256, 1)),
         (_V4_HEAD,),
-    )},
+    )),
     # MNv4-Hybrid-L (GELU throughout)
-    "hybrid_large": {"stem": 24, "act": "gelu", "input_size": 384, "layer_scale": 1e-5, "stages": (
+    "hybrid_large": V4Table(24, "gelu", 384, 0.95, layer_scale=1e-5, stages=(
         (FusedIB(3, 4, 48, 2),),
         (UIB(3, 5, 4, 96, 2), UIB(3, 3, 4, 96, 1)),
         (UIB(3, 5, 4, 192, 2), UIB(3, 3, 4, 192, 1, n=3), UIB(3, 5, 4, 192, 1), UIB(5, 3, 4, 192, 1, n=2),
@@ -180,7 +194,7 @@ MOBILENET_V4: dict[str, dict[str, object]] = {
          MQA(8, 64, 1, 512), UIB(5, 0, 4, 512, 1), MQA(8, 64, 1, 512), UIB(5, 0, 4, 512, 1),
          MQA(8, 64, 1, 512), UIB(5, 0, 4, 512, 1)),
         (_V4_HEAD,),
-    )},
+    )),
 }
 MOBILENET_V4_HEAD = 1280
 
@@ -389,19 +403,16 @@ def resolve_mobilenet_v4(variant: V4Variant, width_mult: float = 1.0, small_inpu
     _check_width(width_mult)
     _check_choice("variant", variant, tuple(MOBILENET_V4))
     table = MOBILENET_V4[variant]
-    act = str(table["act"])
-    layer_scale = table.get("layer_scale")
-    assert layer_scale is None or isinstance(layer_scale, float)
+    act, layer_scale = table.act, table.layer_scale
 
     def rnd(c: float) -> int:
         return make_divisible(c * width_mult)
 
     first = _FirstDownsample(small_input)
-    stem_out = rnd(int(table["stem"])) if width_mult >= 1.0 else int(table["stem"])  # type: ignore[call-overload]
+    stem_out = rnd(table.stem) if width_mult >= 1.0 else table.stem
     stem = BlockSpec("conv", 3, stem_out, 3, 1 if small_input else 2, act=act, nominal_stride=2)
     in_chs, stages = stem_out, []
-    rows_by_stage: tuple[tuple[V4Row, ...], ...] = table["stages"]  # type: ignore[assignment]
-    for rows in rows_by_stage:
+    for rows in table.stages:
         stage: list[BlockSpec] = []
         for row in rows:
             for i in range(getattr(row, "n", 1)):
@@ -424,8 +435,7 @@ def resolve_mobilenet_v4(variant: V4Variant, width_mult: float = 1.0, small_inpu
         stages.append(tuple(stage))
     return ArchSpec(
         f"mobilenet_v4_{variant}", stem, tuple(stages), head_hidden=MOBILENET_V4_HEAD, head_act=act, head_norm=True,
-        interpolation="bicubic", input_size=int(table["input_size"]),  # type: ignore[call-overload]
-        crop_pct=0.875 if variant == "conv_small" else 0.95, small_input=small_input,
+        interpolation="bicubic", input_size=table.input_size, crop_pct=table.crop_pct, small_input=small_input,
         extra={"width_mult": width_mult, "variant": variant},
     )
 
