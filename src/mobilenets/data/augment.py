@@ -615,17 +615,7 @@ OP_NAMES: tuple[str, ...] = (
 )
 _OP_ID = {name: i for i, name in enumerate(OP_NAMES)}
 _GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
-_SIGNED = {
-    "ShearX",
-    "ShearY",
-    "TranslateX",
-    "TranslateY",
-    "Rotate",
-    "Brightness",
-    "Color",
-    "Contrast",
-    "Sharpness",
-}
+_SIGNED = {*_GEOMETRIC, "Brightness", "Color", "Contrast", "Sharpness"}
 #: RandAugment and TrivialAugmentWide draw uniformly from these 14 ops (no Invert), as torchvision does.
 RA_OPS: tuple[str, ...] = OP_NAMES[:14]
 #: AutoAugment's op set (all but Identity).
