@@ -3,15 +3,20 @@
 The reference loop is what the torchvision reference scripts do: a Dataset that transforms each sample
 on the CPU (pad-and-crop, flip, normalise), a DataLoader that collates them, an eager fp32 NCHW model.
 Ours keeps the uint8 dataset on the training device, augments whole batches there (BatchAugment),
-runs channels_last (and, where the device supports it, bf16 autocast / torch.compile).
+runs channels_last, keeps freed memory in the process on CPU (``engine/allocator.py``, as
+``mobilenets train`` does), and optionally bf16 autocast / torch.compile.
+
+Each measurement runs in a fresh Python process, so a process-wide setting of one loop (the malloc
+tuning, oneDNN state, a compile cache) cannot speed up or slow down the other.
 
 Usage::
 
-    python benchmarks/train_throughput.py                    # 32x32 V3-Small b128 and 224x224 b32
-    python benchmarks/train_throughput.py --sizes 32 --images 4096 --json
+    python benchmarks/train_throughput.py                    # 32x32 V3-Small b128 and 224x224 b32, fp32 and bf16
+    python benchmarks/train_throughput.py --sizes 32 --images 4096 --repeats 3 --json
     python benchmarks/train_throughput.py --device cuda --amp bf16 --compile   # the GPU path
 
-Prints images/s for both and the ratio ours / reference per setting. Each measurement covers one
+Prints images/s for both and the ratio ours / reference per setting (the median over ``--repeats``
+alternating runs: a shared VM's speed drifts by 10% between minutes). Each measurement covers one
 epoch of synthetic data after a short warm-up (excluded, so torch.compile's compile time is excluded).
 """
 
@@ -20,6 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
+import subprocess
+import sys
 import time
 from contextlib import nullcontext
 
@@ -29,6 +37,7 @@ import torch.nn.functional as F
 from mobilenets import create_model
 from mobilenets.data.augment import BatchAugment
 from mobilenets.data.datasets import TensorLoader, make_synthetic
+from mobilenets.engine.allocator import keep_freed_memory
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -115,6 +124,29 @@ def our_loop(args, size: int, batch: int, device: torch.device, data) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _measure(args, which: str, size: int, batch: int, amp: str) -> float:
+    """Images/s of one loop, measured in a fresh interpreter (see the module docstring)."""
+    cmd = [sys.executable, __file__, "--_one", which, "--model", args.model, "--sizes", str(size),
+           "--batches", str(batch), "--images", str(args.images or (8192 if size <= 64 else 1024)),
+           "--warmup", str(args.warmup), "--workers", str(args.workers), "--device", args.device, "--amp", amp]
+    if args.compile:
+        cmd.append("--compile")
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _one(args) -> None:
+    device = torch.device(args.device)
+    size, batch = int(args.sizes), int(args.batches)
+    data = make_synthetic(args.images, 10, size, 3, seed=0, learnable=True)
+    if args._one == "reference":
+        print(reference_loop(args, size, batch, device, data))
+        return
+    if device.type == "cpu":
+        keep_freed_memory()
+    print(our_loop(args, size, batch, device, data))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="mobilenet_v3_small")
@@ -124,30 +156,43 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="warm-up steps, excluded from timing")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--amp", default="none", choices=("none", "bf16"), help="our loop's autocast")
+    parser.add_argument("--amp", default="none,bf16", help="our loop's autocast modes, comma-separated (none, bf16)")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating runs per loop; the median is reported")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--_one", choices=("reference", "ours"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    if args._one:
+        _one(args)
+        return
+    amps = [a.strip() for a in args.amp.split(",") if a.strip()]
+    if bad := [a for a in amps if a not in ("none", "bf16")]:
+        parser.error(f"--amp: unknown mode(s) {bad}; expected none or bf16")
     results = []
     for size, batch in zip((int(s) for s in args.sizes.split(",")), (int(b) for b in args.batches.split(","))):
-        n = args.images or (8192 if size <= 64 else 1024)
-        data = make_synthetic(n, 10, size, 3, seed=0, learnable=True)
-        ref = reference_loop(args, size, batch, device, data)
-        ours = our_loop(args, size, batch, device, data)
-        results.append({"model": args.model, "size": size, "batch": batch, "images": n, "reference_img_s": ref,
-                        "ours_img_s": ours, "ratio": ours / ref})
-    env = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-           "cpu": platform.processor() or platform.machine(), "amp": args.amp, "compile": args.compile,
-           "reference_workers": args.workers}
+        runs: dict[str, list[float]] = {"reference": [], **{amp: [] for amp in amps}}
+        for _ in range(args.repeats):
+            runs["reference"].append(_measure(args, "reference", size, batch, "none"))
+            for amp in amps:
+                runs[amp].append(_measure(args, "ours", size, batch, amp))
+        ref = statistics.median(runs["reference"])
+        for amp in amps:
+            ours = statistics.median(runs[amp])
+            results.append({"model": args.model, "size": size, "batch": batch, "amp": amp,
+                            "images": args.images or (8192 if size <= 64 else 1024), "reference_img_s": ref,
+                            "ours_img_s": ours, "ratio": ours / ref, "runs": {"reference": runs["reference"],
+                                                                             "ours": runs[amp]}})
+    env = {"torch": torch.__version__, "device": args.device, "threads": torch.get_num_threads(),
+           "cpu": platform.processor() or platform.machine(), "compile": args.compile,
+           "reference_workers": args.workers, "repeats": args.repeats}
     if args.json:
         print(json.dumps({"env": env, "results": results}))
         return
     print(f"env: {env}")
-    print(f"{'model':<20} {'size':>5} {'batch':>5} {'reference img/s':>16} {'ours img/s':>11} {'ratio':>6}")
+    print(f"{'model':<20} {'size':>5} {'batch':>5} {'our amp':>7} {'reference img/s':>16} {'ours img/s':>11} {'ratio':>6}")
     for r in results:
-        print(f"{r['model']:<20} {r['size']:>5} {r['batch']:>5} {r['reference_img_s']:>16.1f} {r['ours_img_s']:>11.1f} "
-              f"{r['ratio']:>5.2f}x")
+        print(f"{r['model']:<20} {r['size']:>5} {r['batch']:>5} {r['amp']:>7} {r['reference_img_s']:>16.1f} "
+              f"{r['ours_img_s']:>11.1f} {r['ratio']:>5.2f}x")
 
 
 if __name__ == "__main__":

@@ -215,3 +215,39 @@ def test_errors_name_the_bad_value() -> None:
 def test_list_models_pattern() -> None:
     assert list_models("mobilenet_v3*") == ["mobilenet_v3_large", "mobilenet_v3_small"]
     assert {"mobilenet_v1", "mobilenet_v2", "resnet18", "resnet50"} <= set(list_models())
+
+
+def test_depthwise_convs_run_fp32_under_cpu_autocast_only() -> None:
+    """CPU bf16 autocast keeps depthwise convs in fp32 (oneDNN's bf16 depthwise backward is slow);
+    pointwise convs still run in bf16, and outside autocast the model is unchanged."""
+    from mobilenets.models.layers import DepthwiseConv2d, DepthwiseConv2dSame
+
+    torch.manual_seed(0)
+    model = create_model("mobilenet_v3_small", num_classes=10, small_input=True)
+    dw = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
+    assert len(dw) == 11 and all(m.groups == m.in_channels > 1 for m in dw)
+    pw = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1]
+    seen: dict[str, set[torch.dtype]] = {"dw": set(), "pw": set()}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: seen[k].add(o.dtype)) for k, ms in (("dw", dw), ("pw", pw))
+             for m in ms]
+    x = torch.randn(4, 3, 32, 32, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().sum().backward()
+    assert seen == {"dw": {torch.float32}, "pw": {torch.bfloat16}}
+    assert all(m.weight.grad is not None and m.weight.grad.dtype == torch.float32 for m in dw)
+    for h in hooks:
+        h.remove()
+    # Without autocast a DepthwiseConv2d is exactly nn.Conv2d with the same parameters.
+    conv = dw[3]
+    plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                            groups=conv.groups, bias=False)
+    plain.load_state_dict(conv.state_dict())
+    z = torch.randn(2, conv.in_channels, 9, 9)
+    assert torch.equal(conv(z), plain(z))
+    # TF-"same" padding keeps the policy, and switching padding modes keeps the depthwise class.
+    same = create_model("mobilenet_v3_small", pad_type="same")
+    assert any(isinstance(m, DepthwiseConv2dSame) for m in same.modules())
+    same.set_pad_type("")
+    assert not any(isinstance(m, DepthwiseConv2dSame) for m in same.modules())
+    assert sum(isinstance(m, DepthwiseConv2d) for m in same.modules()) == 11

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, TrainConfig, save_yaml, to_dict
+from .allocator import keep_freed_memory
 from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, capture_rng, load_checkpoint, restore_rng
 from .distributed import (
     DistInfo,
@@ -117,6 +118,8 @@ def _setup_runtime(cfg: TrainConfig) -> torch.device:
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # no page-fault storm per step (see engine/allocator.py)
     if device.type == "cuda" and not cfg.deterministic:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True

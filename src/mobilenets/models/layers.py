@@ -17,12 +17,16 @@ from torch import nn
 
 __all__ = [
     "ConvNormAct",
+    "DepthwiseConv2d",
+    "DepthwiseConv2dSame",
     "DropPath",
     "LayerScale2d",
     "SqueezeExcite",
+    "conv2d_class",
     "create_act",
     "create_conv2d",
     "get_act_layer",
+    "is_depthwise",
     "make_divisible",
     "norm_layer_for",
 ]
@@ -99,6 +103,50 @@ class Conv2dSame(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
+class _Fp32UnderCpuAutocast:
+    """Mixin for depthwise convolutions: under CPU autocast they run in fp32.
+
+    Why: on CPUs without AMX, oneDNN's bf16 depthwise *backward* is 3-20x slower than its fp32 one
+    (V3-Small at 32x32, batch 128: 450 ms of convolution backward per step in bf16 against 75 ms in
+    fp32, ``docs/benchmarks.md``), which made ``amp=bf16`` training slower than fp32. Depthwise
+    convs do few MACs per byte, so bf16 buys them little anyway; the pointwise convs, where the
+    MACs are, still run in bf16. Outside CPU autocast (fp32, CUDA, export, inference) this is a
+    plain ``nn.Conv2d``: same parameters, same state-dict keys, same numerics.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())  # type: ignore[misc]
+        return super().forward(x)  # type: ignore[misc]
+
+
+class DepthwiseConv2d(_Fp32UnderCpuAutocast, nn.Conv2d):
+    """Depthwise ``nn.Conv2d`` (``groups == in_channels``) kept in fp32 under CPU autocast."""
+
+
+class DepthwiseConv2dSame(_Fp32UnderCpuAutocast, Conv2dSame):
+    """Depthwise :class:`Conv2dSame` kept in fp32 under CPU autocast."""
+
+
+def conv2d_class(pad_type: str, stride: int, depthwise: bool) -> type[nn.Conv2d]:
+    """The conv class for a padding mode, stride and grouping (``set_pad_type`` rebuilds with it too).
+
+    Stride-1 "same" padding is symmetric for odd kernels, so a plain conv is exact (and faster).
+    """
+    if pad_type not in ("", "same"):
+        raise ValueError(f"unknown pad_type {pad_type!r}; expected '' (PyTorch) or 'same' (TensorFlow)")
+    same = pad_type == "same" and stride != 1
+    if depthwise:
+        return DepthwiseConv2dSame if same else DepthwiseConv2d
+    return Conv2dSame if same else nn.Conv2d
+
+
+def is_depthwise(in_chs: int, groups: int) -> bool:
+    """One filter group per input channel (channel multipliers > 1 included)."""
+    return groups > 1 and groups == in_chs
+
+
 def create_conv2d(
     in_chs: int,
     out_chs: int,
@@ -109,18 +157,15 @@ def create_conv2d(
     bias: bool = False,
     pad_type: str = "",
 ) -> nn.Conv2d:
-    """A Conv2d with PyTorch-style symmetric padding (``pad_type=""``) or TF "same" (``"same"``)."""
+    """A Conv2d with PyTorch-style symmetric padding (``pad_type=""``) or TF "same" (``"same"``).
+
+    Depthwise convs get :class:`DepthwiseConv2d` (fp32 under CPU autocast, otherwise identical).
+    """
     if stride not in (1, 2):
         raise ValueError(f"illegal stride value {stride}; expected 1 or 2")
-    if pad_type == "same":
-        if stride == 1:
-            # stride 1 "same" padding is symmetric for odd kernels: a plain conv is exact and faster.
-            return nn.Conv2d(in_chs, out_chs, kernel_size, 1, (kernel_size - 1) // 2 * dilation, dilation, groups, bias)
-        return Conv2dSame(in_chs, out_chs, kernel_size, stride, 0, dilation, groups, bias)
-    if pad_type != "":
-        raise ValueError(f"unknown pad_type {pad_type!r}; expected '' (PyTorch) or 'same' (TensorFlow)")
-    padding = (kernel_size - 1) // 2 * dilation
-    return nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, dilation, groups, bias)
+    cls = conv2d_class(pad_type, stride, is_depthwise(in_chs, groups))
+    padding = 0 if issubclass(cls, Conv2dSame) else (kernel_size - 1) // 2 * dilation
+    return cls(in_chs, out_chs, kernel_size, stride, padding, dilation, groups, bias)
 
 
 class ConvNormAct(nn.Sequential):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .blocks import BlockSpec, build_block
-from .layers import Conv2dSame, create_act, get_act_layer, norm_layer_for
+from .layers import Conv2dSame, conv2d_class, create_act, get_act_layer, is_depthwise, norm_layer_for
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "MobileNet"]
 
@@ -286,11 +286,11 @@ class MobileNet(nn.Module):
             for name, child in list(parent.named_children()):
                 if not isinstance(child, nn.Conv2d) or child.stride == (1, 1) or child.kernel_size == (1, 1):
                     continue
-                cls = Conv2dSame if pad_type == "same" else nn.Conv2d
+                cls = conv2d_class(pad_type, child.stride[0], is_depthwise(child.in_channels, child.groups))
                 if type(child) is cls:
                     continue
                 k, d = child.kernel_size, child.dilation
-                padding = (0, 0) if pad_type == "same" else ((k[0] - 1) // 2 * d[0], (k[1] - 1) // 2 * d[1])
+                padding = (0, 0) if issubclass(cls, Conv2dSame) else ((k[0] - 1) // 2 * d[0], (k[1] - 1) // 2 * d[1])
                 new = cls(child.in_channels, child.out_channels, k, child.stride, padding, d, child.groups,
                           child.bias is not None, device=child.weight.device, dtype=child.weight.dtype)
                 new.weight = child.weight
