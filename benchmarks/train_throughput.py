@@ -3,8 +3,9 @@
 The reference loop is what the torchvision reference scripts do: a Dataset that transforms each sample
 on the CPU (pad-and-crop, flip, normalise), a DataLoader that collates them, an eager fp32 NCHW model.
 Ours keeps the uint8 dataset on the training device, augments whole batches there (BatchAugment),
-runs channels_last, keeps freed memory in the process on CPU (``engine/allocator.py``, as
-``mobilenets train`` does), and optionally bf16 autocast / torch.compile.
+runs channels_last, keeps freed memory in-process on CPU (``engine/allocator.py``, as
+``mobilenets train`` does), computes 5x5 depthwise weight gradients with inductor on CPU
+(``fast_depthwise_grad``, ``models/depthwise.py``), and optionally bf16 autocast / torch.compile.
 
 Each measurement runs in a fresh Python process, so a process-wide setting of one loop (the malloc
 tuning, oneDNN state, a compile cache) cannot speed up or slow down the other.
@@ -38,6 +39,7 @@ from mobilenets import create_model
 from mobilenets.data.augment import BatchAugment
 from mobilenets.data.datasets import TensorLoader, make_synthetic
 from mobilenets.engine.allocator import keep_freed_memory
+from mobilenets.models.depthwise import use_fast_depthwise_backward
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -109,6 +111,8 @@ def reference_loop(args, size: int, batch: int, device: torch.device, data) -> f
 def our_loop(args, size: int, batch: int, device: torch.device, data) -> float:
     model = create_model(args.model, num_classes=10, small_input=size <= 64).to(device)
     model.to(memory_format=torch.channels_last)
+    if args.fast_depthwise_grad == "on" and device.type == "cpu":
+        use_fast_depthwise_backward(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     step_model = torch.compile(model) if args.compile else model
     augment = BatchAugment(crop="pad", padding=4 if size <= 64 else 16, hflip=0.5, mean=MEAN, std=STD, seed=0).to(device)
@@ -124,11 +128,12 @@ def our_loop(args, size: int, batch: int, device: torch.device, data) -> float:
     return n / (time.perf_counter() - start)
 
 
-def _measure(args, which: str, size: int, batch: int, amp: str) -> float:
+def _measure(args, which: str, size: int, batch: int, amp: str, fast_dw: str = "off") -> float:
     """Images/s of one loop, measured in a fresh interpreter (see the module docstring)."""
     cmd = [sys.executable, __file__, "--_one", which, "--model", args.model, "--sizes", str(size),
            "--batches", str(batch), "--images", str(args.images or (8192 if size <= 64 else 1024)),
-           "--warmup", str(args.warmup), "--workers", str(args.workers), "--device", args.device, "--amp", amp]
+           "--warmup", str(args.warmup), "--workers", str(args.workers), "--device", args.device, "--amp", amp,
+           "--fast-depthwise-grad", fast_dw]
     if args.compile:
         cmd.append("--compile")
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -158,6 +163,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", default="none,bf16", help="our loop's autocast modes, comma-separated (none, bf16)")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
+    parser.add_argument("--fast-depthwise-grad", default="on", choices=("on", "off", "both"),
+                        help="our loop's inductor-compiled 5x5 depthwise weight gradients (CPU only)")
     parser.add_argument("--repeats", type=int, default=1, help="alternating runs per loop; the median is reported")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--_one", choices=("reference", "ours"), help=argparse.SUPPRESS)
@@ -168,20 +175,23 @@ def main() -> None:
     amps = [a.strip() for a in args.amp.split(",") if a.strip()]
     if bad := [a for a in amps if a not in ("none", "bf16")]:
         parser.error(f"--amp: unknown mode(s) {bad}; expected none or bf16")
+    both = args.fast_depthwise_grad == "both"
+    fast_modes = ["off", "on"] if both else [args.fast_depthwise_grad if args.device == "cpu" else "off"]
     results = []
     for size, batch in zip((int(s) for s in args.sizes.split(",")), (int(b) for b in args.batches.split(","))):
-        runs: dict[str, list[float]] = {"reference": [], **{amp: [] for amp in amps}}
+        variants = [(amp, fast) for amp in amps for fast in fast_modes]
+        refs: list[float] = []
+        runs: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
         for _ in range(args.repeats):
-            runs["reference"].append(_measure(args, "reference", size, batch, "none"))
-            for amp in amps:
-                runs[amp].append(_measure(args, "ours", size, batch, amp))
-        ref = statistics.median(runs["reference"])
-        for amp in amps:
-            ours = statistics.median(runs[amp])
-            results.append({"model": args.model, "size": size, "batch": batch, "amp": amp,
+            refs.append(_measure(args, "reference", size, batch, "none"))
+            for amp, fast in variants:
+                runs[amp, fast].append(_measure(args, "ours", size, batch, amp, fast))
+        ref = statistics.median(refs)
+        for (amp, fast), ours_runs in runs.items():
+            ours = statistics.median(ours_runs)
+            results.append({"model": args.model, "size": size, "batch": batch, "amp": amp, "fast_depthwise_grad": fast,
                             "images": args.images or (8192 if size <= 64 else 1024), "reference_img_s": ref,
-                            "ours_img_s": ours, "ratio": ours / ref, "runs": {"reference": runs["reference"],
-                                                                             "ours": runs[amp]}})
+                            "ours_img_s": ours, "ratio": ours / ref, "runs": {"reference": refs, "ours": ours_runs}})
     env = {"torch": torch.__version__, "device": args.device, "threads": torch.get_num_threads(),
            "cpu": platform.processor() or platform.machine(), "compile": args.compile,
            "reference_workers": args.workers, "repeats": args.repeats}
@@ -189,9 +199,11 @@ def main() -> None:
         print(json.dumps({"env": env, "results": results}))
         return
     print(f"env: {env}")
-    print(f"{'model':<20} {'size':>5} {'batch':>5} {'our amp':>7} {'reference img/s':>16} {'ours img/s':>11} {'ratio':>6}")
+    print(f"{'model':<20} {'size':>5} {'batch':>5} {'our amp':>7} {'fast dw':>7} {'reference img/s':>16} "
+          f"{'ours img/s':>11} {'ratio':>6}")
     for r in results:
-        print(f"{r['model']:<20} {r['size']:>5} {r['batch']:>5} {r['amp']:>7} {r['reference_img_s']:>16.1f} "
+        print(f"{r['model']:<20} {r['size']:>5} {r['batch']:>5} {r['amp']:>7} {r['fast_depthwise_grad']:>7} "
+              f"{r['reference_img_s']:>16.1f} "
               f"{r['ours_img_s']:>11.1f} {r['ratio']:>5.2f}x")
 
 

@@ -77,6 +77,22 @@ def test_one_epoch_each_recipe(tmp_path: Path, extra: list[str]) -> None:
     assert np.isfinite(rows[0]["train_loss"])
 
 
+def test_fast_depthwise_grad_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fast_depthwise_grad=true`` switches the model's 5x5 depthwise convs on CPU, with bf16 autocast."""
+    switched: list[int] = []
+    real = train_mod.use_fast_depthwise_backward
+
+    def record(model: torch.nn.Module) -> int:
+        switched.append(real(model))
+        return switched[-1]
+
+    monkeypatch.setattr(train_mod, "use_fast_depthwise_backward", record)
+    summary = train(tiny_cfg(tmp_path, "epochs=1", "fast_depthwise_grad=true", "amp=bf16"))
+    assert switched == [8]  # the tiny run's V3-Small has eight 5x5 depthwise convs
+    assert np.isfinite(summary["test_acc1"])
+    assert np.isfinite(read_metrics(tmp_path / "run" / "metrics.csv")[0]["train_loss"])
+
+
 def test_learns_synthetic_data(tmp_path: Path) -> None:
     summary = train(tiny_cfg(tmp_path, "epochs=6", "data.synthetic_size=256", "optim.lr=0.01"))
     assert summary["best_val_acc1"] >= 60.0, summary  # 4 classes: chance is 25%

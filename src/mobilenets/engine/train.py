@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, TrainConfig, save_yaml, to_dict
+from ..models.depthwise import use_fast_depthwise_backward
 from .allocator import keep_freed_memory
 from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, capture_rng, load_checkpoint, restore_rng
 from .distributed import (
@@ -514,6 +515,8 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if cfg.fast_depthwise_grad and device.type == "cpu":
+        use_fast_depthwise_backward(model)
     # Every rank built the same initial weights from cfg.seed; from here on each rank draws its own
     # random numbers (dropout, drop path, augmentation) so the replicas do not augment alike.
     torch.manual_seed(cfg.seed + 1000 * dist_info.rank)

@@ -117,12 +117,29 @@ class _Fp32UnderCpuAutocast:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):
-                return super().forward(x.float())  # type: ignore[misc]
+                return self._conv(x.float())
+        return self._conv(x)
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x)  # type: ignore[misc]
 
 
 class DepthwiseConv2d(_Fp32UnderCpuAutocast, nn.Conv2d):
-    """Depthwise ``nn.Conv2d`` (``groups == in_channels``) kept in fp32 under CPU autocast."""
+    """Depthwise ``nn.Conv2d`` (``groups == in_channels``) kept in fp32 under CPU autocast.
+
+    ``fast_cpu_backward`` (off by default; ``models.depthwise.use_fast_depthwise_backward`` sets it)
+    routes CPU training of 5x5+ kernels through a faster weight gradient, see ``models/depthwise.py``.
+    """
+
+    fast_cpu_backward: bool = False
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fast_cpu_backward:
+            from .depthwise import depthwise_conv2d_fast_backward, fast_path_applies
+
+            if fast_path_applies(self, x):
+                return depthwise_conv2d_fast_backward(x, self.weight, self.bias, self.stride[0], self.padding[0])
+        return super()._conv(x)
 
 
 class DepthwiseConv2dSame(_Fp32UnderCpuAutocast, Conv2dSame):
