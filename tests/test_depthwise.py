@@ -103,3 +103,18 @@ def test_compiler_failure_falls_back_to_onednn(monkeypatch: pytest.MonkeyPatch) 
     _, ref_w = _reference_grads(x, conv.weight.detach(), torch.ones_like(y), 1, 2)
     torch.testing.assert_close(conv.weight.grad, ref_w)
     assert depthwise._broken and "Fast" not in type(conv(x).grad_fn).__name__
+
+
+@pytest.mark.slow
+def test_more_layer_shapes_than_dynamos_default_limit_stay_compiled() -> None:
+    """A V3-Large at 224 has nine 5x5 shapes; past dynamo's default 8 it would silently run eagerly."""
+    from torch._dynamo.utils import counters
+
+    before = counters["stats"]["unique_graphs"]
+    for size in range(4, 14):  # ten distinct shapes
+        x = torch.randn(2, 8, size, size)
+        g = torch.randn(2, 8, size, size)
+        got = depthwise._weight_grad(x, g, 5, 1, 2)
+        assert got is not None
+        torch.testing.assert_close(got, depthwise_weight_grad(x, g, 5, 1, 2), rtol=1e-4, atol=1e-4)
+    assert counters["stats"]["unique_graphs"] - before >= 10

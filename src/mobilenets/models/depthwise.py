@@ -69,7 +69,9 @@ def _weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: int, stride: i
     try:
         # One static kernel per layer shape; the default recompile limit (8) would silently fall back
         # to eager for the 9th shape, so the limit is raised for these calls only.
-        with torch._dynamo.config.patch(recompile_limit=_MAX_SHAPES, cache_size_limit=_MAX_SHAPES):
+        config = torch._dynamo.config  # the setting was renamed (cache_size_limit -> recompile_limit)
+        key = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        with config.patch(**{key: _MAX_SHAPES}):
             return _compiled(x, grad_out, kernel, stride, padding)
     except Exception as exc:  # any compiler failure means: use oneDNN instead
         _broken = True
