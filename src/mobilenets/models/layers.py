@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .depthwise import depthwise_conv2d_fast_backward, fast_path_applies
+
 __all__ = [
     "ConvNormAct",
     "DepthwiseConv2d",
@@ -107,7 +109,7 @@ class _Fp32UnderCpuAutocast:
     """Mixin for depthwise convolutions: under CPU autocast they run in fp32.
 
     Why: on CPUs without AMX, oneDNN's bf16 depthwise *backward* is 3-20x slower than its fp32 one
-    (V3-Small at 32x32, batch 128: 450 ms of convolution backward per step in bf16 against 75 ms in
+    (V3-Small at 32x32, batch 128: 449 ms of convolution backward per step in bf16 against 142 ms in
     fp32, ``docs/benchmarks.md``), which made ``amp=bf16`` training slower than fp32. Depthwise
     convs do few MACs per byte, so bf16 buys them little anyway; the pointwise convs, where the
     MACs are, still run in bf16. Outside CPU autocast (fp32, CUDA, export, inference) this is a
@@ -134,11 +136,8 @@ class DepthwiseConv2d(_Fp32UnderCpuAutocast, nn.Conv2d):
     fast_cpu_backward: bool = False
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fast_cpu_backward:
-            from .depthwise import depthwise_conv2d_fast_backward, fast_path_applies
-
-            if fast_path_applies(self, x):
-                return depthwise_conv2d_fast_backward(x, self.weight, self.bias, self.stride[0], self.padding[0])
+        if self.fast_cpu_backward and fast_path_applies(self, x):
+            return depthwise_conv2d_fast_backward(x, self.weight, self.bias, self.stride[0], self.padding[0])
         return super()._conv(x)
 
 
