@@ -105,26 +105,43 @@ def _train_steps(model, batches, optimizer, device, *, channels_last, amp, limit
     return n
 
 
+def _timed(model, batches, optimizer, device, *, channels_last: bool, amp: str, warmup: int) -> float:
+    """Images/s over one epoch of ``batches()`` after ``warmup`` untimed steps (compile time excluded)."""
+    _train_steps(model, batches(), optimizer, device, channels_last=channels_last, amp=amp, limit=warmup)
+    start = time.perf_counter()
+    n = _train_steps(model, batches(), optimizer, device, channels_last=channels_last, amp=amp)
+    return n / (time.perf_counter() - start)
+
+
 def _small_input(args, size: int) -> bool:
     return args.small_input == "on" or (args.small_input == "auto" and size <= 64)
+
+
+def _padding(size: int) -> int:
+    return 4 if size <= 64 else 16
+
+
+def _images(args, size: int) -> int:
+    return args.images or (8192 if size <= 64 else 1024)
+
+
+def _per_sample_loader(args, data, size: int, batch: int, device: torch.device, *, normalize: bool):
+    ds = PerSampleDataset(data.images, data.labels, padding=_padding(size), normalize=normalize)
+    return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
+                                       num_workers=args.workers, persistent_workers=args.workers > 0,
+                                       pin_memory=device.type == "cuda")
 
 
 def reference_loop(args, size: int, batch: int, device: torch.device, data) -> float:
     model = create_model(args.model, num_classes=10, small_input=_small_input(args, size)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    ds = PerSampleDataset(data.images, data.labels, padding=4 if size <= 64 else 16)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
-                                         num_workers=args.workers, persistent_workers=args.workers > 0,
-                                         pin_memory=device.type == "cuda")
+    loader = _per_sample_loader(args, data, size, batch, device, normalize=True)
 
     def batches():
         for x, y in loader:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
-    _train_steps(model, batches(), opt, device, channels_last=False, amp="none", limit=args.warmup)
-    start = time.perf_counter()
-    n = _train_steps(model, batches(), opt, device, channels_last=False, amp="none")
-    return n / (time.perf_counter() - start)
+    return _timed(model, batches, opt, device, channels_last=False, amp="none", warmup=args.warmup)
 
 
 def timm_loop(args, size: int, batch: int, device: torch.device, data) -> float:
@@ -140,10 +157,7 @@ def timm_loop(args, size: int, batch: int, device: torch.device, data) -> float:
         raise SystemExit(f"--timm: no timm name for {args.model!r}; known: {sorted(TIMM_NAMES)}")
     model = timm.create_model(name, num_classes=10).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    ds = PerSampleDataset(data.images, data.labels, padding=4 if size <= 64 else 16, normalize=False)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True,
-                                         num_workers=args.workers, persistent_workers=args.workers > 0,
-                                         pin_memory=device.type == "cuda")
+    loader = _per_sample_loader(args, data, size, batch, device, normalize=False)
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
 
@@ -152,10 +166,7 @@ def timm_loop(args, size: int, batch: int, device: torch.device, data) -> float:
             x = x.to(device, non_blocking=True).float().sub_(mean).div_(std)
             yield x, y.to(device, non_blocking=True)
 
-    _train_steps(model, batches(), opt, device, channels_last=True, amp=args.amp, limit=args.warmup)
-    start = time.perf_counter()
-    n = _train_steps(model, batches(), opt, device, channels_last=True, amp=args.amp)
-    return n / (time.perf_counter() - start)
+    return _timed(model, batches, opt, device, channels_last=True, amp=args.amp, warmup=args.warmup)
 
 
 def our_loop(args, size: int, batch: int, device: torch.device, data) -> float:
@@ -165,23 +176,20 @@ def our_loop(args, size: int, batch: int, device: torch.device, data) -> float:
         use_fast_depthwise_backward(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     step_model = torch.compile(model) if args.compile else model
-    augment = BatchAugment(crop="pad", padding=4 if size <= 64 else 16, hflip=0.5, mean=MEAN, std=STD, seed=0).to(device)
+    augment = BatchAugment(crop="pad", padding=_padding(size), hflip=0.5, mean=MEAN, std=STD, seed=0).to(device)
     loader = TensorLoader(data, batch, shuffle=True, drop_last=True, device=device)
 
     def batches():
         for images, labels in loader:
             yield augment(images, labels)
 
-    _train_steps(step_model, batches(), opt, device, channels_last=True, amp=args.amp, limit=args.warmup)
-    start = time.perf_counter()
-    n = _train_steps(step_model, batches(), opt, device, channels_last=True, amp=args.amp)
-    return n / (time.perf_counter() - start)
+    return _timed(step_model, batches, opt, device, channels_last=True, amp=args.amp, warmup=args.warmup)
 
 
 def _measure(args, which: str, size: int, batch: int, amp: str, fast_dw: str = "off") -> float:
     """Images/s of one loop, measured in a fresh interpreter (see the module docstring)."""
     cmd = [sys.executable, __file__, "--_one", which, "--model", args.model, "--sizes", str(size),
-           "--batches", str(batch), "--images", str(args.images or (8192 if size <= 64 else 1024)),
+           "--batches", str(batch), "--images", str(_images(args, size)),
            "--warmup", str(args.warmup), "--workers", str(args.workers), "--device", args.device, "--amp", amp,
            "--fast-depthwise-grad", fast_dw, "--small-input", args.small_input]
     if args.compile:
@@ -258,7 +266,7 @@ def main() -> None:
         for (amp, fast), ours_runs in runs.items():
             ours = statistics.median(ours_runs)
             row = {"model": args.model, "size": size, "batch": batch, "amp": amp, "fast_depthwise_grad": fast,
-                   "small_input": _small_input(args, size), "images": args.images or (8192 if size <= 64 else 1024),
+                   "small_input": _small_input(args, size), "images": _images(args, size),
                    "reference_img_s": ref, "ours_img_s": ours, "ratio": ours / ref,
                    "runs": {"reference": refs, "ours": ours_runs}}
             if args.timm:
