@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_env import cli_env
+
 COMMON = [
     "data.name=synthetic", "data.synthetic_size=128", "data.image_size=16", "model.num_classes=4",
     "model.kwargs={small_input: true, width_mult: 0.35}", "model.dropout=0", "aug.crop=none",
@@ -21,23 +23,15 @@ COMMON = [
 ]
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    src = str(Path(__file__).resolve().parent.parent / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 def torchrun(args: list[str], **kw) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "mobilenets", "train", *args]
-    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return subprocess.Popen(cmd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, **kw)
 
 
 def single(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mobilenets", "train", *args], env=_env(), capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mobilenets", "train", *args], env=cli_env(), capture_output=True,
                           text=True, timeout=300)
 
 

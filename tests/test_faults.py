@@ -11,14 +11,13 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from cli_env import start_train
 from mobilenets.config import TrainConfig, load_config
 from mobilenets.engine import checkpoint as ckpt_mod
 from mobilenets.engine import train as train_mod
@@ -31,17 +30,6 @@ TINY = [
     "deterministic=true", "quiet=true", "threads=1", "sched.warmup_epochs=1", "aug.auto_augment=randaugment",
     "model.drop_path_rate=0.1",
 ]
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def _start(args: list[str], **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mobilenets", "train", *args], env=_env(**env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -56,7 +44,7 @@ def _assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) ->
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("ref") / "run"
-    proc = _start([*TINY, "epochs=40", f"output_dir={run}"])
+    proc = start_train([*TINY, "epochs=40", f"output_dir={run}"])
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     return run
@@ -71,7 +59,7 @@ def test_sigkill_twenty_times_then_bit_identical(reference: Path, tmp_path: Path
     while True:
         resume = ["resume=true"] if ckpt.exists() else []
         started = time.time()
-        proc = _start([*args, *resume], MOBILENETS_FAULT_CHECKPOINT_DELAY="0.15")
+        proc = start_train([*args, *resume], MOBILENETS_FAULT_CHECKPOINT_DELAY="0.15")
         if kills >= 20:
             _, err = proc.communicate(timeout=600)
             assert proc.returncode == 0, err[-2000:]
@@ -100,7 +88,7 @@ def test_sigkill_twenty_times_then_bit_identical(reference: Path, tmp_path: Path
 
 def test_sigterm_saves_mid_epoch_and_resumes_identically(reference: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = _start([*TINY, "epochs=40", f"output_dir={run}"])
+    proc = start_train([*TINY, "epochs=40", f"output_dir={run}"])
     ckpt = run / "checkpoints" / "last.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
@@ -112,7 +100,7 @@ def test_sigterm_saves_mid_epoch_and_resumes_identically(reference: Path, tmp_pa
     assert "resume=true" in err
     state = load_checkpoint(ckpt)
     assert state["epoch"] < 39
-    proc = _start([*TINY, "epochs=40", f"output_dir={run}", "resume=true"])
+    proc = start_train([*TINY, "epochs=40", f"output_dir={run}", "resume=true"])
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-2000:]
     _assert_identical(_weights(reference), _weights(run))

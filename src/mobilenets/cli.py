@@ -64,17 +64,50 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------------------------------- train
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig, load_config
-    from .engine.train import TrainingDiverged, TrainingInterrupted, train
+def _train_config(items: list[str]) -> tuple[Any, str | None]:
+    """The config ``mobilenets train [CONFIG.yaml] [KEY=VALUE ...]`` means, and the YAML path if one was given.
 
-    items = list(args.items)
+    With ``resume=true`` the run directory's saved config.yaml is the base and only the values given now
+    are applied on top (:func:`mobilenets.engine.resume.load_resume_config`).
+    """
+    from .config import TrainConfig, apply_overrides, load_config
+    from .engine.resume import load_resume_config
+
+    items = list(items)
     path = None
     if items and "=" not in items[0]:
         path = items.pop(0)
         if not path.endswith((".yaml", ".yml")):
             raise ValueError(f"{path!r} is neither a YAML config (.yaml/.yml) nor a key=value override")
-    cfg = load_config(TrainConfig, path, items)
+    resume = apply_overrides(TrainConfig(), [i for i in items if i.split("=", 1)[0].strip() == "resume"]).resume
+    if resume:
+        return load_resume_config(items, path), path
+    return load_config(TrainConfig, path, items), path
+
+
+def _show_config(cfg: Any) -> int:
+    """Print every key with its resolved value and one line of help (``train --show-config``)."""
+    from .config import describe
+    from .engine.defaults import resolve_config
+
+    resolved, notes = resolve_config(cfg)
+    rows = describe(resolved, cfg)
+    width = max(len(f"{k}: {yaml.safe_dump(v, default_flow_style=True).strip()}") for k, v, _ in rows)
+    for key, value, help_text in rows:
+        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        left = f"{key}: {text}"
+        print(f"{left:<{min(width, 60)}}  # {help_text}" if help_text else left)
+    for note in notes:
+        print(f"# {note}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .engine.train import TrainingDiverged, TrainingInterrupted, train
+
+    cfg, _ = _train_config(args.items)
+    if args.show_config:
+        return _show_config(cfg)
     try:
         summary = train(cfg)
     except TrainingInterrupted as exc:
@@ -85,8 +118,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 3
     if "test_acc1" not in summary:  # a non-zero rank of a distributed run: rank 0 reports
         return 0
+    split = summary.get("test_split", "test")
+    held_out = split == "test"
+    first = (f"test top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%)" if held_out else
+             f"val top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%; {split}: not a held-out figure)")
     print(
-        f"test top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%) | best val top-1 "
+        f"{first} | best val top-1 "
         f"{summary['best_val_acc1']:.2f}% at epoch {summary['best_epoch']} ({summary['best_weights']} weights) | "
         f"{summary['train_time_s']:.1f}s training, {summary['wall_time_s']:.1f}s wall"
     )
@@ -154,7 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         "`mobilenets train configs/cifar10_v3_small.yaml data.root=~/data epochs=200 optim.lr=0.1`. "
         "output_dir=PATH sets the run directory; resume=true continues the run found there.",
     )
-    p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE ...]")
+    p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE ...]",
+                   help="a YAML recipe (configs/*.yaml) and/or dotted overrides such as optim.lr=0.01")
+    p.add_argument("--show-config", action="store_true",
+                   help="print every key with its resolved value and help, then exit (train nothing)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate weights or an exported/quantized artifact")

@@ -48,12 +48,14 @@ __all__ = [
     "IMG_EXTENSIONS",
     "BadImageError",
     "BadImageWarning",
+    "DataRootError",
     "DatasetInfo",
     "ImageFolderDataset",
     "RestrictedUnpickler",
     "SyntheticDataset",
     "TensorImageDataset",
     "TensorLoader",
+    "TrainDefaults",
     "UnsafePickleError",
     "build_datasets",
     "collate",
@@ -66,6 +68,7 @@ __all__ = [
     "make_synthetic",
     "resize_images",
     "stratified_split",
+    "test_split_label",
     "to_rgb",
     "train_transform",
 ]
@@ -917,6 +920,22 @@ def make_synthetic(
 
 
 @dataclass(frozen=True)
+class TrainDefaults:
+    """What a dataset's training run uses unless the config says otherwise.
+
+    Why per dataset: the right crop, flip and resolution depend on the images. Digits are centred 8-px
+    strokes (small shifts help, mirroring turns a 2 into a non-digit); CIFAR photos flip; an image folder
+    holds photos at any size, trained like ImageNet at the model's own input size.
+    """
+
+    image_size: int | None  # None: the model's input size (pretrained_cfg), e.g. 224
+    crop: str  # "pad" (pad-and-crop), "rrc" (random-resized-crop) or "none"
+    padding: int  # pixels, for crop="pad"
+    hflip: float
+    small_input: bool  # stride-1 stem for 32-px images (models that accept it)
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """Static facts a training config needs before loading anything."""
 
@@ -927,19 +946,58 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     in_memory: bool
+    defaults: TrainDefaults
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+_DIGITS_DEFAULTS = TrainDefaults(32, "pad", 3, 0.0, True)  # 8x8 upsampled to 32x32, +-3 px shifts
+_CIFAR_DEFAULTS = TrainDefaults(32, "pad", 4, 0.5, True)  # the classic CIFAR recipe
+_PHOTO_DEFAULTS = TrainDefaults(None, "rrc", 0, 0.5, False)  # ImageNet-style
+
 DATASET_INFO: dict[str, DatasetInfo] = {
     # digits: statistics of the 32×32 upsampled train split
-    "digits": DatasetInfo("digits", 10, 1, 8, (0.3051,), (0.3235,), True),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
-    "imagefolder": DatasetInfo("imagefolder", None, 3, None, IMAGENET_MEAN, IMAGENET_STD, False),
-    "synthetic": DatasetInfo("synthetic", None, 3, None, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True),
+    "digits": DatasetInfo("digits", 10, 1, 8, (0.3051,), (0.3235,), True, _DIGITS_DEFAULTS),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True,
+                           _CIFAR_DEFAULTS),
+    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True,
+                            _CIFAR_DEFAULTS),
+    "imagefolder": DatasetInfo("imagefolder", None, 3, None, IMAGENET_MEAN, IMAGENET_STD, False, _PHOTO_DEFAULTS),
+    # synthetic patterns are smooth 4x4 grids: trained like digits (no flip needed to learn them)
+    "synthetic": DatasetInfo("synthetic", None, 3, None, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True,
+                             _DIGITS_DEFAULTS),
 }
+
+
+class DataRootError(ValueError):
+    """A dataset that needs a directory got none, or one that does not exist or lacks the expected layout.
+
+    Why its own type: the directory is set differently by each command (``data.root=DIR`` for ``train``,
+    ``--data-root DIR`` for ``eval`` and ``quantize``), so the builders record *what* is wrong (the
+    dataset, the directory, the layout expected) and each caller words the fix with its own flag through
+    :meth:`message`. ``str(exc)`` uses the training config's ``data.root=DIR``.
+    """
+
+    def __init__(self, dataset: str, layout: str, root: str | Path | None = None, problem: str | None = None) -> None:
+        self.dataset = dataset
+        self.layout = layout
+        self.root = None if root is None else str(root)
+        self.problem = problem
+        super().__init__(self.message("data.root"))
+
+    def message(self, flag: str, *, origin: str | None = None) -> str:
+        """The error in one line, naming ``flag`` as the way to set the directory.
+
+        ``flag`` is a command-line option (``--data-root``: written ``--data-root DIR``) or a config key
+        (``data.root``: written ``data.root=DIR``); ``origin`` says where the directory came from (e.g.
+        a run's config.yaml) when the user did not type it.
+        """
+        syntax = f"{flag} DIR" if flag.startswith("-") else f"{flag}=DIR"
+        if self.root is None:
+            return f"{self.dataset} needs {syntax}: {self.layout}"
+        where = f" (recorded in {origin})" if origin else ""
+        return f"{self.dataset} data root {self.root}{where} {self.problem or 'is unusable'}; set {syntax}: {self.layout}"
 
 
 def _build_digits(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, TensorImageDataset]:
@@ -948,11 +1006,12 @@ def _build_digits(root: str | Path | None, image_size: int, **kw: Any) -> dict[s
 
 def _build_cifar(name: str) -> Callable[..., dict[str, TensorImageDataset]]:
     def build(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, TensorImageDataset]:
+        spec = _CIFAR[name]
+        layout = f"a directory holding {spec.archive} or its extracted {spec.folder}/ (or the archive itself)"
         if root is None:
-            spec = _CIFAR[name]
-            raise ValueError(
-                f"{name} needs root=<directory with {spec.archive} or {spec.folder}/> (or the archive path)"
-            )
+            raise DataRootError(name, layout)
+        if not Path(root).expanduser().exists() and not kw.get("download", False):
+            raise DataRootError(name, layout, root, "does not exist")
         loaded = load_cifar_splits(root, name, ("train", "test"), download=bool(kw.get("download", False)))
         full, test = loaded["train"], loaded["test"]
         val_size = int(kw.get("val_size", CIFAR_VAL_SIZE))
@@ -979,9 +1038,15 @@ def _build_cifar(name: str) -> Callable[..., dict[str, TensorImageDataset]]:
 
 
 def _build_imagefolder(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, ImageFolderDataset]:
+    layout = "a directory holding train/<class>/<images> and val/<class>/<images> (test/ optional)"
     if root is None:
-        raise ValueError("imagefolder needs root=<directory with train/<class>/... and val/<class>/...>")
-    root = Path(root)
+        raise DataRootError("imagefolder", layout)
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataRootError("imagefolder", layout, root, "does not exist" if not root.exists() else "is not a directory")
+    missing = [split for split in ("train", "val") if not (root / split).is_dir()]
+    if missing:
+        raise DataRootError("imagefolder", layout, root, f"has no {' or '.join(f'{m}/' for m in missing)} folder")
     crop_pct = float(kw.get("crop_pct", 0.875))
     interpolation = str(kw.get("interpolation", "bilinear"))
     common = {"on_bad_image": kw.get("on_bad_image", "skip"), "verify": bool(kw.get("verify_images", False))}
@@ -1074,6 +1139,16 @@ def build_datasets(
         on_bad_image=on_bad_image,
         verify_images=verify_images,
     )
+
+
+def test_split_label(datasets: dict[str, Any]) -> str:
+    """What the ``"test"`` split of :func:`build_datasets` really is: ``"test"``, or
+    ``"val (no test/ folder)"`` when an image folder has no ``test/`` and the validation split stands in.
+
+    Callers print it and record it (``summary.json``), so a figure measured on the split that also chose
+    the best epoch is never reported as a held-out test result.
+    """
+    return "val (no test/ folder)" if datasets.get("test") is datasets.get("val") else "test"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ behind one config switch. Everything a run produces goes into its run directory:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -23,7 +24,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from ..config import ConfigError, TrainConfig, save_yaml, to_dict
 from ..models.depthwise import use_fast_depthwise_backward
 from .allocator import keep_freed_memory
 from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, capture_rng, load_checkpoint, restore_rng
+from .defaults import clamp_warmup, resolve_batch_size, resolve_dataset_defaults
 from .distributed import (
     DistInfo,
     all_gather_object,
@@ -47,6 +48,7 @@ from .distributed import (
 from .ema import ModelEMA, unwrap_model
 from .optim import build_optimizer, build_scheduler
 from .progress import Progress, format_duration
+from .resume import check_resume_changes, resume_command
 
 __all__ = ["TrainingDiverged", "TrainingInterrupted", "evaluate", "resolve_device", "train", "train_one_epoch"]
 
@@ -412,9 +414,22 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
     return model
 
 
-def _default_run_dir(cfg: TrainConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{cfg.model.name}-{cfg.data.name}"
+def _new_run_dir(cfg: TrainConfig, *, claim: bool = True, parent: Path = Path("runs")) -> Path:
+    """``runs/<dataset>``, or the first free ``runs/<dataset>-N``: short names a user can type (README's
+    ``runs/digits`` is the main job's), and a finished run is never overwritten. ``claim`` creates the
+    directory at once (``mkdir`` fails if another process took the name first)."""
+    for n in itertools.count(1):
+        candidate = parent / (cfg.data.name if n == 1 else f"{cfg.data.name}-{n}")
+        if candidate.exists():
+            continue
+        if not claim:
+            return candidate
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
 
 
 # ----------------------------------------------------------------------------------------- artefacts
@@ -475,10 +490,11 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
     from ..analysis.plots import plot_training_curves
     from ..analysis.profile import profile
     from ..data.augment import BatchAugment
+    from ..data.datasets import test_split_label
     from ..weights import from_pretrained, save_pretrained
 
     main = dist_info.is_main
-    run_dir = Path(cfg.output_dir) if cfg.output_dir else _default_run_dir(cfg)
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else _new_run_dir(cfg, claim=False)
     if dist_info.enabled and not cfg.output_dir:
         raise ConfigError("set output_dir explicitly for a distributed run (every rank must agree on it)",
                           key="output_dir")
@@ -491,8 +507,20 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
             raise FileNotFoundError(f"resume=true but {ckpt_path} does not exist (set output_dir to the run to resume)")
         resume_state = load_checkpoint(ckpt_path)
 
+    # Fields left null take the dataset's / the run's own defaults; each choice is one line at start.
+    cfg, notes = resolve_dataset_defaults(cfg)
+    cfg, more = clamp_warmup(cfg)
+    notes += more
     datasets, info = build_data(cfg, device)
     train_ds = datasets["train"]
+    cfg, more = resolve_batch_size(cfg, len(train_ds), dist_info.world_size)
+    notes += more
+    if resume_state is not None:
+        notes += check_resume_changes(resume_state["config"], cfg, completed_epochs=int(resume_state["epoch"]) + 1)
+    test_split = test_split_label(datasets)
+    if test_split != "test":
+        notes.append(f"note: {cfg.data.root} has no test/ folder, so the final 'test' figure is measured on the "
+                     "val split, which also chooses the best epoch: it is not a held-out result")
     classes = list(getattr(train_ds, "classes", []) or [])
     num_classes = cfg.model.num_classes or info.num_classes or len(classes)
     # Also with pretrained weights: fine-tuning re-initialises the classifier for the dataset's classes, but
@@ -585,15 +613,25 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
         log(f"resuming {run_dir} from epoch {start_epoch + 1}/{cfg.epochs}{where}")
 
     if main:
+        if not cfg.output_dir:  # claimed only now, so a run that fails before this leaves no empty directory
+            run_dir = _new_run_dir(cfg)
+            ckpt_path = run_dir / "checkpoints" / "last.pt"
+            cfg = dataclasses.replace(cfg, output_dir=str(run_dir))
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_yaml(cfg, run_dir / "config.yaml")
+        # What ran, resolved; saved with resume=false so that the file alone re-runs it from scratch.
+        save_yaml(dataclasses.replace(cfg, resume=False), run_dir / "config.yaml")
         for stale in ckpt_path.parent.glob(f".{ckpt_path.name}.*.tmp"):
             stale.unlink(missing_ok=True)  # left by a process killed mid-write; last.pt itself is intact
     tb = _TensorBoard(run_dir / "tb", purge_step=start_epoch if start_epoch else None) if main else None
     n_params = sum(p.numel() for p in model.parameters())
     ranks = f" x {dist_info.world_size} processes" if dist_info.enabled else ""
+    for note in notes:
+        log(note)
+    test_txt = "test" if test_split == "test" else "test (= val)"
     log(f"{cfg.model.name}: {n_params:,} params | {cfg.data.name}: {len(train_ds)} train / "
-        f"{len(datasets['val'])} val / {len(datasets['test'])} test | {device}{ranks} | run dir {run_dir}")
+        f"{len(datasets['val'])} val / {len(datasets['test'])} {test_txt} | {device}{ranks} | run dir {run_dir}")
+    log(_settings_line(cfg, steps_per_epoch, mean, std))
+    log(f"interrupted? continue with: {resume_command(run_dir)}")
 
     sync_every = 1 if device.type == "cpu" else 25
     step_scheduler = scheduler if cfg.sched.per_step else None
@@ -717,7 +755,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
         "test_loss": test["loss"], "train_time_s": train_time,
         "images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
         "wall_time_s": time.perf_counter() - t_start, "device": str(device), "torch": torch.__version__,
-        "world_size": dist_info.world_size, "run_dir": str(run_dir),
+        "world_size": dist_info.world_size, "run_dir": str(run_dir), "test_split": test_split,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     try:
@@ -725,6 +763,16 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
     except Exception as exc:  # plots are a convenience; never fail a finished run over them
         log(f"warning: could not draw plots ({exc})")
     return summary
+
+
+def _settings_line(cfg: TrainConfig, steps_per_epoch: int, mean: Any, std: Any) -> str:
+    """The resolved values that decide what a run learns, in one line (printed at start)."""
+    a = cfg.aug
+    crop = {"pad": f"pad-and-crop {a.padding} px", "rrc": f"random-resized-crop {tuple(a.scale)}"}.get(str(a.crop), "no crop")
+    stats = "/".join(f"{v:.3g}" for v in mean) + " std " + "/".join(f"{v:.3g}" for v in std)
+    return (f"settings: {cfg.data.image_size} px, {crop}, hflip {a.hflip:g}, mean {stats} | batch {cfg.batch_size}, "
+            f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs | {cfg.optim.name} lr {cfg.optim.lr:g}, "
+            f"{cfg.sched.name} warm-up {cfg.sched.warmup_epochs:g} | EMA {'on' if cfg.ema else 'off'}")
 
 
 def _checkpoint(epoch: int, model: nn.Module, ema: ModelEMA | None, optimizer: torch.optim.Optimizer,
