@@ -41,6 +41,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 import yaml
 
 __all__ = [
+    "ENV_OVERRIDES",
     "AmpMode",
     "AugConfig",
     "AutoAugment",
@@ -57,6 +58,7 @@ __all__ = [
     "all_keys",
     "apply_overrides",
     "describe",
+    "env_overrides",
     "field_help",
     "from_dict",
     "load_config",
@@ -869,6 +871,22 @@ def validate(cfg: Any, path: str = "") -> None:
         items = value if isinstance(value, tuple | list) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in items):
             raise ConfigError(f"got {value!r}, but it must be finite", key=_join(path, f.name))
+
+
+#: Space-separated ``key=value`` overrides that every training run (``train``, ``experiment``) appends to its
+#: own: one switch that shortens every recipe and README command for a smoke run (``epochs=1``).
+ENV_OVERRIDES = "MOBILENETS_TRAIN_OVERRIDES"
+
+
+def env_overrides() -> list[str]:
+    """The overrides in ``$MOBILENETS_TRAIN_OVERRIDES`` (shell-quoted words), checked for the key=value form."""
+    import shlex
+
+    items = shlex.split(os.environ.get(ENV_OVERRIDES, ""))
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"${ENV_OVERRIDES} holds {item!r}; expected key=value words, e.g. 'epochs=1'")
+    return items
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
