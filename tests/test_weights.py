@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import io
 import json
+import logging
 import pickle
 import urllib.error
 from pathlib import Path
@@ -527,5 +528,101 @@ def test_convert_cli_keras_and_errors(tmp_path: Path) -> None:
         _cli(["convert", str(FIXTURES / fx["files"][0]), "--out", str(tmp_path / "x")])
     with pytest.raises(FileNotFoundError, match="neither a file nor a registry tag"):
         _cli(["convert", "nowhere.pth", "--arch", "mobilenet_v2", "--out", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match=r"--set 'width_mult' invalid"):
+    # The wording belongs to mobilenets.cli.parse_set (being reworded there): either spelling names the item.
+    with pytest.raises(ValueError, match=r"--set 'width_mult' invalid|'width_mult' is not a KEY=VALUE override"):
         _cli(["convert", str(FIXTURES / fx["files"][0]), "--arch", fx["arch"], "--set", "width_mult", "--out", "x"])
+
+
+# ------------------------------------------------- create_model(pretrained=FILE): what the file needs
+V1_FIXTURES = ["timm_mobilenet_v1", "keras_mobilenet_v1"]
+
+
+@pytest.mark.parametrize("name", V1_FIXTURES)
+def test_create_model_applies_options_the_v1_weights_need(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """timm and Keras V1 weights were trained with ReLU6 (and their eps / padding): a plain
+    create_model(pretrained=FILE) builds that model, says so in one line, and matches the source."""
+    _needs_h5py(MANIFEST["fixtures"][name]["files"][0])
+    fx = MANIFEST["fixtures"][name]
+    caplog.set_level(logging.INFO, logger="mobilenets.weights")
+    model = create_model("mobilenet_v1", pretrained=str(FIXTURES / fx["files"][0]), width_mult=fx["kwargs"]["width_mult"])
+    assert model.arch.extra["act"] == "relu6" and model.model_kwargs["act"] == "relu6"
+    assert model.pad_type == fx["kwargs"].get("pad_type", "")
+    assert model.num_classes == fx["num_classes"], "the class count is read from the file"
+    assert max_diff(logits(model), EXPECTED[name]) <= TOL
+    lines = [r.getMessage() for r in caplog.records if "building mobilenet_v1" in r.getMessage()]
+    assert len(lines) == 1 and "act='relu6'" in lines[0] and fx["files"][0] in lines[0], lines
+    eps = 1e-3 if fx["source"] == "keras" else 1e-5
+    assert f"bn_eps={eps!r}" in lines[0]
+    assert all(m.eps == eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize(("name", "option", "value", "needed"), [
+    ("keras_mobilenet_v1", "act", "relu", "relu6"),
+    ("timm_mobilenet_v1", "act", "relu", "relu6"),
+    ("keras_mobilenet_v1", "pad_type", "", "same"),
+    ("keras_mobilenet_v1", "bn_eps", 1e-5, 1e-3),
+    ("tv_mobilenet_v3_large", "pad_type", "same", ""),
+])
+def test_create_model_refuses_options_that_contradict_the_weights(name: str, option: str, value: Any, needed: Any) -> None:
+    fx = MANIFEST["fixtures"][name]
+    _needs_h5py(fx["files"][0])
+    kwargs = {k: v for k, v in fx["kwargs"].items() if k not in ("act", "pad_type", "bn_eps")}
+    with pytest.raises(WeightsError) as err:
+        create_model(fx["arch"], pretrained=str(FIXTURES / fx["files"][0]), **kwargs, **{option: value})
+    msg = str(err.value)
+    assert "\n" not in msg and fx["files"][0] in msg
+    # Refused before building, naming the option with the weights' value and the caller's.
+    assert f"was trained with {option}={needed!r}, but {option}={value!r} was passed" in msg, msg
+    # Agreeing with the weights is fine.
+    create_model(fx["arch"], pretrained=str(FIXTURES / fx["files"][0]), **kwargs, **{option: needed})
+
+
+def test_timm_tf_port_recognised_by_file_name_or_padding(tmp_path: Path) -> None:
+    """timm's tf_ ports have timm's key names; timm's file name (tf_...) or pad_type='same' says which."""
+    name = "timm_tf_mobilenet_v3_small_minimal"
+    fx = MANIFEST["fixtures"][name]
+    kwargs = {k: v for k, v in fx["kwargs"].items() if k != "pad_type"}
+    renamed = tmp_path / "tf_mobilenetv3_small_minimal_002-0123abcd.safetensors"
+    renamed.write_bytes((FIXTURES / fx["files"][0]).read_bytes())
+    model = create_model(fx["arch"], pretrained=str(renamed), **kwargs)
+    assert model.pad_type == "same" and model.model_kwargs["bn_eps"] == 1e-3
+    assert max_diff(logits(model), EXPECTED[name]) <= TOL
+    by_padding = create_model(fx["arch"], pretrained=str(FIXTURES / fx["files"][0]), **kwargs, pad_type="same")
+    assert max_diff(logits(by_padding), EXPECTED[name]) <= TOL
+    # The same file without either hint is timm's PyTorch convention (what load_weights also assumes).
+    plain = create_model(fx["arch"], pretrained=str(FIXTURES / fx["files"][0]), **kwargs)
+    assert plain.pad_type == "" and plain.model_kwargs["bn_eps"] == 1e-5
+
+
+def test_announcement_reaches_stderr_without_logging_setup(capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command line configures no logging: the line must still be seen there."""
+    import mobilenets.weights as weights_module
+
+    # Cut the logger off from pytest's handlers on the root logger: what an unconfigured process has.
+    monkeypatch.setattr(weights_module.log, "propagate", False)
+    create_model("mobilenet_v1", pretrained=str(FIXTURES / "timm_mobilenet_v1.bin"), width_mult=0.1)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mobilenets: ") and "act='relu6'" in err, err
+
+
+def test_convert_and_train_apply_v1_options(tmp_path: Path) -> None:
+    """``mobilenets convert`` and ``train model.pretrained=FILE`` take the same options from the file."""
+    from mobilenets.config import TrainConfig
+    from mobilenets.engine.train import build_model
+
+    pytest.importorskip("h5py")
+    name = "keras_mobilenet_v1"
+    src = FIXTURES / MANIFEST["fixtures"][name]["files"][0]
+    assert _cli(["convert", str(src), "--arch", "mobilenet_v1", "--set", "width_mult=0.25", "--out", str(tmp_path / "c")]) == 0
+    converted = from_pretrained(tmp_path / "c")
+    assert converted.model_kwargs["act"] == "relu6"
+    assert max_diff(logits(converted), EXPECTED[name]) <= TOL
+
+    cfg = TrainConfig()
+    cfg.model.name = "mobilenet_v1"
+    cfg.model.pretrained = str(src)
+    cfg.model.kwargs = {"width_mult": 0.25}
+    model = build_model(cfg, num_classes=10, in_chans=3)
+    assert model.classifier.out_features == 10 and model.arch.extra["act"] == "relu6"
+    assert torch.equal(model.stem.conv.weight, converted.stem.conv.weight)

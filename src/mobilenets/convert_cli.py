@@ -56,20 +56,29 @@ def convert(
     class_names: list[str] | None = None,
     allow_unverified: bool = False,
 ) -> Path:
-    """Convert ``src`` (a weights file or a registry tag) for ``arch`` and write the native format to ``out``."""
+    """Convert ``src`` (a weights file, a registry tag or ``hf-hub:ORG/REPO``) for ``arch`` into the native format."""
     from . import pretrained as registry
+    from .hub import is_hub_reference, resolve_hub
     from .models import create_model
-    from .weights import _resolve_weights_path, load_weights, save_pretrained
+    from .weights import _resolve_weights_path, load_weights, pretrained_kwargs, save_pretrained
 
     kwargs = dict(kwargs or {})
     src_str = str(src)
+    checkpoint = None
     if not Path(src_str).exists() and registry.is_tag(src_str):
         entry = registry.get_pretrained(src_str)
         if arch not in (None, entry.arch):
             raise ValueError(f"tag {entry.tag!r} holds {entry.arch} weights, not {arch}")
         arch, source = entry.arch, entry.source
         path = registry.fetch(entry, allow_unverified=allow_unverified)
-        kwargs = {**entry.kwargs, "num_classes": entry.num_classes, **kwargs}
+        kwargs = pretrained_kwargs(arch, src_str, kwargs)
+    elif is_hub_reference(src_str):  # hf-hub:ORG/REPO brings its architecture like a tag
+        entry = None
+        checkpoint = resolve_hub(src_str)
+        if arch not in (None, checkpoint.arch):
+            raise ValueError(f"{src_str} holds {checkpoint.arch} weights, not {arch}")
+        arch, source, path = checkpoint.arch, checkpoint.source, checkpoint.weights
+        kwargs = pretrained_kwargs(arch, src_str, kwargs)
     else:
         entry = None
         path = Path(src_str)
@@ -82,10 +91,13 @@ def convert(
             found = _file_num_classes(path)
             if found is not None:
                 kwargs["num_classes"] = found
+        kwargs = pretrained_kwargs(arch, path, kwargs, source=source)  # eps, padding, V1's ReLU6
     model = create_model(arch, **kwargs)
     load_weights(model, path, source=source)
     if entry is not None:
         entry.apply_preprocessing(model)
+    elif checkpoint is not None:
+        checkpoint.apply_preprocessing(model)
     names = class_names
     if names is not None and len(names) != model.num_classes:
         raise ValueError(f"{len(names)} class names given for a {model.num_classes}-class model")

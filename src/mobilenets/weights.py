@@ -16,9 +16,14 @@ more than tensors and plain containers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import re
+import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +34,17 @@ from torch import nn
 from .fileio import atomic_write_bytes
 
 __all__ = [
+    "FIXED_OPTIONS",
     "LoadResult",
+    "PretrainedOptions",
     "WeightsError",
     "from_pretrained",
+    "inspect_pretrained",
     "load_pretrained",
     "load_state_dict_file",
     "load_weights",
     "pretrained_defaults",
+    "pretrained_kwargs",
     "save_pretrained",
     "sniff_format",
 ]
@@ -52,6 +61,19 @@ TF_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # [0, 1] -> [-1, 1], the Tenso
 
 class WeightsError(ValueError):
     """A weights file that cannot be used: corrupt, foreign, unsafe, or not matching the model."""
+
+
+def _announce(message: str) -> None:
+    """Log ``message`` at INFO, and print it to stderr when nobody configured logging.
+
+    It reports a choice made on the caller's behalf (an architecture option a checkpoint needs), which
+    must not go unseen: Python drops INFO records when logging is unconfigured, as it is under the
+    ``mobilenets`` command line and in a plain script. An application with its own logging set-up
+    gets the record only, filtered by its levels.
+    """
+    log.info(message)
+    if not log.hasHandlers():
+        print(f"mobilenets: {message}", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------- native
@@ -165,7 +187,7 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
-def _strip_wrappers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _strip_wrappers(state: dict[str, Any]) -> dict[str, Any]:
     """Drop the prefixes DistributedDataParallel (``module.``) and torch.compile (``_orig_mod.``) add."""
     for prefix in ("module.", "_orig_mod."):
         if state and all(k.startswith(prefix) for k in state):
@@ -222,6 +244,38 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return _strip_wrappers({str(k): v for k, v in obj.items()})
 
 
+def _state_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of a state-dict file, reading as little of it as possible.
+
+    safetensors headers and zip checkpoints (memory-mapped) give them without reading the tensors; any
+    other file, or one these fast paths cannot read, goes through :func:`load_state_dict_file`, whose
+    errors say what is wrong with it (and which never runs pickled code either).
+    """
+    fmt = sniff_format(path)
+    if fmt == "safetensors":
+        from safetensors import safe_open
+
+        with contextlib.suppress(Exception), safe_open(str(path), framework="pt") as fh:
+            names = fh.keys()
+            return _strip_wrappers({k: tuple(fh.get_slice(k).get_shape()) for k in names})
+    elif fmt == "torch":
+        with contextlib.suppress(Exception):
+            obj = _unwrap(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+            if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+                return _strip_wrappers({str(k): tuple(v.shape) for k, v in obj.items()})
+    return {k: tuple(v.shape) for k, v in load_state_dict_file(path).items()}
+
+
+def _classifier_classes(shapes: Mapping[str, tuple[int, ...]]) -> int | None:
+    """The class count of a state dict's classifier: the last ``classifier[.N].weight`` Linear."""
+    found: list[tuple[int, int]] = []
+    for key, shape in shapes.items():
+        m = re.fullmatch(r"classifier(?:\.(\d+))?\.weight", key)
+        if m and len(shape) == 2:
+            found.append((int(m.group(1) or 0), shape[0]))
+    return max(found)[1] if found else None
+
+
 # --------------------------------------------------------------------------------------- load_weights
 @dataclass
 class LoadResult:
@@ -266,8 +320,6 @@ def _resolve_weights_path(path: Path) -> Path:
     return path
 
 
-_SOURCE_EPS = {"timm": 1e-5, "timm_tf": 1e-3, "keras": 1e-3}
-_SOURCE_PAD = {"torchvision": "", "timm": "", "timm_tf": "same", "keras": "same"}
 _SOURCE_MEAN_STD = {"torchvision": IMAGENET_MEAN_STD, "timm": IMAGENET_MEAN_STD, "timm_tf": TF_MEAN_STD,
                     "keras": TF_MEAN_STD}
 
@@ -406,18 +458,18 @@ def _structural_issue(model: nn.Module, source: str) -> str | None:
     if arch is None or arch.family != "mobilenet_v1" or source not in ("timm", "timm_tf", "keras"):
         return None
     if arch.extra.get("act", "relu") != "relu6":
-        return f"{source}'s MobileNetV1 uses ReLU6 but the model ReLU: build it with act='relu6'"
+        return (f"{source}'s MobileNetV1 uses ReLU6 but the model ReLU: build it with act='relu6' "
+                "(create_model('mobilenet_v1', pretrained=PATH) does so by itself)")
     return None
 
 
 def _adopt_source_settings(model: nn.Module, source: str, result: LoadResult) -> None:
     """Give the model the source's BatchNorm eps, padding and input normalisation (recorded for saving)."""
-    kwargs = getattr(model, "model_kwargs", None)
-    eps = _SOURCE_EPS.get(source)
-    if source == "torchvision":
-        from .sources.torchvision import BN_EPS
+    from .sources import architecture_options
 
-        eps = BN_EPS.get(getattr(getattr(model, "arch", None), "family", ""), 1e-5)
+    kwargs = getattr(model, "model_kwargs", None)
+    options = architecture_options(source, getattr(getattr(model, "arch", None), "family", ""))
+    eps = options.get("bn_eps")
     if eps is not None:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -425,7 +477,7 @@ def _adopt_source_settings(model: nn.Module, source: str, result: LoadResult) ->
         result.bn_eps = eps
         if isinstance(kwargs, dict):
             kwargs["bn_eps"] = eps
-    pad = _SOURCE_PAD.get(source)
+    pad = options.get("pad_type")
     if pad is not None and hasattr(model, "set_pad_type"):
         model.set_pad_type(pad)  # also records it in model_kwargs
         result.pad_type = pad
@@ -438,39 +490,186 @@ def _adopt_source_settings(model: nn.Module, source: str, result: LoadResult) ->
 
 
 # ------------------------------------------------------------------------------ pretrained / registry
-def pretrained_defaults(name: str, pretrained: str | Path) -> dict[str, Any]:
-    """The ``create_model`` keywords a pretrained reference implies (a registry tag or a native directory).
+# Architecture options a checkpoint fixes without storing them (mobilenets.sources.architecture_options).
+FIXED_OPTIONS = ("act", "bn_eps", "pad_type")
+_SOURCE_LABEL = {"torchvision": "torchvision", "timm": "timm", "timm_tf": "timm tf_ port", "keras": "Keras",
+                 "native": "mobilenets"}
 
-    ``create_model(name, pretrained=X, **kwargs)`` builds with these as defaults under the caller's own
-    keywords, so a tag's width convention, padding and class count need not be repeated.
+
+@dataclass(frozen=True)
+class PretrainedOptions:
+    """What a pretrained reference says about the model to build for it, known before building it.
+
+    ``fixed``: options the weights were trained with that no state dict stores (MobileNetV1's
+    activation, BatchNorm eps, padding mode): another value would silently change every output, so a
+    caller's contradicting keyword is refused. ``defaults``: the other keywords the reference carries
+    (widths, width convention, class count), which the caller may override; another ``num_classes``
+    fine-tunes. ``what`` names the reference and its source for messages.
     """
+
+    what: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_fixed(saved: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+    """``(fixed, defaults)`` from saved keywords; ``base`` are the fixed options the source implies."""
+    defaults = dict(saved)
+    fixed = dict(base or {})
+    fixed.update({k: defaults.pop(k) for k in FIXED_OPTIONS if k in defaults})
+    return fixed, defaults
+
+
+def _not_found(pretrained: str | Path) -> FileNotFoundError:
+    import difflib
+
     from . import pretrained as registry
 
+    close = difflib.get_close_matches(str(pretrained), registry.list_pretrained(), n=1, cutoff=0.8)
+    hint = f"; did you mean the tag {close[0]!r}?" if close else ""
+    return FileNotFoundError(
+        f"pretrained weights {pretrained} not found: neither a file, a directory, a registry tag "
+        f"(see mobilenets.list_pretrained()) nor hf-hub:ORG/REPO{hint}"
+    )
+
+
+def inspect_pretrained(
+    name: str, pretrained: str | Path, *, source: str = "auto", given: Mapping[str, Any] | None = None
+) -> PretrainedOptions:
+    """Read what ``pretrained`` implies for ``create_model(name, ...)`` without building anything.
+
+    A registry tag and an ``hf-hub:`` repository name their architecture and keywords; a native
+    directory's ``config.json`` records them; a foreign file's source (from its bytes and key names,
+    as :func:`load_weights` detects it) fixes BatchNorm eps, padding and V1's ReLU6, and its classifier
+    gives the class count. timm's ``tf_`` ports have timm's key names: a file counts as one when the
+    caller passes ``pad_type="same"`` (or ``source="timm_tf"``), or, without a ``pad_type``, when its
+    name starts with ``tf_`` as timm's release files of those ports do.
+    """
+    from . import pretrained as registry
+    from . import sources
+    from .hub import is_hub_reference, read_hub_config
+
+    given = given or {}
+    if is_hub_reference(pretrained):
+        checkpoint = read_hub_config(str(pretrained))
+        if checkpoint.arch != name:
+            raise ValueError(f"{pretrained} holds {checkpoint.arch} weights, not {name}")
+        fixed, defaults = _split_fixed(checkpoint.kwargs, sources.architecture_options(checkpoint.source, name))
+        origin = (f"timm {checkpoint.config.get('architecture')}" if checkpoint.layout == "timm"
+                  else "mobilenets")
+        return PretrainedOptions(f"{pretrained} ({origin} weights)", fixed, defaults)
     if isinstance(pretrained, str) and not Path(pretrained).exists() and registry.is_tag(pretrained):
         entry = registry.get_pretrained(pretrained)
         if entry.arch != name:
             raise ValueError(f"pretrained tag {pretrained!r} holds {entry.arch} weights, not {name}")
-        return {**entry.kwargs, "num_classes": entry.num_classes}
+        fixed, defaults = _split_fixed({**entry.kwargs, "num_classes": entry.num_classes},
+                                       sources.architecture_options(entry.source, name))
+        return PretrainedOptions(f"tag {entry.tag!r} ({_SOURCE_LABEL[entry.source]} weights)", fixed, defaults)
     path = Path(pretrained)
+    if not path.exists():
+        raise _not_found(pretrained)
     if path.is_dir() and (path / CONFIG_NAME).is_file():
         config = read_config(path)
         if config["architecture"] != name:
             raise ValueError(f"{path} holds {config['architecture']} weights, not {name}")
-        return dict(config.get("kwargs", {}))
-    return {}
+        fixed, defaults = _split_fixed(config.get("kwargs", {}))
+        return PretrainedOptions(f"{pretrained} (mobilenets weights)", fixed, defaults)
+    if source not in sources.SOURCES:
+        raise ValueError(f"source={source!r} invalid; expected one of {sources.SOURCES}")
+    file = _resolve_weights_path(path)
+    reason = ""
+    if sniff_format(file) == "hdf5":
+        source = "keras" if source == "auto" else source  # another explicit source: load_weights refuses it
+        classes = sources.keras.classifier_classes(file)
+    else:
+        shapes = _state_shapes(file)
+        if source == "auto":
+            source = sources.detect_source(shapes) or "auto"  # unknown: load_weights says so
+        classes = _classifier_classes(shapes)
+        if source == "timm" and given.get("pad_type", "same" if file.name.startswith("tf_") else "") == "same":
+            source = "timm_tf"
+            reason = ", by its pad_type='same'" if "pad_type" in given else ", by its tf_ file name"
+    if source == "auto":
+        return PretrainedOptions(str(pretrained))
+    label = f"{pretrained} ({_SOURCE_LABEL.get(source, source)} weights{reason})"
+    return PretrainedOptions(label, sources.architecture_options(source, name),
+                             {"num_classes": classes} if classes is not None else {})
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool | str):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
+
+
+def pretrained_kwargs(
+    name: str, pretrained: str | Path, kwargs: Mapping[str, Any], *, source: str = "auto"
+) -> dict[str, Any]:
+    """The keywords to build ``name`` with for ``pretrained``: the caller's, over what the weights imply.
+
+    Architecture options the weights fix (:class:`PretrainedOptions`) are applied and reported in one
+    log line (also printed when logging is not configured, so the command line shows it); one that
+    contradicts a keyword the caller passed is refused in one line naming the option and both values,
+    rather than building a model whose outputs would silently differ from the source's.
+    """
+    from .models import get_model_kwargs
+
+    options = inspect_pretrained(name, pretrained, source=source, given=kwargs)
+    valid = get_model_kwargs(name)
+    fixed = {k: v for k, v in options.fixed.items() if k in valid}
+    for key, value in fixed.items():
+        if key in kwargs and not _same_value(kwargs[key], value):
+            raise WeightsError(
+                f"{options.what} was trained with {key}={value!r}, but {key}={kwargs[key]!r} was passed: "
+                f"leave {key} out and the weights' value is applied"
+            )
+    applied = {k: v for k, v in fixed.items() if k not in kwargs}
+    if applied:
+        shown = ", ".join(f"{k}={v!r}" for k, v in applied.items())
+        _announce(f"{options.what}: building {name} with {shown}, as the weights were trained")
+    return {**options.defaults, **fixed, **kwargs}
+
+
+def pretrained_defaults(name: str, pretrained: str | Path) -> dict[str, Any]:
+    """The ``create_model`` keywords a pretrained reference implies (tag, hf-hub repo, directory or file).
+
+    :func:`pretrained_kwargs` is what ``create_model`` uses: the same keywords, checked against the
+    caller's and reported.
+    """
+    from .models import get_model_kwargs
+
+    options = inspect_pretrained(name, pretrained)
+    valid = get_model_kwargs(name)
+    return {**options.defaults, **{k: v for k, v in options.fixed.items() if k in valid}}
 
 
 def load_pretrained(model: nn.Module, path: str | Path, *, skip_classifier: bool | None = None) -> nn.Module:
-    """Load a registry tag, a native directory or any supported weights file into ``model``.
+    """Load a registry tag, an ``hf-hub:`` repository, a native directory or any weights file into ``model``.
 
     ``skip_classifier=None`` skips the classifier automatically when the class counts differ, which is
     what fine-tuning on a new dataset needs; the classifier then keeps its fresh initialisation.
     """
     from . import pretrained as registry
+    from .hub import is_hub_reference, resolve_hub
 
+    family = getattr(getattr(model, "arch", None), "family", None)
+    if is_hub_reference(path):
+        checkpoint = resolve_hub(str(path))
+        if family is not None and family != checkpoint.arch:
+            raise WeightsError(f"{path} holds {checkpoint.arch} weights, but the model is {family}")
+        assert checkpoint.weights is not None
+        try:
+            load_weights(model, checkpoint.weights, source=checkpoint.source, skip_classifier=skip_classifier)
+        except WeightsError as exc:
+            kw = ", ".join(f"{k}={v!r}" for k, v in checkpoint.kwargs.items() if k != "num_classes")
+            raise WeightsError(
+                f"{exc}. {path} holds {checkpoint.arch}({kw}); create_model({checkpoint.arch!r}, pretrained={str(path)!r}) "
+                "builds it so"
+            ) from None
+        checkpoint.apply_preprocessing(model)
+        return model
     if isinstance(path, str) and not Path(path).exists() and registry.is_tag(path):
         entry = registry.get_pretrained(path)
-        family = getattr(getattr(model, "arch", None), "family", None)
         if family is not None and family != entry.arch:
             raise WeightsError(f"pretrained tag {path!r} holds {entry.arch} weights, but the model is {family}")
         file = registry.fetch(entry)
@@ -486,10 +685,7 @@ def load_pretrained(model: nn.Module, path: str | Path, *, skip_classifier: bool
         return model
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
-            f"pretrained weights {path} not found: neither a file, a directory nor a registry tag "
-            "(see mobilenets.list_pretrained())"
-        )
+        raise _not_found(path)
     native_dir = path.is_dir() and (path / CONFIG_NAME).is_file()
     load_weights(model, path / WEIGHTS_NAME if native_dir else path, skip_classifier=skip_classifier)
     if native_dir:

@@ -71,10 +71,14 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
 
     Args:
         name: one of :func:`list_models`.
-        pretrained: a registry tag (``mobilenets.list_pretrained()``), a ``save_pretrained`` directory or
-            a torchvision/timm/Keras weights file, loaded after construction. A tag or directory also
-            supplies the keywords it was trained with (width convention, padding, class count, ...) as
-            defaults; a different ``num_classes`` keeps a fresh classifier for fine-tuning.
+        pretrained: a registry tag (``mobilenets.list_pretrained()``), ``hf-hub:ORG/REPO`` (a timm or
+            mobilenets repository on the Hugging Face Hub), a ``save_pretrained`` directory or a
+            torchvision/timm/Keras weights file, loaded after construction. A tag, repository or
+            directory supplies the keywords it was trained with (width convention, class count, ...)
+            as defaults; a file supplies its class count. Options the weights need but do not store
+            (BatchNorm eps, TF "same" padding, V1's ReLU6) are applied and logged in one line; passing a
+            contradicting value is an error. A different ``num_classes`` keeps a fresh classifier for
+            fine-tuning.
         **kwargs: the entry point's own options (e.g. ``width_mult``) and the builder's common ones
             (``num_classes``, ``in_chans``, ``dropout``, ``drop_path_rate``, ``features_only``, ...).
     """
@@ -88,9 +92,11 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
         if isinstance(valid[key], bool) and not isinstance(kwargs[key], bool):
             raise ValueError(f"{key}={kwargs[key]!r} invalid for model {name!r}; expected True or False")
     if pretrained is not None:
-        from ..weights import pretrained_defaults
+        # What the weights imply (a tag's or repo's keywords; a file's eps, padding and V1's ReLU6) is
+        # known from the reference itself, so the model is built right instead of failing to load.
+        from ..weights import pretrained_kwargs
 
-        kwargs = {**pretrained_defaults(name, pretrained), **kwargs}
+        kwargs = pretrained_kwargs(name, pretrained, kwargs)
     model = fn(**kwargs)
     model.model_name = name
     model.model_kwargs = dict(kwargs)

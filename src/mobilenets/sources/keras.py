@@ -31,7 +31,8 @@ from torch import nn
 from ..models.blocks import ConvBlock, InvertedResidual
 from ._common import MappedState, block_units, family, flat_blocks, has_head_hidden
 
-__all__ = ["BN_EPS", "KerasFile", "KerasLayer", "describe", "expected_layers", "read_keras_file", "to_native"]
+__all__ = ["BN_EPS", "KerasFile", "KerasLayer", "classifier_classes", "describe", "expected_layers", "read_keras_file",
+           "to_native"]
 
 BN_EPS = 1e-3
 
@@ -105,6 +106,37 @@ def read_keras_file(path: str | Path) -> KerasFile:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{path} could not be read as Keras weights (truncated or corrupt?): {exc}") from None
+
+
+def classifier_classes(path: str | Path) -> int | None:
+    """The class count of a Keras file's classifier from the array shapes alone (no array is read).
+
+    Legacy files name the layer (``conv_preds`` V1, ``predictions``/``Logits`` V2, ``logits`` V3); Keras 3
+    files only number layers per class, and the classifier is the last Dense (V2) or Conv2D (V1, V3).
+    ``None`` when the file has no classifier (``include_top=False``) or cannot be read: the loader then
+    says what is wrong with it.
+    """
+    h5py = _import_h5py()
+    try:
+        with h5py.File(path, "r") as f:
+            if "layers" in f and isinstance(f["layers"], h5py.Group) and "layer_names" not in f.attrs:
+                last: dict[str, tuple[int, Any]] = {}
+                for name, g in f["layers"].items():
+                    m = re.fullmatch(r"(conv2d|dense)(?:_(\d+))?", name)
+                    if m and isinstance(g, h5py.Group) and "vars" in g and "0" in g["vars"]:
+                        n = int(m.group(2) or 0)
+                        if m.group(1) not in last or n > last[m.group(1)][0]:
+                            last[m.group(1)] = (n, g["vars"]["0"].shape)
+                shape = (last.get("dense") or last.get("conv2d") or (0, None))[1]
+                return int(shape[-1]) if shape else None
+            group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            for layer in (_str(n) for n in group.attrs.get("layer_names", [])):
+                if normalise(layer) in ("conv_preds", "predictions", "logits"):
+                    names = [_str(n) for n in group[layer].attrs.get("weight_names", [])]
+                    return int(group[layer][names[0]].shape[-1]) if names else None
+    except (OSError, KeyError, ValueError, RuntimeError):
+        return None
+    return None
 
 
 def _str(value: bytes | str) -> str:

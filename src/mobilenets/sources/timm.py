@@ -14,7 +14,9 @@ fused IB renames like the others, and its head is ``conv_head`` (no bias) + ``no
 
 from __future__ import annotations
 
+import difflib
 import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +31,7 @@ from ..models.blocks import (
 )
 from ._common import BN_PARAMS, MappedState, flat_blocks, has_head_hidden
 
-__all__ = ["BN_EPS", "BN_EPS_TF", "describe", "looks_like", "to_native"]
+__all__ = ["BN_EPS", "BN_EPS_TF", "architecture", "describe", "looks_like", "to_native"]
 
 BN_EPS = 1e-5
 BN_EPS_TF = 1e-3
@@ -43,6 +45,75 @@ _CN = {"conv": "conv", "bn1": "bn"}
 _FIB = {"conv_exp": "conv_exp.conv", "bn1": "conv_exp.bn", "conv_pwl": "conv_pwl.conv", "bn2": "conv_pwl.bn"}
 # Blocks whose parameter names inside the block are timm's own.
 _SAME_NAMES = (UniversalInvertedBottleneck, MobileAttentionBlock)
+
+
+# timm's architecture names (``timm.list_models("*mobilenetv[1-4]*")``) that equal one of our models, by
+# pattern; the three digits are the width multiplier x 100.
+_ARCH_PATTERNS = (
+    (re.compile(r"mobilenetv1_(?P<w>\d{3})"), "mobilenet_v1"),
+    (re.compile(r"mobilenetv2_(?P<w>\d{3})"), "mobilenet_v2"),
+    (re.compile(r"(?P<tf>tf_)?mobilenetv3_(?P<size>large|small)_(?P<minimal>minimal_)?(?P<w>\d{3})"), "mobilenet_v3"),
+    (re.compile(r"mobilenetv4_(?P<kind>conv|hybrid)_(?P<size>small|medium|large)(?:_(?P<w>\d{3}))?"), "mobilenet_v4"),
+)
+# timm variants that change the architecture in ways ours do not express, with what they change.
+_UNSUPPORTED = (
+    (re.compile(r"mobilenetv1_\d{3}h"), "a 1x1 head conv + BatchNorm before the classifier"),
+    (re.compile(r"mobilenetv[23]_.*\d{3}d"), "a depth multiplier (more blocks per stage)"),
+    (re.compile(r"mobilenetv3_rw"), "timm's own V3 variant: another stage layout, no head bias"),
+    (re.compile(r"mobilenetv4_conv_(aa|blur)_.*"), "anti-aliased downsampling"),
+)
+# timm's published names, for suggesting the closest to a misspelt one.
+_KNOWN_NAMES = (
+    "mobilenetv1_100", "mobilenetv1_125", "mobilenetv2_035", "mobilenetv2_050", "mobilenetv2_075",
+    "mobilenetv2_100", "mobilenetv2_140", "mobilenetv3_large_075", "mobilenetv3_large_100",
+    "mobilenetv3_small_050", "mobilenetv3_small_075", "mobilenetv3_small_100", "tf_mobilenetv3_large_075",
+    "tf_mobilenetv3_large_100", "tf_mobilenetv3_large_minimal_100", "tf_mobilenetv3_small_075",
+    "tf_mobilenetv3_small_100", "tf_mobilenetv3_small_minimal_100", "mobilenetv4_conv_small_035",
+    "mobilenetv4_conv_small_050", "mobilenetv4_conv_small", "mobilenetv4_conv_medium", "mobilenetv4_conv_large",
+    "mobilenetv4_hybrid_medium", "mobilenetv4_hybrid_large", "mobilenetv4_hybrid_medium_075",
+    "mobilenetv4_hybrid_large_075",
+)
+SUPPORTED_NAMES = ("mobilenetv1_<NNN>, mobilenetv2_<NNN>, [tf_]mobilenetv3_{large,small}[_minimal]_<NNN>, "
+                   "mobilenetv4_{conv,hybrid}_{small,medium,large}[_<NNN>] (NNN = width x 100)")
+
+
+def architecture(name: str) -> tuple[str, dict[str, Any], str]:
+    """Our model name, its ``create_model`` keywords and the loader source for a timm architecture name.
+
+    ``"tf_mobilenetv3_large_075"`` -> ``("mobilenet_v3_large", {"width_mult": 0.75, "width_convention":
+    "timm"}, "timm_tf")``. The source carries what the name implies beyond the widths (the ``tf_``
+    ports' padding and eps, V1's ReLU6: :func:`mobilenets.sources.architecture_options`). A timm
+    variant ours cannot reproduce is a ``ValueError`` naming it and the supported patterns.
+    """
+    base = name.split(".", 1)[0]  # "mobilenetv3_large_100.ra_in1k" is the architecture plus a weights tag
+    for pattern, family in _ARCH_PATTERNS:
+        m = pattern.fullmatch(base)
+        if m is None:
+            continue
+        groups = m.groupdict()
+        kwargs: dict[str, Any] = {}
+        width = int(groups["w"]) / 100 if groups.get("w") else 1.0
+        if width != 1.0:
+            kwargs["width_mult"] = width
+        source = "timm"
+        arch = family
+        if family == "mobilenet_v3":
+            arch = f"mobilenet_v3_{groups['size']}"
+            kwargs["width_convention"] = "timm"
+            if groups["minimal"]:
+                kwargs["minimalistic"] = True
+            if groups["tf"]:
+                source = "timm_tf"
+        elif family == "mobilenet_v4":
+            arch = f"mobilenet_v4_{groups['kind']}_{groups['size']}"
+        return arch, kwargs, source
+    for pattern, change in _UNSUPPORTED:
+        if pattern.fullmatch(base):
+            raise ValueError(f"timm architecture {name!r} has no mobilenets equivalent ({change}); "
+                             f"supported: {SUPPORTED_NAMES}")
+    close = difflib.get_close_matches(base, _KNOWN_NAMES, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"timm architecture {name!r} has no mobilenets equivalent{hint} (supported: {SUPPORTED_NAMES})")
 
 
 def looks_like(state: dict[str, torch.Tensor]) -> bool:
