@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import tarfile
 import urllib.error
 import warnings
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from datasets_on_disk import PER_FILE, SPEC, fake_members, write_dir, write_tar
 from mobilenets.data import datasets as D
 from mobilenets.data.datasets import (
     BadImageError,
@@ -108,78 +108,15 @@ def test_digits_disjoint_and_deterministic(digits):
 # CIFAR: fake archives in the official format
 # --------------------------------------------------------------------------------------------------
 
-SPEC = {
-    "cifar10": (
-        "cifar-10-batches-py",
-        "cifar-10-python.tar.gz",
-        [f"data_batch_{i}" for i in range(1, 6)],
-        ["test_batch"],
-        "batches.meta",
-        b"labels",
-        b"label_names",
-        10,
-    ),
-    "cifar100": (
-        "cifar-100-python",
-        "cifar-100-python.tar.gz",
-        ["train"],
-        ["test"],
-        "meta",
-        b"fine_labels",
-        b"fine_label_names",
-        100,
-    ),
-}
-PER_FILE = 40  # images per fake batch file
-
-
-def _fake_batch(seed: int, n: int, num_classes: int, label_key: bytes) -> bytes:
-    rng = np.random.default_rng(seed)
-    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-    data[:, 0] = seed  # marks the file in the first red pixel
-    labels = [int(v) for v in np.arange(n) % num_classes]
-    d = {b"batch_label": b"fake", label_key: labels, b"data": data, b"filenames": [b"x.png"] * n}
-    if label_key == b"fine_labels":
-        d[b"coarse_labels"] = [lab // 5 for lab in labels]
-    return pickle.dumps(d, protocol=2)
-
-
-def _fake_members(name: str) -> dict[str, bytes]:
-    folder, _, train, test, meta, label_key, names_key, k = SPEC[name]
-    members = {}
-    for i, m in enumerate(train + test):
-        n = PER_FILE if name == "cifar10" else PER_FILE * (5 if m == "train" else 1) * 3
-        members[f"{folder}/{m}"] = _fake_batch(i + 1, n, k, label_key)
-    meta_d = {names_key: [f"class{i}".encode() for i in range(k)], b"num_cases_per_batch": PER_FILE}
-    members[f"{folder}/{meta}"] = pickle.dumps(meta_d, protocol=2)
-    return members
-
-
-def _write_tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for mname, data in members.items():
-            info = tarfile.TarInfo(mname)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def _write_dir(root: Path, members: dict[str, bytes]) -> None:
-    for mname, data in members.items():
-        p = root / mname
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-
-
 @pytest.fixture(params=["cifar10", "cifar100"])
 def fake_cifar(request, tmp_path):
     name = request.param
-    members = _fake_members(name)
+    members = fake_members(name)
     tar_dir = tmp_path / "tar"
     tar_dir.mkdir()
-    tar = _write_tar(tar_dir / SPEC[name][1], members)
+    tar = write_tar(tar_dir / SPEC[name][1], members)
     ext_dir = tmp_path / "extracted"
-    _write_dir(ext_dir, members)
+    write_dir(ext_dir, members)
     return name, tar, ext_dir, members
 
 
@@ -251,7 +188,7 @@ class _Evil:
 
 
 def _evil_members(marker: Path) -> dict[str, bytes]:
-    members = _fake_members("cifar10")
+    members = fake_members("cifar10")
     members["cifar-10-batches-py/data_batch_1"] = pickle.dumps(
         {b"data": _Evil(marker), b"labels": []}, protocol=2
     )
@@ -260,7 +197,7 @@ def _evil_members(marker: Path) -> dict[str, bytes]:
 
 def test_restricted_unpickler_refuses_code_from_tarball(tmp_path):
     marker = tmp_path / "pwned"
-    tar = _write_tar(tmp_path / "cifar-10-python.tar.gz", _evil_members(marker))
+    tar = write_tar(tmp_path / "cifar-10-python.tar.gz", _evil_members(marker))
     with pytest.raises(UnsafePickleError) as err:
         load_cifar(tar, "cifar10", "train")
     assert not marker.exists()
@@ -270,7 +207,7 @@ def test_restricted_unpickler_refuses_code_from_tarball(tmp_path):
 
 def test_restricted_unpickler_refuses_code_from_folder(tmp_path):
     marker = tmp_path / "pwned"
-    _write_dir(tmp_path, _evil_members(marker))
+    write_dir(tmp_path, _evil_members(marker))
     with pytest.raises(UnsafePickleError, match=r"data_batch_1.*system"):
         load_cifar(tmp_path, "cifar10", "train")
     assert not marker.exists()
@@ -310,7 +247,7 @@ def test_download_offline_error_and_no_partial_file(tmp_path, monkeypatch):
 
 
 def test_download_verifies_checksum_and_is_atomic(tmp_path, monkeypatch):
-    payload = _write_tar(tmp_path / "src.tar.gz", _fake_members("cifar10")).read_bytes()
+    payload = write_tar(tmp_path / "src.tar.gz", fake_members("cifar10")).read_bytes()
     dest_dir = tmp_path / "data"
     monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(payload))
     with pytest.raises(RuntimeError, match="checksum"):

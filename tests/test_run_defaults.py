@@ -14,38 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from cli_env import cli_env
+from datasets_on_disk import make_texture_folder
 from mobilenets.config import TrainConfig, load_config
 from mobilenets.engine.defaults import resolve_batch_size, resolve_dataset_defaults
 from mobilenets.engine.train import train
 
 TINY = ["data.name=synthetic", "data.synthetic_size=96", "data.image_size=16", "model.num_classes=3",
         "model.kwargs={width_mult: 0.35}", "quiet=true", "threads=1", "epochs=1"]
-
-
-def make_texture_folder(root: Path, per_class: tuple[int, int] = (30, 20), seed: int = 1) -> Path:
-    """An ImageFolder (``train/<class>/*.jpg``, ``val/<class>/*.jpg``, no ``test/``) of photo-sized JPEGs:
-    horizontal stripes, vertical stripes or a checkerboard, in random colours, periods and phases, with noise."""
-    rng = np.random.default_rng(seed)
-    for split, n in zip(("train", "val"), per_class):
-        for cls in ("horizontal", "vertical", "checker"):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                h, w = (int(v) for v in rng.integers(96, 161, 2))
-                half = int(rng.integers(8, 14)) // 2
-                yy, xx = np.mgrid[0:h, 0:w]
-                dy, dx = rng.integers(0, 2 * half, 2)
-                rows, cols = ((yy + dy) // half) % 2, ((xx + dx) // half) % 2
-                mask = rows if cls == "horizontal" else cols if cls == "vertical" else rows ^ cols
-                c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-                img = np.where(mask[..., None] == 1, c1, c2) + rng.normal(0, 10, (h, w, 3))
-                Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i:03d}.jpg", quality=90)
-    return root
 
 
 def test_tiny_image_folder_trains_with_nothing_but_its_root(tmp_path: Path, monkeypatch, capsys) -> None:
