@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
-__all__ = ["plot_confusion_matrix", "plot_training_curves", "read_metrics"]
+__all__ = ["best_epoch", "plot_confusion_matrix", "plot_training_curves", "read_metrics", "training_curve_figures"]
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float | None]]:
@@ -23,34 +24,117 @@ def _pyplot():
     return plt
 
 
-def plot_training_curves(metrics_csv: str | Path, out_dir: str | Path) -> list[Path]:
-    """Write ``loss.png``, ``accuracy.png`` and ``lr.png``; returns their paths."""
+def best_epoch(rows: list[dict[str, float | None]]) -> tuple[int, float, str] | None:
+    """``(epoch, val top-1, "model" | "ema")`` of the weights a run kept, as training chooses them.
+
+    The same rule as :mod:`mobilenets.engine.train`: per epoch the better of the raw and the EMA
+    validation top-1 (raw on a tie), and over epochs the first one reaching the maximum (a later
+    equal score does not replace the saved weights). ``None`` when no row has a validation score.
+    """
+    best: tuple[int, float, str] | None = None
+    for row in rows:
+        candidates = [(src, row.get(key)) for src, key in (("model", "val_acc1"), ("ema", "ema_val_acc1"))]
+        scored = [(src, float(v)) for src, v in candidates if v is not None]
+        if not scored or row.get("epoch") is None:
+            continue
+        source, acc = max(scored, key=lambda c: c[1])
+        if best is None or acc > best[1]:
+            best = (int(row["epoch"]), acc, source)  # type: ignore[arg-type]
+    return best
+
+
+def _run_label_smoothing(metrics_csv: Path) -> float | None:
+    """``aug.label_smoothing`` from the run's config.yaml beside metrics.csv (None if not recorded)."""
+    config = metrics_csv.parent / "config.yaml"
+    if not config.is_file():
+        return None
+    try:
+        import yaml
+
+        raw = yaml.safe_load(config.read_text()) or {}
+        value = (raw.get("aug") or {}).get("label_smoothing") if isinstance(raw, dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def training_curve_figures(
+    metrics_csv: str | Path, *, run_name: str | None = None, label_smoothing: float | None = None
+) -> dict[str, Any]:
+    """The ``loss.png`` / ``accuracy.png`` / ``lr.png`` figures of a run, not yet saved (name → Figure).
+
+    Why each decoration: epochs are whole numbers (a 2-epoch run otherwise gets ticks at 1.2, 1.4, ...);
+    a title naming the run keeps PNGs from different runs apart once copied elsewhere; the best epoch is
+    marked because those are the weights the run kept (``model.safetensors``), not the last ones; and
+    with label smoothing on, the training loss is measured against smoothed targets (and augmented
+    images) so it sits above the validation loss by design, which the loss plot says instead of
+    leaving it to look like a bug. ``run_name`` defaults to the run directory's name and
+    ``label_smoothing`` to the value in the run's ``config.yaml`` (no note when neither is known).
+    """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    metrics_csv = Path(metrics_csv)
     rows = read_metrics(metrics_csv)
-    out_dir = Path(out_dir)
+    name = run_name if run_name is not None else metrics_csv.resolve().parent.name
+    smoothing = label_smoothing if label_smoothing is not None else _run_label_smoothing(metrics_csv)
+    best = best_epoch(rows)
     epochs = [r["epoch"] for r in rows]
     panels = {
-        "loss.png": ("loss", [("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)")]),
-        "accuracy.png": ("top-1 accuracy (%)", [("val_acc1", "val"), ("ema_val_acc1", "val (EMA)")]),
-        "lr.png": ("learning rate", [("lr", "lr (end of epoch)")]),
+        "loss.png": ("loss", "loss", [("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)")]),
+        "accuracy.png": ("top-1 accuracy (%)", "validation top-1",
+                         [("val_acc1", "val"), ("ema_val_acc1", "val (EMA)")]),
+        "lr.png": ("learning rate", "learning rate", [("lr", "lr (end of epoch)")]),
     }
-    written = []
-    for name, (ylabel, series) in panels.items():
+    figures: dict[str, Any] = {}
+    for fname, (ylabel, what, series) in panels.items():
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
         for key, label in series:
             pts = [(e, r[key]) for e, r in zip(epochs, rows) if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o", markersize=2.5, label=label)
+        if best is not None:
+            weights = "EMA" if best[2] == "ema" else "raw"
+            ax.axvline(best[0], color="0.4", linestyle="--", linewidth=1,
+                       label=f"best epoch {best[0]} ({weights} val top-1 {best[1]:.2f}%)")
+            if fname == "accuracy.png":
+                ax.plot([best[0]], [best[1]], marker="*", markersize=12, color="#cc3311", linestyle="none")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
+        ax.set_title(f"{name}: {what}" if name else what)
         ax.grid(alpha=0.3)
-        if name == "lr.png":
+        if fname == "lr.png":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / name)
+        if epochs:  # half an epoch either side: a one-epoch run still gets the integer tick under its point
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)  # type: ignore[type-var,operator]
+        ax.legend(fontsize=8)
+        if fname == "loss.png" and smoothing:
+            fig.text(0.01, 0.01, f"label smoothing {smoothing:g}: train loss is measured against smoothed targets "
+                     "(on augmented images),\nso it stays above val loss even when the model fits well",
+                     fontsize=7, color="0.3", va="bottom", ha="left")
+            fig.tight_layout(rect=(0, 0.08, 1, 1))
+        else:
+            fig.tight_layout()
+        figures[fname] = fig
+    return figures
+
+
+def plot_training_curves(
+    metrics_csv: str | Path, out_dir: str | Path, *, run_name: str | None = None,
+    label_smoothing: float | None = None,
+) -> list[Path]:
+    """Write ``loss.png``, ``accuracy.png`` and ``lr.png``; returns their paths.
+
+    See :func:`training_curve_figures` for what they show and the defaults of the keywords.
+    """
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    written = []
+    for fname, fig in training_curve_figures(metrics_csv, run_name=run_name, label_smoothing=label_smoothing).items():
+        fig.savefig(out_dir / fname)
         plt.close(fig)
-        written.append(out_dir / name)
+        written.append(out_dir / fname)
     return written
 
 
