@@ -2,7 +2,12 @@
 
 Each sub-command parses its arguments and calls one library function; nothing here is needed to use
 the library from Python. Errors that come from bad input (``ValueError``, ``FileNotFoundError``) are
-printed as one line and exit with status 2 instead of a traceback.
+printed as one line and exit with status 2 instead of a traceback; hints in library messages that name
+a Python function (``see mobilenets.list_models()``) are reworded to the command that does the same.
+
+One override syntax for every command that takes options for a model or a config: trailing
+``KEY=VALUE`` arguments (``mobilenets profile mobilenet_v3_small small_input=true``), as ``train``
+has; ``--set KEY=VALUE`` still works as an alias.
 """
 
 from __future__ import annotations
@@ -10,23 +15,63 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
-__all__ = ["main", "parse_set"]
+__all__ = ["add_overrides_argument", "examples", "main", "override_items", "parse_set", "version", "wrap_description"]
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
-    """``--set key=value`` pairs; values parsed as YAML scalars (``true``, ``0.5``, ``[1, 2]``)."""
+    """``key=value`` pairs (positional overrides or ``--set``); values parsed as YAML scalars
+    (``true``, ``0.5``, ``[1, 2]``)."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set {item!r} invalid; expected key=value")
+            raise ValueError(f"{item!r} is not a KEY=VALUE override (e.g. width_mult=0.5)")
         key, value = item.split("=", 1)
+        if not key.strip():
+            raise ValueError(f"{item!r} has no key before '='; expected KEY=VALUE (e.g. width_mult=0.5)")
         out[key.strip()] = yaml.safe_load(value)
     return out
+
+
+def add_overrides_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """Trailing ``KEY=VALUE`` positionals plus the older ``--set KEY=VALUE`` alias, for ``what``."""
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", default=[],
+                   help=f"{what}, e.g. width_mult=0.5 (values parsed as YAML: true, 0.5, [1, 2])")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="the same as a trailing KEY=VALUE (kept as an alias), repeatable")
+
+
+def override_items(args: argparse.Namespace) -> list[str]:
+    """``--set`` items then trailing ``KEY=VALUE`` items (a key given twice: the trailing one wins)."""
+    return [*(getattr(args, "set", None) or []), *(getattr(args, "overrides", None) or [])]
+
+
+def examples(*lines: str) -> str:
+    """An ``examples:`` epilog for a sub-command's ``--help`` (used with RawDescriptionHelpFormatter)."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def wrap_description(text: str) -> str:
+    """A paragraph wrapped for a RawDescriptionHelpFormatter description (which keeps line breaks)."""
+    return "\n".join(textwrap.wrap(" ".join(text.split()), 100))
+
+
+def version() -> str:
+    """The installed distribution's version (package metadata), else ``mobilenets.__version__``."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("mobilenets")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
 
 
 # ------------------------------------------------------------------------------------------ profile
@@ -34,7 +79,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from .analysis.profile import profile
     from .models import create_model
 
-    kwargs = parse_set(args.set)
+    kwargs = parse_set(override_items(args))
     if args.width_mult is not None:
         kwargs["width_mult"] = args.width_mult
     model = create_model(args.model, **kwargs)
@@ -54,7 +99,21 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     from .models import get_model_kwargs, list_models
 
-    for name in list_models(args.pattern):
+    if args.pretrained:
+        from .pretrained import get_pretrained, list_pretrained
+
+        tags = list_pretrained(args.pattern)
+        if not tags and args.pattern != "*":
+            raise ValueError(f"no pretrained tag matches {args.pattern!r}; `mobilenets list --pretrained` lists all")
+        for tag in tags:
+            entry = get_pretrained(tag)
+            top1 = f", top-1 {entry.top1:.2f}%" if entry.top1 is not None else ""
+            print(f"{tag}  ({entry.arch}, {entry.source}{top1})" if args.verbose else tag)
+        return 0
+    names = list_models(args.pattern)
+    if not names:
+        raise ValueError(f"no model matches {args.pattern!r}; `mobilenets list` lists all")
+    for name in names:
         if args.verbose:
             opts = ", ".join(f"{k}={v!r}" for k, v in get_model_kwargs(name).items())
             print(f"{name}: {opts}")
@@ -140,6 +199,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         args.weights, data=args.data, root=args.data_root, split=args.split, batch_size=args.batch_size,
         device=args.device, out_dir=args.out,
     )
+    if result["split"] != args.split:  # e.g. "val (no test/ folder)": say it where the figure is read
+        print(f"mobilenets eval: note: --split {args.split} is measured on {result['split']}, which also chose "
+              "the best epoch: not a held-out figure", file=sys.stderr)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "confusion"}))
         return 0
@@ -156,6 +218,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import predict_images
 
+    if args.topk < 1:
+        raise ValueError(f"--topk {args.topk} invalid; expected a positive integer")
     results = predict_images(args.images, args.weights, topk=args.topk, device=args.device)
     if args.json:
         print(json.dumps(results))
@@ -167,22 +231,48 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- plumbing
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mobilenets", description="The MobileNet family: models, training, deployment.")
+    parser = argparse.ArgumentParser(
+        prog="mobilenets", description="The MobileNet family: models, training, deployment.",
+        formatter_class=_RAW,
+        epilog=examples("mobilenets train                      # the digits main job (about 90 s on 2 cores)",
+                        "mobilenets eval runs/digits --json",
+                        "mobilenets COMMAND --help             # options and examples of one command"),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("profile", help="parameters, MACs and per-layer cost of a model")
+    p = sub.add_parser(
+        "profile", help="parameters, MACs and per-layer cost of a model", formatter_class=_RAW,
+        description=wrap_description("Count parameters and multiply-accumulates analytically, layer by layer, with the V1 "
+                          "paper's breakdown by layer type; trailing KEY=VALUE arguments are create_model "
+                          "keywords."),
+        epilog=examples("mobilenets profile mobilenet_v1 --width-mult 0.5 --input-size 160",
+                        "mobilenets profile mobilenet_v3_small small_input=true num_classes=10 --input-size 32",
+                        "mobilenets profile mobilenet_v3_large --json"),
+    )
     p.add_argument("model", help="model name (see `mobilenets list`)")
+    add_overrides_argument(p, "create_model keyword")
     p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's)")
-    p.add_argument("--width-mult", type=float, default=None, help="width multiplier α")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any create_model keyword, repeatable")
+    p.add_argument("--width-mult", type=float, default=None, help="width multiplier α (same as width_mult=...)")
     p.add_argument("--json", action="store_true", help="print one JSON object (params, macs, rows, ...)")
     p.add_argument("--all-rows", action="store_true", help="do not truncate the per-layer table")
     p.set_defaults(func=_cmd_profile)
 
-    p = sub.add_parser("list", help="registered model names")
-    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mobilenet_v3*'")
-    p.add_argument("-v", "--verbose", action="store_true", help="show each model's keywords and defaults")
+    p = sub.add_parser(
+        "list", help="registered model names (or pretrained weight tags)", formatter_class=_RAW,
+        description="List the registered model names, or with --pretrained the registry tags of published weights.",
+        epilog=examples("mobilenets list 'mobilenet_v3*' -v", "mobilenets list --pretrained 'mobilenet_v4*'"),
+    )
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'mobilenet_v3*' (default: all)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list pretrained weight tags (for model.pretrained=, convert, create_model) instead")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show each model's keywords and defaults (with --pretrained: architecture, source, top-1)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser(
@@ -197,23 +287,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every key with its resolved value and help, then exit (train nothing)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate weights or an exported/quantized artifact")
+    p = sub.add_parser(
+        "eval", help="evaluate weights or an exported/quantized artifact on a dataset split", formatter_class=_RAW,
+        description=wrap_description("Top-1, top-5, per-class accuracy and a confusion-matrix PNG. A training run "
+                          "directory brings its dataset and data.root from its config.yaml, so --data and "
+                          "--data-root are only needed for other data."),
+        epilog=examples("mobilenets eval runs/digits", "mobilenets eval model_int8.pte --json",
+                        "mobilenets eval runs/cifar10 --split val --data-root ~/data"),
+    )
     p.add_argument("weights", help="run directory, save_pretrained directory, or an artifact (.onnx, .pt, .pt2, .pte, .xml)")
     p.add_argument("--data", default=None, help="dataset name (default: the one the weights were trained on)")
-    p.add_argument("--data-root", default=None, help="dataset root for cifar10/cifar100/imagefolder")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="dataset directory for cifar10/cifar100/imagefolder (default: the run's data.root)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="which split to measure (default: test; an image folder without test/ uses val)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per evaluation batch (default: 256)")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N, mps or auto (default: auto; artifacts always run on the CPU)")
     p.add_argument("--out", default=None, help="where to write confusion_<split>.png (default: the weights directory)")
     p.add_argument("--json", action="store_true", help="print one JSON object with acc1 and acc5 in percent")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes of image files")
+    p = sub.add_parser(
+        "predict", help="top-k classes of image files", formatter_class=_RAW,
+        description="Classify image files with weights or any exported/quantized artifact, using its own preprocessing.",
+        epilog=examples("mobilenets predict docs/digit_7.png --weights runs/digits",
+                        "mobilenets predict a.jpg b.jpg --weights model.onnx --topk 3 --json"),
+    )
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--weights", required=True, help="run/weights directory or an exported/quantized artifact")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--topk", type=int, default=5, help="how many classes to show per image (default: 5)")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N, mps or auto (default: auto; artifacts always run on the CPU)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON list: per image its top classes with index and probability")
     p.set_defaults(func=_cmd_predict)
 
     # Sub-commands that live beside the code they drive (each module adds its own parsers).
@@ -227,15 +334,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Hints in library messages that name a Python call, and the command that does the same from a shell.
+_CLI_HINTS = {
+    "mobilenets.list_models()": "`mobilenets list`",
+    "mobilenets.list_pretrained()": "`mobilenets list --pretrained`",
+}
+
+
+def cli_message(message: str) -> str:
+    """A library error message as the command line shows it: Python-call hints become commands."""
+    for python, command in _CLI_HINTS.items():
+        message = message.replace(python, command)
+    return message
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse, letting ``KEY=VALUE`` overrides also follow options (``profile m --input-size 32 k=v``).
+
+    argparse fills a ``nargs="*"`` positional only once, from the first run of positionals, so later
+    ``KEY=VALUE`` items would be "unrecognized arguments"; they are appended to the command's overrides.
+    """
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        field = next((f for f in ("overrides", "items") if isinstance(getattr(args, f, None), list)), None)
+        stray = [e for e in extra if e.startswith("-") or "=" not in e]
+        if field is None or stray:
+            _subparser(parser, getattr(args, "command", "") or "").error(
+                f"unrecognized arguments: {' '.join(stray or extra)}")
+        getattr(args, field).extend(extra)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:
         # Bad input: one clear line, no traceback (the message names the value and what was expected).
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"mobilenets {args.command}: error: {msg}", file=sys.stderr)
+        print(f"mobilenets {args.command}: error: {cli_message(str(msg))}", file=sys.stderr)
         return 2
 
 

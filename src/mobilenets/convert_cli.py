@@ -4,14 +4,14 @@
 
     mobilenets convert mobilenet_v3_large-8738ca79.pth --arch mobilenet_v3_large --out mnv3l
     mobilenets convert tf_mobilenetv3_large_100-427764d5.pth --source timm_tf --arch mobilenet_v3_large \\
-        --set width_convention=timm --out mnv3l_tf
+        width_convention=timm --out mnv3l_tf
     mobilenets convert weights_mobilenet_v3_small_224_1.0_float.h5 --arch mobilenet_v3_small \\
-        --set width_convention=keras --out mnv3s_keras
+        width_convention=keras --out mnv3s_keras
     mobilenets convert mobilenet_v2.tv_in1k --out mnv2        # a registry tag brings its own --arch
 
 The output directory holds ``model.safetensors`` + ``config.json`` and loads with
 ``mobilenets.from_pretrained(DIR)`` without the source library. ``num_classes`` is read from the file
-unless ``--set num_classes=N`` says otherwise; the source's padding, BatchNorm eps and normalisation are
+unless ``num_classes=N`` (or ``--set num_classes=N``) says otherwise; the source's padding, BatchNorm eps and normalisation are
 recorded. The lead wires :func:`register` into ``mobilenets.cli``.
 """
 
@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .cli import add_overrides_argument, examples, override_items
 from .cli import parse_set as _parse_set
 
 __all__ = ["convert", "register"]
@@ -110,7 +111,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         text = Path(args.class_names).read_text()
         names = [line.strip() for line in text.splitlines() if line.strip()]
     try:
-        out = convert(args.src, args.out, arch=args.arch, source=args.source, kwargs=_parse_set(args.set),
+        out = convert(args.src, args.out, arch=args.arch, source=args.source, kwargs=_parse_set(override_items(args)),
                       class_names=names, allow_unverified=args.allow_unverified)
     except ImportError as exc:  # h5py missing for a Keras file: an install problem, said in one line
         raise ValueError(str(exc)) from None
@@ -131,15 +132,24 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     p = subparsers.add_parser(
         "convert", help="convert torchvision/timm/Keras weights to the native format",
-        description="Convert a torchvision or timm state dict (.pth/.pt/.bin/.safetensors), a Keras weights file "
-        "(.h5/.weights.h5) or a registry tag into model.safetensors + config.json.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Convert a torchvision or timm state dict (.pth/.pt/.bin/.safetensors), a Keras weights file\n"
+        "(.h5/.weights.h5) or a registry tag into model.safetensors + config.json. Trailing KEY=VALUE\n"
+        "arguments are create_model keywords.",
+        epilog=examples(
+            "mobilenets convert mobilenet_v2.tv_in1k --out weights/v2      # a tag brings its own --arch",
+            "mobilenets convert mobilenet_v3_large-8738ca79.pth --arch mobilenet_v3_large --out weights/v3l",
+            "mobilenets convert tf_mobilenetv3_large_100.pth --source timm_tf --arch mobilenet_v3_large "
+            "width_convention=timm --out weights/v3l_tf",
+            "mobilenets list --pretrained                                  # the registry tags",
+        ),
     )
-    p.add_argument("src", help="weights file, or a registry tag such as mobilenet_v3_large.tv_in1k")
+    p.add_argument("src", help="weights file, or a registry tag such as mobilenet_v3_large.tv_in1k "
+                   "(see `mobilenets list --pretrained`)")
+    add_overrides_argument(p, "create_model keyword (width_mult=0.75, width_convention=timm, num_classes=N, ...)")
     p.add_argument("--source", default="auto", choices=SOURCES,
                    help="who wrote the file (default: detected; timm_tf = timm's tf_ ports)")
     p.add_argument("--arch", default=None, help="model name, e.g. mobilenet_v3_large (implied by a tag)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="create_model keyword, repeatable (width_mult=0.75, width_convention=timm, ...)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--class-names", default=None, help="text file with one class name per line")
     p.add_argument("--allow-unverified", action="store_true",

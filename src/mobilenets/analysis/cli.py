@@ -13,12 +13,94 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cmd_experiment", "cmd_report", "main", "register"]
+__all__ = ["best_backend_note", "cmd_experiment", "cmd_report", "main", "register"]
+
+
+def _latency_text(row: dict[str, Any]) -> str:
+    """The latency column of a results line: eager, and the best backend when it is another one."""
+    eager, best, backend = row.get("latency_eager_ms"), row.get("latency_best_ms"), row.get("best_backend")
+    if eager is None:
+        return "latency —"
+    if backend in (None, "eager") or best is None:
+        return f"latency {eager:.2f} ms eager"
+    return f"latency {eager:.2f} ms eager / {best:.2f} ms {backend}"
+
+
+def best_backend_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """A line saying which extra adds a real runtime when every best backend is a PyTorch variant."""
+    from .latency import PYTORCH_ONLY_BACKENDS, missing_runtime_extras
+
+    if not rows or any(r.get("best_backend") not in (None, *PYTORCH_ONLY_BACKENDS) for r in rows):
+        return None
+    missing = missing_runtime_extras()
+    if not missing:
+        return None
+    backend, extra = missing[0]
+    others = ", ".join(f"'mobilenets[{e}]'" for e in dict.fromkeys(e for _, e in missing[1:]) if e != extra)
+    also = f" ({others} add the others)" if others else ""
+    return (f"note: no runtime extra is installed, so the best-backend column is PyTorch only; "
+            f"pip install 'mobilenets[{extra}]' adds {backend} to it{also}, then delete the runs' latency.json "
+            "to re-measure")
+
+
+def _dry_run(spec: Any, exp_dir: Path, overrides: Sequence[str]) -> None:
+    """List the jobs with their state and estimate the time of those still to do.
+
+    The estimate is the ``wall_time_s`` of the first finished job (its summary.json) for each job to
+    do, scaled by the epochs left for a resumable one: rough when runs differ in model or size, but
+    better than nothing before committing hours of CPU.
+    """
+    import json
+
+    from ..engine.progress import format_duration
+    from .experiment import plan_jobs
+
+    jobs = plan_jobs(spec, exp_dir)
+    per_job: float | None = None
+    source = None
+    for job in jobs:
+        if job.finished:
+            try:
+                wall = json.loads((job.run_dir / "summary.json").read_text()).get("wall_time_s")
+            except (OSError, ValueError):
+                continue
+            if isinstance(wall, (int, float)) and wall > 0:
+                per_job, source = float(wall), job.run_dir
+                break
+    remaining = 0.0
+    todo = 0
+    for job in jobs:
+        state = "finished" if job.finished else "resume" if job.resumable else "todo"
+        print(f"{state:8s} {job.run_dir}  {' '.join(job.run.overrides)}")
+        if job.finished:
+            continue
+        todo += 1
+        remaining += _fraction_left(spec, job, overrides)
+    print(f"{len(jobs) - todo}/{len(jobs)} jobs finished, {todo} to do")
+    if not todo:
+        return
+    if per_job is None:
+        print("estimate: none yet (no finished job to time; the first finished job's wall_time_s sets it)")
+        return
+    print(f"estimate: ~{format_duration(per_job)} per job (wall_time_s of {source}); "
+          f"~{format_duration(per_job * remaining)} for the {todo} jobs to do")
+
+
+def _fraction_left(spec: Any, job: Any, overrides: Sequence[str]) -> float:
+    """1 for a job to start; for a resumable one, the share of its epochs not yet in metrics.csv."""
+    if not job.resumable:
+        return 1.0
+    try:
+        epochs = spec.config_for(job.run, job.seed, job.run_dir, list(overrides)).epochs
+        done = max(0, len((job.run_dir / "metrics.csv").read_text().splitlines()) - 1)
+    except (OSError, ValueError):
+        return 1.0
+    return max(0.0, 1.0 - done / max(epochs, 1))
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run or continue an experiment grid; print where its results are."""
-    from .experiment import load_spec, plan_jobs, run_experiment
+    from .experiment import load_spec, run_experiment
 
     for item in args.overrides:
         if "=" not in item:
@@ -26,11 +108,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     exp_dir = Path(args.output or Path("runs") / "experiments" / spec.name)
     if args.seeds:
-        spec.seeds = [int(s) for s in args.seeds.split(",")]
+        try:
+            spec.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise ValueError(f"--seeds {args.seeds!r} invalid; expected comma-separated integers, e.g. 0,1,2") from None
     if args.dry_run:
-        for job in plan_jobs(spec, exp_dir):
-            state = "finished" if job.finished else "resume" if job.resumable else "todo"
-            print(f"{state:8s} {job.run_dir}  {' '.join(job.run.overrides)}")
+        _dry_run(spec, exp_dir, args.overrides)
         return 0
     results = run_experiment(spec, exp_dir, extra_overrides=list(args.overrides))
     for row in results["summary"]:
@@ -38,7 +121,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         std = row.get("test_acc1_std")
         acc_txt = "—" if acc is None else f"{acc:.2f}" + (f" ± {std:.2f}" if std is not None else "")
         print(f"{row['name']:28s} params {row['params'] / 1e6:7.3f}M  MACs {row['macs'] / 1e6:9.2f}M  top-1 {acc_txt:>14s}  "
-              f"latency {row['latency_eager_ms']:.2f} ms eager / {row['latency_best_ms']:.2f} ms {row['best_backend']}")
+              f"{_latency_text(row)}")
+    note = best_backend_note(results["summary"])
+    if note:
+        print(note)
     print(f"results: {exp_dir / 'results.json'} ({results['finished']}/{results['total']} jobs)")
     if results["errors"]:
         print("failed: " + "; ".join(f"{k}: {v}" for k, v in results["errors"].items()), file=sys.stderr)
@@ -58,27 +144,40 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``experiment`` and ``report`` sub-commands to an ``argparse`` sub-parser set."""
+    from ..cli import examples
+
     p = subparsers.add_parser(
         "experiment", help="run a grid of training runs (resumable) and collect results.json",
-        description="Run every (run, seed) job of an experiment spec; finished jobs are skipped and killed ones resume "
-        "from their checkpoint, so re-running the same command continues a grid. Trailing key=value overrides apply "
-        "to every run (e.g. data.root=~/data).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run every (run, seed) job of an experiment spec; finished jobs are skipped and killed ones resume\n"
+        "from their checkpoint, so re-running the same command continues a grid. Trailing key=value overrides\n"
+        "apply to every run (e.g. data.root=~/data).",
+        epilog=examples(
+            "mobilenets experiment configs/experiments/seed004_digits.yaml --dry-run   # jobs, state, time estimate",
+            "mobilenets experiment configs/experiments/seed004_digits.yaml --seeds 0,1,2",
+            "mobilenets experiment configs/experiments/seed004_digits.yaml epochs=2 -o runs/experiments/smoke"),
     )
     p.add_argument("spec", help="experiment YAML (see configs/experiments/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="TrainConfig override for every run")
     p.add_argument("-o", "--output", default=None, help="experiment directory (default runs/experiments/<name>)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds, replacing the spec's (e.g. 0,1,2)")
-    p.add_argument("--dry-run", action="store_true", help="list the jobs and their state, train nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the jobs, their state and an estimated time for those to do; train nothing")
     p.set_defaults(func=cmd_experiment)
 
     p = subparsers.add_parser(
         "report", help="HTML + Markdown report of experiments or runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it.",
+        epilog=examples(
+            "mobilenets report runs/experiments/seed004_digits -o report.html",
+            "mobilenets report runs/digits runs/v2 --title 'digits runs' --no-markdown"),
     )
-    p.add_argument("dirs", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR")
+    p.add_argument("dirs", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR",
+                   help="experiment directories (results.json) and/or training run directories (summary.json)")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     p.add_argument("--model", default=None, help="run name for the per-layer bars and architecture diagram")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="report title (default: from the experiment names)")
     p.add_argument("--no-markdown", action="store_true", help="skip the Markdown twin")
     p.set_defaults(func=cmd_report)
 

@@ -25,7 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LatencyResult", "layer_latency", "measure_latency", "time_forward"]
+__all__ = ["PYTORCH_ONLY_BACKENDS", "LatencyResult", "layer_latency", "measure_latency", "missing_runtime_extras",
+           "time_forward"]
+
+#: Best-backend candidates that need nothing beyond PyTorch: when one of these wins, no runtime was compared.
+PYTORCH_ONLY_BACKENDS = ("eager", "channels_last", "fused+channels_last")
 
 
 @dataclass
@@ -118,6 +122,27 @@ def measure_latency(
         backends.update(_pytorch_variants(model, x, runs=runs, warmup=warmup))
     best = min(backends, key=lambda k: backends[k])
     return LatencyResult(eager, backends[best], best, backends, torch.get_num_threads(), note)
+
+
+def missing_runtime_extras() -> list[tuple[str, str]]:
+    """``(backend, pip extra)`` for each runtime the best-backend measurement tries but cannot run here.
+
+    Why: without ONNX Runtime, OpenVINO or ExecuTorch installed, "best backend" can only be a PyTorch
+    layout variant, often eager itself; the experiment output names the extra that would add a real
+    runtime instead of printing the eager figure twice. Order: fastest first on the CPUs measured
+    (``mobilenets.deploy.bench.BEST_ORDER``), so the first entry is the one to install.
+    """
+    try:
+        from ..deploy.bench import BACKENDS, BEST_LATENCY_BACKENDS, BEST_ORDER
+    except ImportError:
+        return []
+    tried = [k for k in BEST_ORDER["single"] if k in BEST_LATENCY_BACKENDS and BACKENDS[k].requires]
+    out = []
+    for key in tried:
+        backend = BACKENDS[key]
+        if not backend.available():
+            out.append((key, backend.requires[0][1]))
+    return out
 
 
 def layer_latency(

@@ -4,6 +4,10 @@
 library function and raises ``ValueError`` / ``FileNotFoundError`` for bad input, which the main
 command line prints as one line. The export formats, quantization targets and benchmark backends
 offered here (choices and ``--help`` tables) come from the same tables the library uses.
+
+``export`` and ``quantize`` print their stages on stderr (loading, calibrating n/N, exporting, lowering,
+verifying, evaluating n/N): the slowest take a minute and a half in compilers that print nothing.
+stdout holds only the result, so ``--json`` output stays one JSON document.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import argparse
 import json
 import sys
 
+from ..cli import add_overrides_argument, examples, override_items, wrap_description
 from ..cli import parse_set as _parse_set
+from ..engine.stages import StageLog
 
 __all__ = ["register"]
 
@@ -36,7 +42,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
     result = export_model(args.weights, args.format, args.out, batch=args.batch, input_size=args.input_size,
-                          verify=not args.no_verify, threads=args.threads)
+                          verify=not args.no_verify, threads=args.threads, log=StageLog())
     print(json.dumps(result.to_dict()) if args.json else result.summary())
     return 0
 
@@ -47,7 +53,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     result = quantize_weights(
         args.weights, method=args.method, target=args.target, out=args.out, calib_batches=args.calib_batches,
         calib_batch_size=args.calib_batch_size, data=args.data, root=args.data_root, split=args.split,
-        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, log=None if args.json else _log,
+        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, log=StageLog(),
     )
     print(json.dumps(result.to_dict()) if args.json else result.summary())
     return 0
@@ -58,7 +64,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     results = run_bench(
         args.model, backends=args.backends, batches=args.batch, input_size=args.input_size, threads=args.threads,
-        kwargs=_parse_set(args.set), min_time_s=args.min_time, min_runs=args.min_runs,
+        kwargs=_parse_set(override_items(args)), min_time_s=args.min_time, min_runs=args.min_runs,
         log=None if args.json else _log,
     )
     if args.json:
@@ -78,9 +84,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export", help="export weights to ONNX/TorchScript/pt2/ExecuTorch/OpenVINO, verified in its runtime",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Export a weights or run directory with BatchNorm folded and dropout removed, reload the file "
-        "in its own runtime and compare with eager PyTorch (fails above 1e-4 max abs difference).",
-        epilog="formats:\n" + format_table(),
+        description=wrap_description(
+            "Export a weights or run directory with BatchNorm folded and dropout removed, reload the file in its "
+            "own runtime and compare with eager PyTorch (fails above 1e-4 max abs difference). Stages are "
+            "printed on stderr."),
+        epilog="formats:\n" + format_table() + "\n\n" + examples(
+            "mobilenets export runs/digits --format onnx --out model.onnx",
+            "mobilenets export runs/digits --format executorch --out model.pte --batch dynamic",
+            "mobilenets export runs/digits --format openvino --out model.xml --json"),
     )
     p.add_argument("weights", help="weights directory (model.safetensors + config.json) or training run directory")
     p.add_argument("--format", required=True, choices=list(FORMATS), help="output format (table below)")
@@ -89,46 +100,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads for verification (default: all cores)")
     p.add_argument("--no-verify", action="store_true", help="skip the reload-and-compare check")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout (stages still go to stderr)")
     p.set_defaults(func=_cmd_export)
 
     targets = "\n".join(f"  {t.key:<12s} -> {t.suffix:<5s} {t.description}" for t in QUANT_TARGETS.values())
     p = subparsers.add_parser(
         "quantize", help="int8 quantization (PTQ or QAT) with float vs int8 accuracy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Static int8 quantization calibrated on the training split of the weights' dataset; reports "
-        "top-1 of the float and the int8 model on the evaluation split.",
-        epilog="targets:\n" + targets,
+        description=wrap_description(
+            "Static int8 quantization calibrated on the training split of the weights' dataset (a run "
+            "directory brings its data.root from config.yaml); reports top-1 of the float and the int8 model on "
+            "the evaluation split. Stages (calibrating n/N, lowering, evaluating n/N) are printed on stderr."),
+        epilog="targets:\n" + targets + "\n\n" + examples(
+            "mobilenets quantize runs/digits --out model_int8.pt2",
+            "mobilenets quantize runs/digits --target xnnpack --out model_int8.pte",
+            "mobilenets quantize runs/digits --method qat --target onnxruntime --out model_int8.onnx --json"),
     )
     p.add_argument("weights", help="weights directory or training run directory")
     p.add_argument("--method", choices=("ptq", "qat"), default="ptq",
                    help="ptq: post-training; qat: quantization-aware fine-tuning (default: ptq)")
     p.add_argument("--target", choices=list(QUANT_TARGETS), default="x86", help="int8 runtime (default: x86)")
     p.add_argument("--out", required=True, help="output artefact (.pt2 for x86, .pte for xnnpack, .onnx for onnxruntime)")
-    p.add_argument("--calib-batches", type=int, default=8, help="calibration batches from the training split")
-    p.add_argument("--calib-batch-size", type=int, default=32)
+    p.add_argument("--calib-batches", type=int, default=8,
+                   help="calibration batches from the training split (default: 8)")
+    p.add_argument("--calib-batch-size", type=int, default=32, help="images per calibration batch (default: 32)")
     p.add_argument("--data", default=None, help="dataset (default: the one the weights were trained on)")
-    p.add_argument("--data-root", default=None, help="dataset root for cifar10/cifar100/imagefolder")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="dataset directory for cifar10/cifar100/imagefolder (default: the run's data.root)")
     p.add_argument("--split", default="test", choices=("val", "test"), help="evaluation split (default: test)")
-    p.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs for --method qat")
-    p.add_argument("--qat-lr", type=float, default=1e-4, help="AdamW learning rate for --method qat")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs for --method qat (default: 2)")
+    p.add_argument("--qat-lr", type=float, default=1e-4, help="AdamW learning rate for --method qat (default: 1e-4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout (stages still go to stderr)")
     p.set_defaults(func=_cmd_quantize)
 
     backends = "\n".join(f"  {b.key:<17s} {b.precision}  {b.description}" for b in BACKENDS.values())
     p = subparsers.add_parser(
         "bench", help="latency of a model across fp32 and int8 backends",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Median/p90 latency, images/s, peak memory and speed-up over eager for each backend and batch. "
-        "MODEL is a model name (random weights), a weights directory, or an exported artefact.",
-        epilog="backends (also: all, fp32, int8, best = the fastest installed fp32 backend):\n" + backends,
+        description=wrap_description(
+            "Median/p90 latency, images/s, peak memory and speed-up over eager for each backend and batch. "
+            "MODEL is a model name (random weights), a weights directory, or an exported artefact; trailing "
+            "KEY=VALUE arguments are create_model keywords for a model name."),
+        epilog="backends (also: all, fp32, int8, best = the fastest installed fp32 backend):\n" + backends
+        + "\n\n" + examples(
+            "mobilenets bench mobilenet_v3_large --backends best --batch 1,32",
+            "mobilenets bench mobilenet_v3_small small_input=true num_classes=10 --input-size 32 --backends fp32",
+            "mobilenets bench model.onnx --json"),
     )
-    p.add_argument("model", metavar="MODEL_OR_WEIGHTS")
-    p.add_argument("--backends", default="eager", help="comma list (default: eager)")
+    p.add_argument("model", metavar="MODEL_OR_WEIGHTS",
+                   help="model name (random weights), weights/run directory, or an exported artefact")
+    add_overrides_argument(p, "create_model keyword for a model name")
+    p.add_argument("--backends", default="eager", help="comma list of backends, or all/fp32/int8/best (default: eager)")
     p.add_argument("--batch", type=_int_list, default=(1,), help="comma list of batch sizes (default: 1)")
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="create_model keyword for a model name")
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per row (default: 2)")
     p.add_argument("--min-runs", type=int, default=20, help="minimum measured runs per row (default: 20)")
     p.add_argument("--json", action="store_true",

@@ -18,13 +18,14 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..engine.stages import StageLog, as_stage_log
 from .fuse import InferenceModel, prepare_for_export
 from .runtime import (
     ArtifactError,
@@ -66,6 +67,8 @@ class ExportOptions:
     batch: int | None
     max_batch: int | None
     input_size: int
+    stages: StageLog = field(default_factory=lambda: StageLog(enabled=False), compare=False)
+    """Where an exporter reports its sub-steps (e.g. ExecuTorch: capture, then lowering)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,10 @@ def lower_to_executorch(ep: torch.export.ExportedProgram, out: Path) -> None:
 
 def _export_executorch(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path,
                        meta: ArtifactMetadata) -> None:
-    lower_to_executorch(export_program(model, x, opts), out)
+    opts.stages("capturing the graph (torch.export)")
+    ep = export_program(model, x, opts)
+    opts.stages("lowering to ExecuTorch with the XNNPACK delegate (the longest step)")
+    lower_to_executorch(ep, out)
     if meta.batch is None:
         meta.max_batch = executorch_batch_bound(out) or meta.max_batch
 
@@ -344,12 +350,16 @@ def export_model(
     max_batch: int | None = None,
     verify: bool = True,
     threads: int | None = None,
+    log: StageLog | Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export weights (a directory, or a mobilenets model) to ``fmt`` at ``out`` and verify the file.
 
     ``batch``: a fixed batch size, or ``None`` / ``"dynamic"`` for a dynamic batch dimension.
-    ``input_size``: square input side (default: the model's ``pretrained_cfg``).
+    ``input_size``: square input side (default: the model's ``pretrained_cfg``). ``log`` hears each
+    stage (loading, exporting, lowering, verifying): an ExecuTorch export runs half a minute in
+    compilers that print nothing, so the CLI prints the stages on stderr.
     """
+    stages = as_stage_log(log)
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     spec = FORMATS[fmt]
@@ -360,6 +370,8 @@ def export_model(
     batch = parse_batch(batch)
     if batch is None and fmt == "executorch":
         max_batch = max_batch or DEFAULT_EXECUTORCH_MAX_BATCH
+    if not isinstance(weights, nn.Module):
+        stages(f"loading weights {weights}")
     model = load_model(weights)
     graph = prepare_for_export(model)
     meta = ArtifactMetadata.from_model(
@@ -371,12 +383,14 @@ def export_model(
     x = _example(meta, batch or 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    spec.exporter(graph, x, ExportOptions(batch, meta.max_batch, meta.input_size[1]), out, meta)
+    stages(f"exporting to {spec.name} -> {out}")
+    spec.exporter(graph, x, ExportOptions(batch, meta.max_batch, meta.input_size[1], stages), out, meta)
     export_s = time.perf_counter() - start
     write_metadata(out, meta)
     size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)
     diff, verify_s, runtime = (float("nan"), 0.0, spec.runtime)
     if verify:
+        stages(f"verifying: reloading {out.name} in {spec.runtime} and comparing with eager PyTorch")
         diff, verify_s, runtime = verify_artifact(out, model, threads=threads)
     return ExportResult(fmt, str(out), size, export_s, verify_s, diff, FP32_TOLERANCE if verify else None,
                         runtime, batch)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.stages import StageLog, as_stage_log
 from .export import (
     ExportOptions,
     add_onnx_metadata,
@@ -107,16 +108,27 @@ def _capture(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
 @torch.no_grad()
 def quantize_pt2e(
-    graph: nn.Module, calibration: list[torch.Tensor], target: str = "x86"
+    graph: nn.Module, calibration: list[torch.Tensor], target: str = "x86",
+    log: StageLog | Callable[[str], None] | None = None,
 ) -> nn.Module:
-    """PTQ of an inference graph with a PT2E quantizer; returns the converted (q/dq reference) module."""
+    """PTQ of an inference graph with a PT2E quantizer; returns the converted (q/dq reference) module.
+
+    ``log`` hears each stage (capture, calibration batch by batch, conversion).
+    """
+    stages = as_stage_log(log)
     with quiet_imports():
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    stages("capturing the float graph (torch.export)")
     captured = _capture(graph, calibration[0][:2] if calibration[0].shape[0] > 1 else calibration[0].repeat(2, 1, 1, 1))
     with quiet():
         prepared = prepare_pt2e(captured, _pt2e_quantizer(target, is_qat=False))
+        progress = stages.counted(len(calibration), "calibrating")
         for x in calibration:
             prepared(x)
+            progress.update(int(x.shape[0]))
+        progress.close(f"calibrated on {progress.images} images ({progress.step}/{len(calibration)} batches, "
+                       f"{progress.elapsed:.1f}s)")
+        stages("converting observers to int8 quantize/dequantize ops")
         return convert_pt2e(prepared)
 
 
@@ -190,24 +202,31 @@ def _drop_unused_tensors(gm: nn.Module) -> nn.Module:
     return gm
 
 
-def _write_pt2(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
+def _write_pt2(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata,
+               stages: StageLog) -> None:
+    stages(f"exporting the int8 program to {out} (torch.export)")
     ep = export_program(_drop_unused_tensors(converted), example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
                                                           input_size=meta.input_size[1]))
     torch.export.save(ep, str(out), extra_files={"mobilenets.json": meta.to_json()})
 
 
-def _write_pte(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
+def _write_pte(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata,
+               stages: StageLog) -> None:
+    stages("exporting the int8 graph (torch.export)")
     ep = export_program(_drop_unused_tensors(converted), example, ExportOptions(batch=meta.batch, max_batch=meta.max_batch,
                                                           input_size=meta.input_size[1]))
+    stages(f"lowering to ExecuTorch with the XNNPACK int8 delegate -> {out} (the longest step)")
     lower_to_executorch(ep, out)
     if meta.batch is None:
         meta.max_batch = executorch_batch_bound(out) or meta.max_batch
 
 
-def _write_onnx_qdq(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata) -> None:
+def _write_onnx_qdq(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata,
+                    stages: StageLog) -> None:
     """A PT2E-converted graph as ONNX: its quantize/dequantize pairs become QuantizeLinear/DequantizeLinear."""
     from .export import _dynamic_shapes
 
+    stages(f"exporting the QDQ graph to ONNX -> {out}")
     opts = ExportOptions(batch=meta.batch, max_batch=meta.max_batch, input_size=meta.input_size[1])
     with quiet(), torch.no_grad():
         torch.onnx.export(converted, (example,), str(out), dynamo=True, dynamic_shapes=_dynamic_shapes(opts),
@@ -217,7 +236,8 @@ def _write_onnx_qdq(converted: nn.Module, example: torch.Tensor, out: Path, meta
 
 
 def quantize_onnx_static(
-    graph: InferenceModel, calibration: list[torch.Tensor], out: Path, meta: ArtifactMetadata
+    graph: InferenceModel, calibration: list[torch.Tensor], out: Path, meta: ArtifactMetadata,
+    log: StageLog | Callable[[str], None] | None = None,
 ) -> None:
     """ONNX Runtime static quantization (QDQ) of the fp32 ONNX export of ``graph``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -228,19 +248,25 @@ def quantize_onnx_static(
     # A fixed-batch graph only accepts its batch: feed the calibration images in chunks of it.
     step = meta.batch
     chunks = [c for x in calibration for c in (x.split(step) if step else (x,)) if step is None or c.shape[0] == step]
+    feed = chunks or calibration
+    stages = as_stage_log(log)
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.items = iter(chunks or calibration)
+            self.items = iter(feed)
 
         def get_next(self) -> dict[str, Any] | None:
             x = next(self.items, None)
+            if x is not None:
+                progress.update(int(x.shape[0]))
             return None if x is None else {"input": x.numpy()}
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         opts = ExportOptions(batch=meta.batch, max_batch=meta.max_batch, input_size=meta.input_size[1])
+        stages("exporting the float graph to ONNX")
         _export_onnx(graph, calibration[0][: meta.batch or 2], opts, fp32, meta)
+        progress = stages.counted(len(feed), "calibrating (onnxruntime)")
         with quiet():
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             quantize_static(
@@ -248,6 +274,8 @@ def quantize_onnx_static(
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
             )
+        progress.close(f"calibrated and wrote {out} ({progress.images} images, {progress.step}/{len(feed)} batches, "
+                       f"{progress.elapsed:.1f}s)")
     add_onnx_metadata(out, meta)
 
 
@@ -258,19 +286,24 @@ class _Data:
     train: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
     dataset: str
     split: str
+    root: str | None  # the dataset directory used (typed, or recorded by the run)
 
 
 def _load_data(meta: ArtifactMetadata, data: str | None, root: str | None, *,
-               calib_batches: int, batch_size: int, split: str) -> _Data:
+               calib_batches: int, batch_size: int, split: str, source: str | Path | None = None) -> _Data:
+    """Calibration batches from the training split; ``data`` / ``root`` default to what the weights and
+    their run's ``config.yaml`` record (:func:`mobilenets.engine.evaluate.build_eval_datasets`)."""
     from ..data.augment import eval_preprocess
-    from ..data.datasets import build_datasets
+    from ..engine.evaluate import build_eval_datasets
     from ..engine.train import make_batches
 
-    dataset = data or meta.dataset
-    if dataset is None:
+    if data is None and meta.dataset is None and source is None:
         raise ValueError("the weights name no dataset (config.json has no 'dataset'); pass --data for calibration")
     size = meta.input_size[1]
-    datasets = build_datasets(dataset, root, size, crop_pct=meta.crop_pct, interpolation=meta.interpolation)
+    dataset, root, datasets = build_eval_datasets(
+        source, data=data, root=root, known_dataset=meta.dataset, image_size=size, crop_pct=meta.crop_pct,
+        interpolation=meta.interpolation, num_classes=meta.num_classes,
+    )
     if split not in datasets:
         raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(datasets)}")
     cpu = torch.device("cpu")
@@ -288,7 +321,7 @@ def _load_data(meta: ArtifactMetadata, data: str | None, root: str | None, *,
         for images, labels in loader:
             yield eval_preprocess(images, meta.mean, meta.std).contiguous(), labels
 
-    return _Data(calib, train_batches, dataset, split)
+    return _Data(calib, train_batches, dataset, split, root)
 
 
 # ------------------------------------------------------------------------------------------- the job
@@ -334,12 +367,14 @@ def quantize_model(
     qat_epochs: int = 2,
     qat_lr: float = 1e-4,
     batch: int | None = None,
-    log: Callable[[str], None] | None = None,
+    log: StageLog | Callable[[str], None] | None = None,
 ) -> Path:
     """Quantize an in-memory model with given calibration batches and write the int8 artefact.
 
-    ``batch``: fixed batch of the artefact, ``None`` for dynamic (ExecuTorch: up to 32).
+    ``batch``: fixed batch of the artefact, ``None`` for dynamic (ExecuTorch: up to 32). ``log`` hears
+    each stage (a :class:`~mobilenets.engine.stages.StageLog` also gets progress bars).
     """
+    stages = as_stage_log(log)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if target not in QUANT_TARGETS:
@@ -363,17 +398,18 @@ def quantize_model(
         example = example.repeat(math.ceil((batch or 2) / example.shape[0]), 1, 1, 1)[: batch or 2]
     out.parent.mkdir(parents=True, exist_ok=True)
     if method == "ptq" and target == "onnxruntime":
-        quantize_onnx_static(graph, calib, out, meta)
+        quantize_onnx_static(graph, calib, out, meta, log=stages)
     else:
         if method == "qat":
             if train_batches is None:
                 raise ValueError("qat needs training batches")
             converted = qat_pt2e(model, train_batches, example if example.shape[0] > 1 else example.repeat(2, 1, 1, 1),
-                                 "x86" if target == "onnxruntime" else target, epochs=qat_epochs, lr=qat_lr, log=log)
+                                 "x86" if target == "onnxruntime" else target, epochs=qat_epochs, lr=qat_lr,
+                                 log=stages)
         else:
-            converted = quantize_pt2e(graph, calib, target)
+            converted = quantize_pt2e(graph, calib, target, log=stages)
         writer = {"pt2": _write_pt2, "executorch": _write_pte, "onnx": _write_onnx_qdq}[spec.format]
-        writer(converted, example, out, meta)
+        writer(converted, example, out, meta, stages)
     write_metadata(out, meta)
     return out
 
@@ -392,28 +428,45 @@ def quantize_weights(
     qat_epochs: int = 2,
     qat_lr: float = 1e-4,
     evaluate: bool = True,
-    log: Callable[[str], None] | None = None,
+    log: StageLog | Callable[[str], None] | None = None,
 ) -> QuantizeResult:
-    """Quantize a weights / run directory and report float vs int8 top-1 on ``split`` of its dataset."""
+    """Quantize a weights / run directory and report float vs int8 top-1 on ``split`` of its dataset.
+
+    ``data`` / ``root`` default to the dataset and directory the run's ``config.yaml`` records. ``log``
+    hears every stage (loading, calibration n/N, export, lowering, evaluation n/N): the CLI prints them
+    on stderr because the whole job takes minutes for some targets.
+    """
     if calib_batches < 1:
         raise ValueError(f"--calib-batches {calib_batches} invalid; expected >= 1")
-    if target in QUANT_TARGETS:
-        QUANT_TARGETS[target].check_installed()
+    if calib_batch_size < 1:
+        raise ValueError(f"--calib-batch-size {calib_batch_size} invalid; expected >= 1")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if target not in QUANT_TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(QUANT_TARGETS)}")
+    QUANT_TARGETS[target].check_installed()
+    stages = as_stage_log(log)
     start = time.perf_counter()
+    stages(f"loading weights {weights}")
     model = load_model(weights)
     graph = prepare_for_export(model)
     meta = ArtifactMetadata.from_model(graph, "weights", source=str(weights))
-    d = _load_data(meta, data, root, calib_batches=calib_batches, batch_size=calib_batch_size, split=split)
+    d = _load_data(meta, data, root, calib_batches=calib_batches, batch_size=calib_batch_size, split=split,
+                   source=weights)
+    stages(f"loaded {len(d.calib)} calibration batches of up to {calib_batch_size} images from {d.dataset}/train")
     meta.dataset = d.dataset
     path = quantize_model(model, method, target, out, d.calib, meta=meta, train_batches=d.train,
-                          qat_epochs=qat_epochs, qat_lr=qat_lr, log=log)
+                          qat_epochs=qat_epochs, qat_lr=qat_lr, log=stages)
     seconds = time.perf_counter() - start
+    stages(f"wrote {path} ({seconds:.1f}s)")
     float_acc = int8_acc = float("nan")
     if evaluate:
         from ..engine.evaluate import evaluate_weights
 
-        float_acc = evaluate_weights(weights, data=d.dataset, root=root, split=split, plot=False)["acc1"]
-        int8_acc = evaluate_weights(path, data=d.dataset, root=root, split=split, plot=False)["acc1"]
+        float_acc = evaluate_weights(weights, data=d.dataset, root=d.root, split=split, plot=False, log=stages,
+                                     label="float")["acc1"]
+        int8_acc = evaluate_weights(path, data=d.dataset, root=d.root, split=split, plot=False, log=stages,
+                                    label="int8")["acc1"]
     from ..weights import WEIGHTS_NAME
 
     wdir = Path(weights)
