@@ -129,7 +129,7 @@ def _train_config(items: list[str]) -> tuple[Any, str | None]:
     With ``resume=true`` the run directory's saved config.yaml is the base and only the values given now
     are applied on top (:func:`mobilenets.engine.resume.load_resume_config`).
     """
-    from .config import TrainConfig, apply_overrides, load_config
+    from .config import TrainConfig, apply_overrides, env_overrides, load_config
     from .engine.resume import load_resume_config
 
     items = list(items)
@@ -138,6 +138,7 @@ def _train_config(items: list[str]) -> tuple[Any, str | None]:
         path = items.pop(0)
         if not path.endswith((".yaml", ".yml")):
             raise ValueError(f"{path!r} is neither a YAML config (.yaml/.yml) nor a key=value override")
+    items += env_overrides()
     resume = apply_overrides(TrainConfig(), [i for i in items if i.split("=", 1)[0].strip() == "resume"]).resume
     if resume:
         return load_resume_config(items, path), path
