@@ -100,11 +100,13 @@ def _fraction_left(spec: Any, job: Any, overrides: Sequence[str]) -> float:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run or continue an experiment grid; print where its results are."""
+    from ..config import env_overrides
     from .experiment import load_spec, run_experiment
 
     for item in args.overrides:
         if "=" not in item:
             raise ValueError(f"{item!r} is not a key=value override")
+    args.overrides = [*args.overrides, *env_overrides()]  # $MOBILENETS_TRAIN_OVERRIDES: every run of the grid
     spec = load_spec(args.spec)
     exp_dir = Path(args.output or Path("runs") / "experiments" / spec.name)
     if args.seeds:
