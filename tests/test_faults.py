@@ -50,6 +50,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.slow  # ~2.5 min; the default run kills and resumes once per signal in test_resume.py
 def test_sigkill_twenty_times_then_bit_identical(reference: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     ckpt = run / "checkpoints" / "last.pt"
@@ -86,6 +87,7 @@ def test_sigkill_twenty_times_then_bit_identical(reference: Path, tmp_path: Path
     print(f"fault figures: {kills} SIGKILLs, {during_write} during a checkpoint write, final weights identical")
 
 
+@pytest.mark.slow  # with the 40-epoch reference run; test_resume.py covers SIGTERM by default
 def test_sigterm_saves_mid_epoch_and_resumes_identically(reference: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = start_train([*TINY, "epochs=40", f"output_dir={run}"])

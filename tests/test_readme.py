@@ -6,16 +6,18 @@ environment only -- the commands are the page's own: ``$MOBILENETS_TRAIN_OVERRID
 run one epoch, and ``~/data`` holds tiny datasets in the official on-disk formats. Nothing is downloaded:
 a command marked ``# downloads`` must fail offline with a one-line error that says how to get the file
 (a Python block marked so, with the registry's ``WeightsNotAvailable``). ``pip install`` lines are not run
-(this environment is the one they build); the extras they name must exist in pyproject.toml.
+(this environment is the one they build); the extras they name must be declared by the package.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
-import tomllib
+import time
+from importlib.metadata import metadata
 from pathlib import Path
 
 import pytest
@@ -57,7 +59,7 @@ def _check_pip_line(line: str) -> str | None:
     install, _, rest = line.partition("&&")
     assert "torch==2.13.0" in install, f"README installs torch without the CPU pin: {line}"
     extras = re.search(r'\.\[([^\]]*)\]', install)
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    declared = set(metadata("mobilenets").get_all("Provides-Extra") or [])  # from pyproject.toml, as installed
     for extra in (extras.group(1).split(",") if extras else []):
         assert extra.strip() in declared, f"README names the extra [{extra}], which pyproject.toml lacks"
     rest = rest.strip()
@@ -80,10 +82,62 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     return repo, env
 
 
+TIMES: list[tuple[float, str]] = []  # (seconds, command): printed with -s, to keep the walk's cost in view
+
+
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    TIMES.append((time.perf_counter() - start, cmd[-1].splitlines()[0][:100]))
+    return done
 
 
+def readme_commands() -> list[str]:
+    """Every command line of the bash blocks, in page order."""
+    return [line.strip() for lang, text in readme_blocks() if lang == "bash" for line in text.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def test_readme_commands_parse_and_name_what_exists() -> None:
+    """The fast guard of the default run (the walk below runs them all, under ``-m slow``): every ``mobilenets``
+    command parses, every training command's config loads, every repository file it names exists, every
+    Python block compiles and every extra a ``pip install`` names is declared."""
+    import shlex
+
+    from mobilenets.cli import _parse, _train_config, build_parser
+
+    checked = 0
+    for command in readme_commands():
+        if command.startswith("pip install"):
+            command = _check_pip_line(command) or ""
+        argv = shlex.split(command, comments=True)
+        if not argv or argv[0] != "mobilenets":
+            continue
+        try:
+            args = _parse(build_parser(), argv[1:])
+        except SystemExit as exc:
+            if exc.code != 0:  # --version and --help exit 0
+                raise AssertionError(f"README command does not parse: {command}") from None
+            checked += 1
+            continue
+        for word in argv[1:]:
+            if "/" in word and "=" not in word and not word.startswith(("runs/", "~", "-", "weights/", "hf-hub:")):
+                assert (ROOT / word).exists(), f"README names {word}, which is not in the repository: {command}"
+        if args.command == "train" and "resume=true" not in argv:
+            old = Path.cwd()
+            os.chdir(ROOT)  # recipes are named relative to the repository root
+            try:
+                _train_config(list(args.items))
+            finally:
+                os.chdir(old)
+        checked += 1
+    for lang, text in readme_blocks():
+        if lang == "python":
+            compile(text, "README.md", "exec")
+    assert checked >= 25, checked
+
+
+@pytest.mark.slow  # about 16 minutes on 2 cores: the experiment grid alone trains and times 16 models
 def test_readme_commands_run_in_order(fresh: tuple[Path, dict[str, str]]) -> None:
     repo, env = fresh
     ran = offline = 0
@@ -119,3 +173,5 @@ def test_readme_commands_run_in_order(fresh: tuple[Path, dict[str, str]]) -> Non
     assert (repo / "runs" / "digits" / "model.safetensors").is_file()
     assert (repo / "model_int8.pte").is_file() and (repo / "report.html").is_file()
     print(f"README: {ran} commands/blocks ran, {offline} download commands gave the offline message")
+    for seconds, command in sorted(TIMES, reverse=True)[:12]:
+        print(f"{seconds:6.1f}s  {command}")

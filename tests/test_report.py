@@ -37,7 +37,7 @@ name: tiny
 overrides: [data.name=synthetic, data.synthetic_size=32, data.image_size=16, epochs=2, sched.warmup_epochs=0,
             batch_size=16, quiet=true, channels_last=false, model.name=mobilenet_v3_small, model.kwargs.width_mult=0.35]
 seeds: [0]
-latency: {runs: 3, warmup: 1}
+latency: {runs: 3, warmup: 1, best_backend: false}  # eager only: the kill/resume logic is under test
 runs:
   full: []
   plain: {model.kwargs.use_se: false, model.kwargs.use_hswish: false}

@@ -120,3 +120,11 @@ def test_show_config_prints_resolved_values_with_help(tmp_path: Path) -> None:
     assert any(x.startswith("optim.lr: 0.004") and "# peak learning rate" in x for x in lines)
     assert any(x.startswith("aug.crop: rrc") for x in lines)
     assert not (tmp_path / "runs").exists()  # nothing was trained
+
+
+def test_threads_apply_to_the_run_only(tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    train(load_config(TrainConfig, None, [*TINY, "threads=1", f"output_dir={tmp_path}"]))
+    assert torch.get_num_threads() == before  # a library call leaves the caller's thread count alone

@@ -471,18 +471,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run a whole training job as configured; returns (and writes) the run's ``summary.json``.
 
     Under torchrun (``WORLD_SIZE`` > 1) the job runs as DistributedDataParallel: rank 0 alone logs and
-    writes files, metrics are reduced over ranks, and the process group is always torn down.
+    writes files, metrics are reduced over ranks, and the process group is always torn down. ``threads``
+    applies to this job only: the caller's thread count is restored afterwards.
     """
     t_start = time.perf_counter()
-    device = _setup_runtime(cfg)
-    dist_info = init_distributed(device.type)
-    if dist_info.enabled and device.type == "cuda":
-        device = torch.device("cuda", dist_info.local_rank)
+    caller_threads = torch.get_num_threads()
     try:
-        with _StopRequest() as stop:
-            return _train(cfg, device, dist_info, t_start, stop)
+        device = _setup_runtime(cfg)
+        dist_info = init_distributed(device.type)
+        if dist_info.enabled and device.type == "cuda":
+            device = torch.device("cuda", dist_info.local_rank)
+        try:
+            with _StopRequest() as stop:
+                return _train(cfg, device, dist_info, t_start, stop)
+        finally:
+            cleanup_distributed()
     finally:
-        cleanup_distributed()
+        torch.set_num_threads(caller_threads)
 
 
 def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start: float,
