@@ -7,6 +7,7 @@ import io
 import os
 import pickle
 import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -237,7 +238,7 @@ def test_download_offline_error_and_no_partial_file(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(D.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(FileNotFoundError) as err:
         download_cifar(tmp_path, "cifar10")
     assert str(tmp_path / "cifar-10-python.tar.gz") in str(err.value)
@@ -249,7 +250,7 @@ def test_download_offline_error_and_no_partial_file(tmp_path, monkeypatch):
 def test_download_verifies_checksum_and_is_atomic(tmp_path, monkeypatch):
     payload = write_tar(tmp_path / "src.tar.gz", fake_members("cifar10")).read_bytes()
     dest_dir = tmp_path / "data"
-    monkeypatch.setattr(D.urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(payload))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(payload))
     with pytest.raises(RuntimeError, match="checksum"):
         download_cifar(dest_dir, "cifar10")
     assert list(dest_dir.iterdir()) == []

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 import os
 import types
@@ -39,6 +38,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
+
+from ._validate import closest, did_you_mean
 
 __all__ = [
     "ENV_OVERRIDES",
@@ -468,8 +469,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             if value == choice and type(value) is type(choice):
                 return choice
         choices = ", ".join(repr(c) for c in args)
-        close = difflib.get_close_matches(str(value), [str(c) for c in args], n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(value, args)
         raise ConfigError(f"got {value!r}, expected one of {choices}{hint}", key=key)
 
     if _is_union(tp):
@@ -662,16 +662,10 @@ def _unknown_key_error(cls: type, key: Any, path: str, rest: tuple[str, ...] = (
     """
     key_s = str(key)
     keys = all_keys(cls)
-    best: tuple[float, int, str] | None = None
-    for candidate in keys:
-        leaf = candidate.rsplit(".", 1)[-1]
-        score = difflib.SequenceMatcher(None, key_s.lower(), leaf.lower()).ratio()
-        depth = candidate.count(".")
-        if score >= 0.6 and (best is None or (score, -depth) > (best[0], -best[1])):
-            best = (score, depth, candidate)
+    by_depth = sorted(keys, key=lambda k: k.count("."))  # equally close: the shallower key wins
+    suggestion = closest(key_s, by_depth, key=lambda k: k.rsplit(".", 1)[-1])
     hint = ""
-    if best is not None:
-        suggestion = best[2]
+    if suggestion is not None:
         completed = ".".join((suggestion, *rest))
         if rest and completed in keys:
             suggestion = completed

@@ -17,13 +17,8 @@ then the caller, not a checksum, vouches for the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,8 +26,11 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from ._validate import did_you_mean
+from .constants import IMAGENET_MEAN_STD, TF_MEAN_STD
+from .fileio import DownloadError, download, file_digest, open_url
 from .models.archs import MOBILENET_V4
-from .weights import IMAGENET_MEAN_STD, TF_MEAN_STD, WeightsError
+from .weights import WeightsError
 
 __all__ = [
     "PretrainedEntry",
@@ -221,10 +219,7 @@ def is_tag(name: str) -> bool:
 
 def get_pretrained(tag: str) -> PretrainedEntry:
     if tag not in _REGISTRY:
-        import difflib
-
-        close = difflib.get_close_matches(tag, list(_REGISTRY), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(tag, _REGISTRY)
         raise ValueError(f"unknown pretrained tag {tag!r}{hint} (see mobilenets.list_pretrained())")
     return _REGISTRY[tag]
 
@@ -237,17 +232,7 @@ def cache_dir() -> Path:
 # ---------------------------------------------------------------------------------------- fetching
 def _open_url(url: str) -> BinaryIO:
     """The one network call (tests replace it); a generous timeout so a dead link fails rather than hangs."""
-    request = urllib.request.Request(url, headers={"User-Agent": "mobilenets"})
-    return urllib.request.urlopen(request, timeout=60)  # https URLs from the registry (file:// in tests)
-
-
-def _hashes(path: Path) -> tuple[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(chunk)
-            md5.update(chunk)
-    return sha.hexdigest(), md5.hexdigest()
+    return open_url(url, 60)  # https URLs from the registry (file:// in tests)
 
 
 def _check(entry: PretrainedEntry, path: Path, allow_unverified: bool) -> None:
@@ -260,9 +245,10 @@ def _check(entry: PretrainedEntry, path: Path, allow_unverified: bool) -> None:
             f"Set {ALLOW_UNVERIFIED_ENV}=1 (or pass allow_unverified=True) to trust it, or pass "
             "pretrained=PATH to a copy you trust"
         )
-    sha, md5 = _hashes(path)
     expected = entry.sha256 or entry.sha256_prefix or entry.md5 or ""
-    got = sha if entry.sha256 else sha[: len(entry.sha256_prefix or "")] if entry.sha256_prefix else md5
+    got = file_digest(path, "md5" if not (entry.sha256 or entry.sha256_prefix) else "sha256")
+    if entry.sha256_prefix and not entry.sha256:
+        got = got[: len(entry.sha256_prefix)]
     kind = "sha256" if entry.sha256 else "sha256 prefix" if entry.sha256_prefix else "md5"
     if got != expected:
         raise WeightsError(
@@ -284,24 +270,14 @@ def fetch(entry: PretrainedEntry, *, allow_unverified: bool = False, progress: b
         except WeightsError as exc:
             raise WeightsError(f"{exc}. Delete {target} to download it again") from None
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{entry.filename}.", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        try:
-            with os.fdopen(fd, "wb") as out, _open_url(entry.url) as response:
-                shutil.copyfileobj(response, out, 1 << 20)
-        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise WeightsNotAvailable(
-                f"pretrained weights {entry.tag!r} are not in the cache and could not be downloaded ({reason}). "
-                f"Fetch {entry.url} and save it as {target} (directory {target.parent}, file name "
-                f"{entry.filename}), or pass pretrained=PATH to a local copy"
-            ) from None
-        _check(entry, tmp, allow_unverified)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        download(entry.url, target, verify=lambda tmp: _check(entry, tmp, allow_unverified), opener=_open_url)
+    except DownloadError as exc:
+        raise WeightsNotAvailable(
+            f"pretrained weights {entry.tag!r} are not in the cache and could not be downloaded ({exc.reason}). "
+            f"Fetch {entry.url} and save it as {target} (directory {target.parent}, file name "
+            f"{entry.filename}), or pass pretrained=PATH to a local copy"
+        ) from None
     if progress:
         print(f"downloaded {entry.url} -> {target}")
     return target

@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._validate import did_you_mean
+from .constants import IMAGENET_MEAN_STD, TF_MEAN_STD
 from .fileio import atomic_write_bytes
 
 __all__ = [
@@ -55,8 +57,6 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 
-IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-TF_MEAN_STD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # [0, 1] -> [-1, 1], the TensorFlow models' input range
 
 
 class WeightsError(ValueError):
@@ -521,12 +521,10 @@ def _split_fixed(saved: Mapping[str, Any], base: Mapping[str, Any] | None = None
 
 
 def _not_found(pretrained: str | Path) -> FileNotFoundError:
-    import difflib
 
     from . import pretrained as registry
 
-    close = difflib.get_close_matches(str(pretrained), registry.list_pretrained(), n=1, cutoff=0.8)
-    hint = f"; did you mean the tag {close[0]!r}?" if close else ""
+    hint = did_you_mean(pretrained, registry.list_pretrained(), what="the tag")
     return FileNotFoundError(
         f"pretrained weights {pretrained} not found: neither a file, a directory, a registry tag "
         f"(see mobilenets.list_pretrained()) nor hf-hub:ORG/REPO{hint}"

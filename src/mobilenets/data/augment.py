@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._validate import check_choice, check_prob
+
 __all__ = [
     "AA_OPS",
     "AUTO_AUGMENT_CHOICES",
@@ -1100,19 +1102,6 @@ AUTO_AUGMENT_CHOICES: tuple[str | None, ...] = (
 )
 
 
-def _check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
-    if value not in allowed:
-        shown = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"unknown {name} {value!r}; allowed values: {shown}")
-
-
-def _check_prob(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
-    return value
-
-
 class BatchAugment(torch.nn.Module):
     """The whole training-time augmentation pipeline for a batch, configured by plain keyword args so
     it can be built straight from a YAML config.
@@ -1161,9 +1150,9 @@ class BatchAugment(torch.nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        _check_choice("crop", crop, CROP_CHOICES)
-        _check_choice("pad_mode", pad_mode, ("reflect", "constant"))
-        _check_choice("auto_augment", auto_augment, AUTO_AUGMENT_CHOICES)
+        check_choice("crop", crop, CROP_CHOICES)
+        check_choice("pad_mode", pad_mode, ("reflect", "constant"))
+        check_choice("auto_augment", auto_augment, AUTO_AUGMENT_CHOICES)
         if crop == "rrc" and size is None:
             raise ValueError("crop='rrc' needs size=<output size>")
         if size is not None and int(size) <= 0:
@@ -1186,17 +1175,17 @@ class BatchAugment(torch.nn.Module):
         self.size = None if size is None else int(size)
         self.rrc_scale = tuple(rrc_scale)
         self.rrc_ratio = tuple(rrc_ratio)
-        self.hflip = _check_prob("hflip", hflip)
+        self.hflip = check_prob("hflip", hflip)
         self.auto_augment = None if auto_augment == "none" else auto_augment
         self.ra_num_ops = int(ra_num_ops)
         self.ra_magnitude = int(ra_magnitude)
         self.ra_num_bins = int(ra_num_bins)
-        self.random_erasing = _check_prob("random_erasing", random_erasing)
+        self.random_erasing = check_prob("random_erasing", random_erasing)
         self.erasing_value = erasing_value
         self.mixup_alpha = float(mixup_alpha)
         self.cutmix_alpha = float(cutmix_alpha)
-        self.mix_prob = _check_prob("mix_prob", mix_prob)
-        self.switch_prob = _check_prob("switch_prob", switch_prob)
+        self.mix_prob = check_prob("mix_prob", mix_prob)
+        self.switch_prob = check_prob("switch_prob", switch_prob)
         self.label_smoothing = float(label_smoothing)
         self.num_classes = num_classes
         if self.soft_targets and (num_classes is None or int(num_classes) < 2):

@@ -17,15 +17,11 @@ they are read with :class:`RestrictedUnpickler`, which only allows numpy's array
 from __future__ import annotations
 
 import copy
-import difflib
-import hashlib
 import io
 import math
 import os
 import pickle
 import tarfile
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..fileio import atomic_write
+from .._validate import did_you_mean
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..fileio import DownloadError, download, file_digest
 
 __all__ = [
     "CIFAR_VAL_SEED",
@@ -366,14 +364,6 @@ def _cifar_spec(name: str) -> _CifarSpec:
     return _CIFAR[name]
 
 
-def _md5(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _missing_message(spec: _CifarSpec, root: Path) -> str:
     where = root if root.suffix != ".gz" else root.parent
     return (
@@ -395,24 +385,20 @@ def download_cifar(root: str | Path, name: str, timeout: float = 60.0) -> Path:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     dest = root / spec.archive
-    if dest.is_file() and _md5(dest) == spec.md5:
+    if dest.is_file() and file_digest(dest, "md5") == spec.md5:
         return dest
-    h = hashlib.md5(usedforsecurity=False)
-    with atomic_write(dest, suffix=".part") as out:
-        try:
-            with urllib.request.urlopen(spec.url, timeout=timeout) as resp:
-                while block := resp.read(1 << 20):
-                    h.update(block)
-                    out.write(block)
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise FileNotFoundError(
-                f"could not download {spec.url} ({exc}). " + _missing_message(spec, root)
-            ) from exc
-        if h.hexdigest() != spec.md5:  # raising here discards the partial file; dest stays untouched
+
+    def verify(tmp: Path) -> None:  # raising here discards the partial file; dest stays untouched
+        got = file_digest(tmp, "md5")
+        if got != spec.md5:
             raise RuntimeError(
-                f"checksum mismatch for {spec.url}: got md5 {h.hexdigest()}, expected {spec.md5}; "
-                f"nothing was written to {dest}"
+                f"checksum mismatch for {spec.url}: got md5 {got}, expected {spec.md5}; nothing was written to {dest}"
             )
+
+    try:
+        download(spec.url, dest, verify=verify, timeout=timeout)
+    except DownloadError as exc:
+        raise FileNotFoundError(f"could not download {spec.url} ({exc.reason}). " + _missing_message(spec, root)) from exc
     return dest
 
 
@@ -949,8 +935,6 @@ class DatasetInfo:
     defaults: TrainDefaults
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _DIGITS_DEFAULTS = TrainDefaults(32, "pad", 3, 0.0, True)  # 8x8 upsampled to 32x32, +-3 px shifts
 _CIFAR_DEFAULTS = TrainDefaults(32, "pad", 4, 0.5, True)  # the classic CIFAR recipe
@@ -1119,8 +1103,7 @@ def build_datasets(
     Unknown names raise ValueError with the closest registered name.
     """
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name), list(DATASETS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, DATASETS)
         raise ValueError(f"unknown dataset {name!r}{hint} (available: {', '.join(DATASETS)})")
     if int(image_size) < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")

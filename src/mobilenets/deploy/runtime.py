@@ -16,7 +16,6 @@ exported for a fixed batch runs larger batches in chunks and pads the last one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import logging
@@ -29,6 +28,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from ..fileio import file_digest
 
 __all__ = [
     "ArtifactError",
@@ -224,19 +225,11 @@ def sidecar_path(path: str | Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_metadata(path: str | Path, meta: ArtifactMetadata) -> Path:
     """Write the ``<artifact>.json`` sidecar (with the artefact's SHA-256); call after the artefact exists."""
     path = Path(path)
     data = json.loads(meta.to_json())
-    data["artifact_sha256"] = _sha256(path)
+    data["artifact_sha256"] = file_digest(path)
     side = sidecar_path(path)
     side.write_text(json.dumps(data, indent=2))
     return side
@@ -253,7 +246,7 @@ def _read_sidecar(path: Path) -> ArtifactMetadata | None:
     if not isinstance(data, dict):
         raise ArtifactError(f"{side} is not a metadata object")
     digest = data.get("artifact_sha256")
-    if digest and digest != _sha256(path):
+    if digest and digest != file_digest(path):
         raise ArtifactError(
             f"{side} describes a different file than {path.name} (SHA-256 mismatch): the artefact was replaced "
             "or the sidecar copied from another export; re-export, or delete the stale sidecar"

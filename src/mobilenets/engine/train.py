@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, TrainConfig, save_yaml, to_dict
+from ..fileio import atomic_write_text
 from ..models.depthwise import use_fast_depthwise_backward
 from .allocator import keep_freed_memory
 from .checkpoint import CHECKPOINT_FORMAT, atomic_torch_save, capture_rng, load_checkpoint, restore_rng
@@ -437,9 +438,7 @@ def write_metrics_csv(rows: list[dict[str, float]], path: Path) -> None:
     lines = [",".join(METRIC_FIELDS)]
     for row in rows:
         lines.append(",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in METRIC_FIELDS))
-    tmp = path.with_suffix(".csv.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 class _TensorBoard:

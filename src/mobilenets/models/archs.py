@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
+from .._validate import check_choice
 from .blocks import BlockSpec
 from .layers import make_divisible
 from .mobilenet import ArchSpec, MobileNet
@@ -221,11 +222,6 @@ def _check_width(width_mult: float) -> None:
         raise ValueError(f"width_mult={width_mult!r} invalid; expected a finite number > 0")
 
 
-def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} invalid; expected one of {choices}")
-
-
 class _FirstDownsample:
     """Turns the first stride-2 row after the stem into stride 1 when ``small_input`` is on.
 
@@ -253,7 +249,7 @@ def resolve_mobilenet_v1(
     ReLU6, so loading them needs ``act="relu6"`` for the outputs to match.
     """
     _check_width(width_mult)
-    _check_choice("act", act, ("relu", "relu6"))
+    check_choice("act", act, ("relu", "relu6"))
 
     def rnd(c: int) -> int:
         return make_divisible(c * width_mult)
@@ -331,8 +327,8 @@ def resolve_mobilenet_v3(
       published α = 0.75 / 1.0 and is needed to load Keras weights of other widths.
     """
     _check_width(width_mult)
-    _check_choice("variant", variant, ("large", "small"))
-    _check_choice("width_convention", width_convention, ("torchvision", "timm", "keras"))
+    check_choice("variant", variant, ("large", "small"))
+    check_choice("width_convention", width_convention, ("torchvision", "timm", "keras"))
     table = MOBILENET_V3_LARGE if variant == "large" else MOBILENET_V3_SMALL
     tv = width_convention == "torchvision"
 
@@ -401,7 +397,7 @@ def resolve_mobilenet_v4(variant: V4Variant, width_mult: float = 1.0, small_inpu
     input width; attention heads and key width are fixed. The hybrids' residual branches carry LayerScale.
     """
     _check_width(width_mult)
-    _check_choice("variant", variant, tuple(MOBILENET_V4))
+    check_choice("variant", variant, tuple(MOBILENET_V4))
     table = MOBILENET_V4[variant]
     act, layer_scale = table.act, table.layer_scale
 

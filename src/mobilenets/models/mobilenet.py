@@ -9,20 +9,20 @@ can treat every model the same way.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._validate import check_number, check_prob
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from .blocks import BlockSpec, build_block
 from .layers import Conv2dSame, conv2d_class, create_act, get_act_layer, is_depthwise, norm_layer_for
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "MobileNet"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,6 @@ class ArchSpec:
     @property
     def blocks(self) -> list[BlockSpec]:
         return [b for stage in self.stages for b in stage]
-
-
-def _check_number(name: str, value: object, ok: Callable[[float], bool], allowed: str) -> float:
-    """``value`` as a float if it is a real number (not a bool or string) with ``ok(value)``, else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not ok(float(value)):
-        raise ValueError(f"{name}={value!r} invalid; expected {allowed}")
-    return float(value)
-
-
-def _check_prob(name: str, value: object) -> float:
-    return _check_number(name, value, lambda v: 0.0 <= v < 1.0, f"a number with 0 <= {name} < 1")
 
 
 class MobileNet(nn.Module):
@@ -102,11 +91,11 @@ class MobileNet(nn.Module):
             raise ValueError(f"num_classes={num_classes!r} invalid; expected an integer >= 0")
         if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
             raise ValueError(f"in_chans={in_chans!r} invalid; expected an integer >= 1")
-        dropout = _check_prob("dropout", arch.default_dropout if dropout is None else dropout)
-        drop_path_rate = _check_prob("drop_path_rate", drop_path_rate)
-        eps = arch.bn_eps if bn_eps is None else _check_number(
+        dropout = check_prob("dropout", arch.default_dropout if dropout is None else dropout, inclusive=False)
+        drop_path_rate = check_prob("drop_path_rate", drop_path_rate, inclusive=False)
+        eps = arch.bn_eps if bn_eps is None else check_number(
             "bn_eps", bn_eps, lambda v: 0.0 < v < math.inf, "a finite number > 0 (or None for the family default)")
-        momentum = arch.bn_momentum if bn_momentum is None else _check_number(
+        momentum = arch.bn_momentum if bn_momentum is None else check_number(
             "bn_momentum", bn_momentum, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1] (or None for the family default)")
         norm_layer = norm_layer_for(eps, momentum)
         if pad_type is not None:

@@ -7,13 +7,14 @@ closest valid spelling instead of a ``TypeError`` deep inside a constructor.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
+
+from .._validate import did_you_mean
 
 __all__ = ["create_model", "get_model_kwargs", "list_models", "register_model"]
 
@@ -28,11 +29,6 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         raise ValueError(f"model {fn.__name__!r} registered twice")
     _MODELS[fn.__name__] = fn
     return fn
-
-
-def _suggest(name: str, options: list[str] | set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.4)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -62,7 +58,7 @@ def get_model_kwargs(name: str) -> dict[str, Any]:
 
 def _entry(name: str) -> Callable[..., nn.Module]:
     if not isinstance(name, str) or name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}{_suggest(str(name), list(_MODELS))} (see mobilenets.list_models())")
+        raise ValueError(f"unknown model {name!r}{did_you_mean(name, sorted(_MODELS))} (see mobilenets.list_models())")
     return _MODELS[name]
 
 
@@ -87,7 +83,7 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
     valid = get_model_kwargs(name)
     for key in kwargs:
         if key not in valid:
-            raise ValueError(f"unknown keyword {key!r} for model {name!r}{_suggest(key, set(valid))}")
+            raise ValueError(f"unknown keyword {key!r} for model {name!r}{did_you_mean(key, sorted(valid))}")
         # On/off switches must be real booleans: the string "false" is truthy and would turn a switch on.
         if isinstance(valid[key], bool) and not isinstance(kwargs[key], bool):
             raise ValueError(f"{key}={kwargs[key]!r} invalid for model {name!r}; expected True or False")

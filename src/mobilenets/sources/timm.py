@@ -14,13 +14,13 @@ fused IB renames like the others, and its head is ``conv_head`` (no bias) + ``no
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._validate import did_you_mean
 from ..models.blocks import (
     ConvBlock,
     DepthwiseSeparable,
@@ -111,8 +111,7 @@ def architecture(name: str) -> tuple[str, dict[str, Any], str]:
         if pattern.fullmatch(base):
             raise ValueError(f"timm architecture {name!r} has no mobilenets equivalent ({change}); "
                              f"supported: {SUPPORTED_NAMES}")
-    close = difflib.get_close_matches(base, _KNOWN_NAMES, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(base, _KNOWN_NAMES)
     raise ValueError(f"timm architecture {name!r} has no mobilenets equivalent{hint} (supported: {SUPPORTED_NAMES})")
 
 
