@@ -217,6 +217,6 @@ def test_pareto_front() -> None:
 
 def test_shipped_specs_load() -> None:
     root = Path(__file__).resolve().parents[1] / "configs" / "experiments"
-    for name in ("seed004_digits.yaml", "seed004_cifar10.yaml"):
+    for name in ("v3_digits_study.yaml", "v3_cifar10_study.yaml"):
         spec = load_spec(root / name)
         assert {"v3_small", "v3_large", "resnet50"} <= {r.name for r in spec.runs}

@@ -155,9 +155,9 @@ def register(subparsers: Any) -> None:
         "from their checkpoint, so re-running the same command continues a grid. Trailing key=value overrides\n"
         "apply to every run (e.g. data.root=~/data).",
         epilog=examples(
-            "mobilenets experiment configs/experiments/seed004_digits.yaml --dry-run   # jobs, state, time estimate",
-            "mobilenets experiment configs/experiments/seed004_digits.yaml --seeds 0,1,2",
-            "mobilenets experiment configs/experiments/seed004_digits.yaml epochs=2 -o runs/experiments/smoke"),
+            "mobilenets experiment configs/experiments/v3_digits_study.yaml --dry-run   # jobs, state, time estimate",
+            "mobilenets experiment configs/experiments/v3_digits_study.yaml --seeds 0,1,2",
+            "mobilenets experiment configs/experiments/v3_digits_study.yaml epochs=2 -o runs/experiments/smoke"),
     )
     p.add_argument("spec", help="experiment YAML (see configs/experiments/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="TrainConfig override for every run")
@@ -172,7 +172,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it.",
         epilog=examples(
-            "mobilenets report runs/experiments/seed004_digits -o report.html",
+            "mobilenets report runs/experiments/v3_digits_study -o report.html",
             "mobilenets report runs/digits runs/v2 --title 'digits runs' --no-markdown"),
     )
     p.add_argument("dirs", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR",

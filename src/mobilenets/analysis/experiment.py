@@ -1,6 +1,6 @@
 """Experiment grids: many training runs on one dataset, resumable, aggregated into ``results.json``.
 
-Why: seed 004's heart is a comparison table (params, MACs, top-1, latency against ResNet-50) and an
+Why: the V3 CIFAR-10 study's heart is a comparison table (params, MACs, top-1, latency against ResNet-50) and an
 SE / h-swish ablation; the V1 paper's heart is its width- and resolution-multiplier tables. Each of those
 is a set of runs that differ in one or two settings. An experiment spec (YAML) names them once; every run
 is an ordinary :func:`mobilenets.engine.train.train` job, so a grid inherits everything a single run has
@@ -8,7 +8,7 @@ is an ordinary :func:`mobilenets.engine.train.train` job, so a grid inherits eve
 
 Spec format (every key optional except ``runs`` or ``grids``)::
 
-    name: seed004_digits
+    name: v3_digits_study
     base: ../digits.yaml              # a TrainConfig recipe, relative to this file
     overrides: [epochs=10]            # applied to every run (list of key=value, or a mapping)
     seeds: [0, 1, 2]                  # every run is repeated once per seed; mean ± std in the report

@@ -1,6 +1,6 @@
 """Batch-1 CPU inference latency: whole-model (eager and best available backend) and per layer.
 
-Why its own module: seed 004's results table reports a latency column, and MACs are a poor proxy for
+Why its own module: the V3 CIFAR-10 study's results table reports a latency column, and MACs are a poor proxy for
 it (depthwise convolutions are memory-bound, SE adds tiny kernels with launch overhead), so the
 experiment grid measures it for every run. The measurement is deliberately simple and robust on a
 shared machine: warm-up, then the *median* of ``runs`` timed forward passes at batch 1 (the median

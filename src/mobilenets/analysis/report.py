@@ -1,11 +1,11 @@
-"""One static report (HTML + a Markdown twin) of experiments or runs: seed 004's tables, V1's tables, plots.
+"""One static report (HTML + a Markdown twin) of experiments or runs: the V3 CIFAR-10 study's tables, V1's tables, plots.
 
 Why one self-contained file: a report is shared by mail or opened on an air-gapped machine, so every image
 is embedded as a base64 PNG and there is no external CSS or JavaScript (no script at all). The Markdown
 twin carries the same tables and links the same figures, written as PNG files beside it.
 
-Contents: seed 004's results table (params, MACs, top-1, latency eager/best, training time, ratios to the
-ResNet-50 baseline) next to seed 004's own claims; the SE / h-swish ablation next to seed 004's; the V1
+Contents: the V3 CIFAR-10 study's results table (params, MACs, top-1, latency eager/best, training time, ratios to the
+ResNet-50 baseline) next to the V3 CIFAR-10 study's own claims; the SE / h-swish ablation next to the V3 CIFAR-10 study's; the V1
 paper's width-multiplier, resolution-multiplier and depthwise-vs-full-convolution tables with the paper's
 ImageNet MACs/params beside ours (computed for the same ImageNet geometry, and measured on the user's data);
 accuracy against MACs and against latency with the Pareto front; training curves; per-block MACs, params and
@@ -31,8 +31,8 @@ __all__ = [
     "PAPER_V1_CONV",
     "PAPER_V1_RESOLUTION",
     "PAPER_V1_WIDTH",
-    "SEED004_ABLATION",
-    "SEED004_TABLE",
+    "STUDY_ABLATION_CLAIMS",
+    "STUDY_CLAIMS",
     "TABLE_IDS",
     "V1_IMAGENET_COST",
     "Figure",
@@ -51,16 +51,16 @@ PAPER_V1_WIDTH: tuple[tuple[float, float, float, float], ...] = (
 PAPER_V1_RESOLUTION: tuple[tuple[int, float, float], ...] = ((224, 569, 70.6), (192, 418, 69.1), (160, 290, 67.2), (128, 186, 64.4))
 #: name -> (params M, MACs M, top-1)
 PAPER_V1_CONV: dict[str, tuple[float, float, float]] = {"Conv MobileNet": (29.3, 4866, 71.7), "MobileNet": (4.2, 569, 70.6)}
-# Seed 004 (CIFAR-10): model -> (params M, "FLOPs" M, top-1, latency ms); ablation (SE, h-swish) -> (params M, top-1).
-SEED004_TABLE: dict[str, tuple[float, float, float, float]] = {
+# The V3 CIFAR-10 study (CIFAR-10): model -> (params M, "FLOPs" M, top-1, latency ms); ablation (SE, h-swish) -> (params M, top-1).
+STUDY_CLAIMS: dict[str, tuple[float, float, float, float]] = {
     "mobilenet_v3_small": (1.52, 58.2, 91.3, 5.89), "mobilenet_v3_large": (4.21, 217.8, 93.7, 12.4),
     "resnet50": (25.6, 4089.0, 94.1, 24.6),
 }
-SEED004_ABLATION: dict[tuple[bool, bool], tuple[float, float]] = {
+STUDY_ABLATION_CLAIMS: dict[tuple[bool, bool], tuple[float, float]] = {
     (False, False): (1.45, 89.2), (True, False): (1.48, 90.8), (False, True): (1.45, 90.3), (True, True): (1.48, 91.3),
 }
 #: Every table a report contains, in order (tests check them all).
-TABLE_IDS = ("results-table", "seed004-table", "ablation-table", "v1-width-table", "v1-resolution-table",
+TABLE_IDS = ("results-table", "study-claims-table", "ablation-table", "v1-width-table", "v1-resolution-table",
              "v1-conv-table", "runs-table")
 _DASH = "—"
 
@@ -261,24 +261,24 @@ def _results_table(runs: Sequence[_Run]) -> Table:
             + ("mean ± sample std over seeds. " if n > 1 else "one seed per run. ")
             + "Latency: median of batch-1 CPU forward passes at the run's input size. Training time: sum of epoch times "
             "(shared CPU: wall-clock numbers are inflated by other processes).")
-    return Table("results-table", "Results (seed 004 style): params, MACs, accuracy, latency", headers, rows, note)
+    return Table("results-table", "Results (the V3 CIFAR-10 study style): params, MACs, accuracy, latency", headers, rows, note)
 
 
-def _seed004_table(runs: Sequence[_Run]) -> Table:
+def _study_claims_table(runs: Sequence[_Run]) -> Table:
     rows = []
-    for model, (p, f, acc, lat) in SEED004_TABLE.items():
+    for model, (p, f, acc, lat) in STUDY_CLAIMS.items():
         ours = next((r for r in runs if r.row.get("model") == model and not _is_ablation_variant(r)), None)
         rows.append([model, f"{p:.2f}", f"{f:.1f}", f"{acc:.1f}", f"{lat:.2f}",
                      _mega(ours.row.get("params")) if ours else _DASH, _mega(ours.row.get("macs"), 1) if ours else _DASH,
                      _pm(ours.row.get("test_acc1"), ours.row.get("test_acc1_std")) if ours else _DASH,
                      _num(ours.row.get("latency_eager_ms")) if ours else _DASH,
                      f"{ours.name} ({ours.row.get('dataset')}, {ours.row.get('image_size')}px)" if ours else _DASH])
-    note = ("Seed 004's CIFAR-10 claims beside our runs of the same architecture. Seed 004's FLOPs are the ImageNet "
-            "224px MAC counts of the 1000-class models (V3-Small 56-58M, V3-Large 217-219M, ResNet-50 4.1G: REFERENCE.md), "
+    note = ("The V3 CIFAR-10 study's CIFAR-10 claims beside our runs of the same architecture. The V3 CIFAR-10 study's FLOPs are the ImageNet "
+            "224px MAC counts of the 1000-class models (V3-Small 56-58M, V3-Large 217-219M, ResNet-50 4.1G), "
             "not the cost at 32px, so they are not comparable with our MACs at the training resolution; its latency "
             "hardware is not stated.")
-    return Table("seed004-table", "Seed 004's claims beside ours", [
-        "model", "seed 004 params (M)", "seed 004 FLOPs (M)", "seed 004 top-1", "seed 004 latency (ms)",
+    return Table("study-claims-table", "The V3 CIFAR-10 study's claims beside ours", [
+        "model", "the V3 CIFAR-10 study params (M)", "the V3 CIFAR-10 study FLOPs (M)", "the V3 CIFAR-10 study top-1", "the V3 CIFAR-10 study latency (ms)",
         "our params (M)", "our MACs (M)", "our top-1", "our latency eager (ms)", "our run"], rows, note)
 
 
@@ -306,7 +306,7 @@ def _ablation_table(runs: Sequence[_Run]) -> Table:
         ref = combos.get((False, False))
         for key in order:
             r = combos.get(key)
-            claim = SEED004_ABLATION[key] if model == "mobilenet_v3_small" else None
+            claim = STUDY_ABLATION_CLAIMS[key] if model == "mobilenet_v3_small" else None
             delta = (f"{r.row['test_acc1'] - ref.row['test_acc1']:+.2f}"
                      if r is not None and ref is not None and r.row.get("test_acc1") is not None
                      and ref.row.get("test_acc1") is not None else _DASH)
@@ -318,13 +318,13 @@ def _ablation_table(runs: Sequence[_Run]) -> Table:
                          f"{claim[0]:.2f}" if claim else _DASH, f"{claim[1]:.1f}" if claim else _DASH])
     if not rows:
         rows = [[_DASH, "✓" if s else "✗", "✓" if h else "✗", "(not in this experiment)", _DASH, _DASH, _DASH, _DASH,
-                 _DASH, f"{SEED004_ABLATION[(s, h)][0]:.2f}", f"{SEED004_ABLATION[(s, h)][1]:.1f}"] for s, h in order]
+                 _DASH, f"{STUDY_ABLATION_CLAIMS[(s, h)][0]:.2f}", f"{STUDY_ABLATION_CLAIMS[(s, h)][1]:.1f}"] for s, h in order]
     note = ("V3 with SE and/or h-swish removed (use_se=False: no squeeze-excite; use_hswish=False: ReLU everywhere, "
-            "hard-sigmoid gates kept). Δ is against the variant with neither. Seed 004's figures are its CIFAR-10 "
+            "hard-sigmoid gates kept). Δ is against the variant with neither. The V3 CIFAR-10 study's figures are its CIFAR-10 "
             "claims for V3-Small.")
     return Table("ablation-table", "Ablation: squeeze-excite and h-swish", [
         "group", "SE", "h-swish", "run", "params (M)", "MACs (M)", "top-1 (%)", "Δ top-1 vs neither",
-        "latency eager (ms)", "seed 004 params (M)", "seed 004 top-1"], rows, note)
+        "latency eager (ms)", "the V3 CIFAR-10 study params (M)", "the V3 CIFAR-10 study top-1"], rows, note)
 
 
 #: Our V1's (params, MACs) in the paper's geometry for the paper's rows, keyed (α, resolution, separable): what
@@ -698,7 +698,7 @@ def build_report(inputs: Sequence[str | Path], *, model: str | None = None, titl
         intro.append("Some experiments are incomplete: "
                      + ", ".join(f"{d['experiment']} {d['finished']}/{d['total']}" for d in results) + " jobs.")
     rep = Report(title or f"MobileNets report: {names}", intro)
-    rep.tables = [_results_table(runs), _seed004_table(runs), _ablation_table(runs), _v1_width_table(runs),
+    rep.tables = [_results_table(runs), _study_claims_table(runs), _ablation_table(runs), _v1_width_table(runs),
                   _v1_resolution_table(runs), _v1_conv_table(runs), _runs_table(runs)]
     chosen = _pick(runs, model)
     net = from_pretrained(chosen.dirs[0]).float().eval()

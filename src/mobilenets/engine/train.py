@@ -407,7 +407,7 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
     except ValueError as exc:
         raise ConfigError(str(exc), key="model.pretrained" if cfg.model.pretrained else "model") from None
     if cfg.bn_momentum is not None:
-        # REFERENCE.md: V3's momentum 0.01 leaves BN statistics far behind the weights when an epoch is
+        # V3's momentum 0.01 leaves BN statistics far behind the weights when an epoch is
         # only ~20 steps; the main job trains with 0.1.
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):

@@ -200,7 +200,7 @@ MOBILENET_V4: dict[str, V4Table] = {
 MOBILENET_V4_HEAD = 1280
 
 # --------------------------------------------------------------------------------------------------
-# ResNet (He et al. 2016), Table 1: the baseline of seed 004's comparison table.
+# ResNet (He et al. 2016), Table 1: the baseline of the V3 CIFAR-10 study's comparison table.
 # Columns: block, output channels, n (repeats), stride of the stage's first block.
 # --------------------------------------------------------------------------------------------------
 RESNET = {
@@ -227,7 +227,7 @@ class _FirstDownsample:
 
     For 32x32 inputs (CIFAR, digits) a 224-style network would shrink the image to 1x1; keeping the stem
     and the first downsampling at stride 1 leaves a 4x4 final map (output stride 8), the common recipe
-    for MobileNets on CIFAR (REFERENCE.md: MobileNetV2 94.43 with this stem).
+    for MobileNets on CIFAR (published reproductions: MobileNetV2 94.43% with this stem).
     """
 
     def __init__(self, active: bool) -> None:
@@ -316,7 +316,7 @@ def resolve_mobilenet_v3(
     """Resolve Table 1/2 of the V3 paper.
 
     ``width_convention`` decides how widths follow the multiplier, since the two reference
-    implementations differ (both appear in REFERENCE.md):
+    implementations differ (both publish weights):
 
     * ``"torchvision"``: every width is scaled, including the expansion sizes (``exp * α`` rounded),
       the 1x1 conv before pooling (6x the last block width) and the hidden head layer (1280·α).
@@ -336,7 +336,7 @@ def resolve_mobilenet_v3(
         return make_divisible(c * width_mult)
 
     def act(nl: str) -> str:
-        # minimalistic: ReLU everywhere; use_hswish=False: seed 004's ablation, h-swish -> ReLU.
+        # minimalistic: ReLU everywhere; use_hswish=False: the V3 CIFAR-10 study's ablation, h-swish -> ReLU.
         return "hswish" if nl == "HS" and use_hswish and not minimalistic else "relu"
 
     rows = [r for stage in table for r in stage]
@@ -541,5 +541,5 @@ def resnet18(*, small_input: bool = False, **kwargs) -> MobileNet:
 
 @register_model
 def resnet50(*, small_input: bool = False, **kwargs) -> MobileNet:
-    """ResNet-50, the baseline of seed 004's comparison table."""
+    """ResNet-50, the baseline of the V3 CIFAR-10 study's comparison table."""
     return MobileNet(resolve_resnet("resnet50", small_input), **kwargs)

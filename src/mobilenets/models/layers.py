@@ -2,7 +2,7 @@
 
 Layers are passed in (``norm_layer``, ``act_layer``) rather than hard-coded so that one block
 definition serves MobileNetV1/V2 (ReLU/ReLU6, BN eps 1e-5), V3 (h-swish, BN eps 1e-3, momentum 0.01)
-and the ablations of seed 004 (h-swish replaced by ReLU) without a second copy of the block.
+and the ablations of the V3 CIFAR-10 study (h-swish replaced by ReLU) without a second copy of the block.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ class ConvNormAct(nn.Sequential):
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excite as in MobileNetV3: pool -> 1x1 conv (bias) -> ReLU -> 1x1 conv (bias) -> gate.
 
-    No BatchNorm inside (a common reproduction bug, see shared/STYLE.md); the gate is hard-sigmoid in V3.
+    No BatchNorm inside (a common reproduction bug); the gate is hard-sigmoid in V3.
     """
 
     def __init__(
