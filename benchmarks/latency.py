@@ -27,7 +27,7 @@ import time
 import torch
 
 from mobilenets.deploy.bench import BenchResult, format_results, run_bench
-from mobilenets.deploy.runtime import default_threads
+from mobilenets.deploy.runtimes import default_threads
 
 DEFAULT_MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 

@@ -20,14 +20,16 @@ from torch import nn
 
 import mobilenets
 from mobilenets.deploy.export import (
-    FORMATS,
     FP32_TOLERANCE,
     ExportVerificationError,
     export_model,
     verify_artifact,
 )
+from mobilenets.deploy.extras import MissingExtraError
+from mobilenets.deploy.formats import FORMATS
 from mobilenets.deploy.fuse import fuse_for_inference, prepare_for_export
-from mobilenets.deploy.runtime import ArtifactError, MissingExtraError, load_artifact, sidecar_path
+from mobilenets.deploy.metadata import ArtifactError, sidecar_path
+from mobilenets.deploy.runtimes import load_artifact
 from mobilenets.weights import save_pretrained
 
 _REQUIRED = {"onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx", "torchao": "quant"}
@@ -202,6 +204,15 @@ def test_export_rejects_bad_arguments(weights: Path, tmp_path: Path) -> None:
         export_model(tmp_path / "nope", "pt2", tmp_path / "x.pt2")
 
 
+def test_every_format_has_one_writer_and_one_reader() -> None:
+    from mobilenets.deploy.export import EXPORTERS
+    from mobilenets.deploy.formats import WEIGHTS_FORMAT
+    from mobilenets.deploy.runtimes import LOADERS
+
+    assert list(EXPORTERS) == list(FORMATS)
+    assert set(LOADERS) == {*FORMATS, WEIGHTS_FORMAT}
+
+
 def test_missing_extra_names_the_install(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
@@ -280,7 +291,7 @@ def test_corrupt_and_mismatched_artifacts(weights: Path, exports: dict[str, Path
 
     if HAS_EXECUTORCH and "executorch" in exports:
         # A truncated program whose sidecar was rewritten to match: the runtime's refusal, in one line.
-        from mobilenets.deploy.runtime import read_metadata, write_metadata
+        from mobilenets.deploy.metadata import read_metadata, write_metadata
 
         cut = tmp_path / "cut.pte"
         cut.write_bytes(Path(exports["executorch"]).read_bytes()[:4000])
@@ -297,7 +308,7 @@ def test_corrupt_and_mismatched_artifacts(weights: Path, exports: dict[str, Path
     onnx.save(proto, str(lone))
     with pytest.raises(ArtifactError, match="no mobilenets metadata"):
         load_artifact(lone)
-    from mobilenets.deploy.runtime import ArtifactMetadata, write_metadata
+    from mobilenets.deploy.metadata import ArtifactMetadata, write_metadata
 
     write_metadata(lone, ArtifactMetadata("onnx", (3, 32, 32), (0.5,) * 3, (0.2,) * 3, 10, batch=None))
     with pytest.raises(ArtifactError, match="channels is 1 but its metadata says 3"):

@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from mobilenets.analysis.tables import (
+from mobilenets.tables import (
     format_count,
     format_macs,
     format_percent,

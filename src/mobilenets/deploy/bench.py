@@ -26,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .runtime import MissingExtraError, NeedsExtras, default_threads, load_artifact, require
+from ..tables import render_table
+from .extras import MissingExtraError, NeedsExtras, require
+from .runtimes import default_threads, load_artifact
 
 __all__ = [
     "BACKENDS",
@@ -99,14 +101,15 @@ def _build_channels_last(ctx: BuildContext) -> Runner:
 
 
 def _build_compile(ctx: BuildContext) -> Runner:
-    from .runtime import compile_module
+    from .runtimes import compile_module
 
     module = compile_module(_graph(ctx).to(memory_format=torch.channels_last))
     return _torch_runner(module, channels_last=True)
 
 
 def _export_file(ctx: BuildContext, fmt: str) -> Path:
-    from .export import FORMATS, export_model
+    from .export import export_model
+    from .formats import FORMATS
 
     out = ctx.workdir / f"model_b{ctx.batch}{FORMATS[fmt].suffix}"
     export_model(ctx.model, fmt, out, batch=ctx.batch, input_size=ctx.input_size, verify=False)
@@ -141,7 +144,7 @@ def _quantized_file(ctx: BuildContext, target: str) -> Path:
 
 
 def _build_int8_x86(ctx: BuildContext) -> Runner:
-    from .runtime import compile_module
+    from .runtimes import compile_module
 
     path = _quantized_file(ctx, "x86")
     predictor = load_artifact(path, threads=ctx.threads)
@@ -159,7 +162,8 @@ def _build_int8_onnxruntime(ctx: BuildContext) -> Runner:
 
 def _build_int8_openvino(ctx: BuildContext) -> Runner:
     """OpenVINO runs the QDQ ONNX model natively in int8 (its low-precision transformations)."""
-    from .runtime import OpenVINOPredictor, read_metadata
+    from .metadata import read_metadata
+    from .runtimes import OpenVINOPredictor
 
     path = _quantized_file(ctx, "onnxruntime")
     predictor = OpenVINOPredictor(path, read_metadata(path), ctx.threads)
@@ -367,8 +371,8 @@ def _calibration(model: nn.Module, batch: int, size: int, n: int = 4) -> list[to
     c = int(getattr(model, "in_chans", 3))
     if dataset:
         try:
+            from .metadata import ArtifactMetadata
             from .quantize import _load_data
-            from .runtime import ArtifactMetadata
 
             meta = ArtifactMetadata.from_model(model, "weights", input_size=size)
             return _load_data(meta, dataset, None, calib_batches=n, batch_size=max(batch, 8), split="test").calib
@@ -486,15 +490,12 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
 
 
 def format_results(results: list[BenchResult]) -> str:
-    """A plain-text table (also valid Markdown) of benchmark rows."""
+    """A Markdown table (also readable as plain text) of benchmark rows."""
     head = ("model", "backend", "batch", "median ms", "p90 ms", "images/s", "peak RSS MiB", "+MiB", "vs eager", "runs")
-    rows = [head, tuple("---" for _ in head)]
-    for r in results:
-        rows.append((
-            r.model, r.backend, str(r.batch), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.images_per_s:.1f}",
-            "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
-            "-" if r.mem_delta_mb is None else f"{r.mem_delta_mb:.0f}",
-            "-" if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x", str(r.runs),
-        ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows)
+    rows = [(
+        r.model, r.backend, str(r.batch), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.images_per_s:.1f}",
+        "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
+        "-" if r.mem_delta_mb is None else f"{r.mem_delta_mb:.0f}",
+        "-" if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x", str(r.runs),
+    ) for r in results]
+    return render_table(head, rows, align="l" * len(head), markdown=True)

@@ -78,7 +78,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export``, ``quantize`` and ``bench`` parsers (handlers in ``func``)."""
     from .bench import BACKENDS
-    from .export import FORMATS, format_table
+    from .formats import FORMATS, format_table
     from .quantize import QUANT_TARGETS
 
     p = subparsers.add_parser(

@@ -1,9 +1,8 @@
 """Export to every deployment format, each verified in its own runtime against eager PyTorch.
 
-:data:`FORMATS` is the one table of formats (as in ultralytics' exporter): its rows drive
-:func:`export_model`, the verification that reloads each file with its runtime (:mod:`.runtime`), the
-file-type detection of :func:`mobilenets.deploy.runtime.load_artifact`, and the ``--help`` of
-``mobilenets export``. Adding a format means adding a row with an exporter and a loader.
+:data:`mobilenets.deploy.formats.FORMATS` is the one table of formats: :func:`export_model` takes a
+row's suffix and extras from it and its writer from :data:`EXPORTERS` (keyed like the table), then
+verifies the file by reloading it with :func:`mobilenets.deploy.runtimes.load_artifact`.
 
 Every export starts from the same inference graph (BatchNorm folded, dropout removed,
 :func:`mobilenets.deploy.fuse.prepare_for_export`) and writes the preprocessing metadata the runtime
@@ -26,26 +25,19 @@ import torch
 from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
+from .extras import quiet_imports, quiet_loggers, silence_native_stderr
+from .formats import FORMATS
 from .fuse import InferenceModel, prepare_for_export
-from .runtime import (
-    ArtifactError,
-    ArtifactMetadata,
-    NeedsExtras,
-    load_artifact,
-    quiet_loggers,
-    require,
-    write_metadata,
-)
+from .metadata import ArtifactError, ArtifactMetadata, write_metadata
+from .runtimes import load_artifact, program_batch_bound
 
 __all__ = [
     "DEFAULT_EXECUTORCH_MAX_BATCH",
-    "FORMATS",
+    "EXPORTERS",
     "FP32_TOLERANCE",
-    "ExportFormat",
     "ExportResult",
     "ExportVerificationError",
     "export_model",
-    "format_table",
     "load_model",
     "parse_batch",
     "verify_artifact",
@@ -69,31 +61,6 @@ class ExportOptions:
     input_size: int
     stages: StageLog = field(default_factory=lambda: StageLog(enabled=False), compare=False)
     """Where an exporter reports its sub-steps (e.g. ExecuTorch: capture, then lowering)."""
-
-
-@dataclass(frozen=True)
-class ExportFormat(NeedsExtras):
-    """One deployment format: how to write it, which runtime verifies it, what it needs installed."""
-
-    key: str
-    name: str
-    suffixes: tuple[str, ...]
-    runtime: str
-    extra: str | None
-    modules: tuple[str, ...]
-    dynamic_batch: bool
-    embeds_metadata: bool
-    exporter: Callable[[InferenceModel, torch.Tensor, ExportOptions, Path, ArtifactMetadata], None]
-    notes: str = ""
-
-    @property
-    def suffix(self) -> str:
-        return self.suffixes[0]
-
-    def check_installed(self) -> None:
-        """Raise :class:`MissingExtraError` naming ``pip install mobilenets[extra]`` if a module is missing."""
-        for module in self.modules:
-            require(module, self.extra or "onnx", f"The {self.name} format")
 
 
 # ------------------------------------------------------------------------------------------ exporters
@@ -183,8 +150,6 @@ def _export_executorch(model: InferenceModel, x: torch.Tensor, opts: ExportOptio
 def executorch_batch_bound(path: Path) -> int | None:
     """The batch an ExecuTorch program's memory plan holds; XNNPACK partitioning may narrow the
     exported upper bound (to 15 for these models), so the metadata records what the file really takes."""
-    from .runtime import program_batch_bound, quiet_imports, silence_native_stderr
-
     with quiet_imports(), silence_native_stderr():
         from executorch.runtime import Runtime
 
@@ -206,31 +171,16 @@ def _export_openvino(model: InferenceModel, x: torch.Tensor, opts: ExportOptions
     ov.save_model(ov_model, str(out), compress_to_fp16=False)
 
 
-FORMATS: dict[str, ExportFormat] = {
-    f.key: f
-    for f in (
-        ExportFormat("onnx", "ONNX", (".onnx",), "onnxruntime", "onnx", ("onnx", "onnxscript", "onnxruntime"),
-                     True, True, _export_onnx, "torch.onnx dynamo exporter; metadata in metadata_props"),
-        ExportFormat("torchscript", "TorchScript", (".pt", ".torchscript"), "torch.jit.load", None, (), True, True,
-                     _export_torchscript, "traced and frozen; metadata as an extra file"),
-        ExportFormat("pt2", "torch.export", (".pt2",), "torch.export.load", None, (), True, True, _export_pt2,
-                     "ExportedProgram archive; metadata as an extra file"),
-        ExportFormat("executorch", "ExecuTorch (XNNPACK)", (".pte",), "executorch.runtime", "executorch",
-                     ("executorch",), True, False, _export_executorch,
-                     "XNNPACK delegate; a dynamic batch is bounded by the memory plan; metadata in the sidecar"),
-        ExportFormat("openvino", "OpenVINO IR", (".xml",), "openvino (f32 hint)", "openvino", ("openvino",), True,
-                     True, _export_openvino, "fp32 weights (.xml + .bin); metadata in rt_info"),
-    )
+Exporter = Callable[[InferenceModel, torch.Tensor, ExportOptions, Path, ArtifactMetadata], None]
+
+#: The writer of each row of :data:`FORMATS`, keyed like the table.
+EXPORTERS: dict[str, Exporter] = {
+    "onnx": _export_onnx,
+    "torchscript": _export_torchscript,
+    "pt2": _export_pt2,
+    "executorch": _export_executorch,
+    "openvino": _export_openvino,
 }
-
-
-def format_table() -> str:
-    """The format table as text, for ``--help`` and the docs."""
-    rows = [("format", "file", "verified with", "pip extra", "notes")]
-    rows += [(f.key, "/".join(f.suffixes), f.runtime, f"mobilenets[{f.extra}]" if f.extra else "-", f.notes)
-             for f in FORMATS.values()]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
 
 
 # ------------------------------------------------------------------------------------------ the job
@@ -384,7 +334,7 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stages(f"exporting to {spec.name} -> {out}")
-    spec.exporter(graph, x, ExportOptions(batch, meta.max_batch, meta.input_size[1], stages), out, meta)
+    EXPORTERS[fmt](graph, x, ExportOptions(batch, meta.max_batch, meta.input_size[1], stages), out, meta)
     export_s = time.perf_counter() - start
     write_metadata(out, meta)
     size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)

@@ -39,8 +39,9 @@ from .export import (
     lower_to_executorch,
     quiet,
 )
+from .extras import NeedsExtras, quiet_imports, require
 from .fuse import InferenceModel, prepare_for_export
-from .runtime import ArtifactMetadata, NeedsExtras, quiet_imports, require, write_metadata
+from .metadata import ArtifactMetadata, write_metadata
 
 __all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_weights"]
 

@@ -1,7 +1,7 @@
 """Evaluation and prediction from saved weights or any exported / quantized artefact.
 
 Preprocessing is read from the weights' metadata (``config.json``) or the artefact's metadata
-(:mod:`mobilenets.deploy.runtime`), so an ONNX, TorchScript, ``.pt2``, ExecuTorch or OpenVINO file is
+(:mod:`mobilenets.deploy.runtimes`), so an ONNX, TorchScript, ``.pt2``, ExecuTorch or OpenVINO file is
 evaluated on exactly the inputs its PyTorch weights would see. The data comes from the training run's
 ``config.yaml`` when there is one beside the weights (dataset, its directory, the split sizes), so
 ``mobilenets eval RUN`` needs no ``--data-root`` for the data the run was trained on.
@@ -154,7 +154,7 @@ class _Loaded:
 
     def __init__(self, weights: str | Path, device: torch.device) -> None:
         if _is_artifact(weights) or (not Path(weights).exists() and Path(weights).suffix):
-            from ..deploy.runtime import load_artifact
+            from ..deploy.runtimes import load_artifact
 
             predictor = load_artifact(weights)
             meta = predictor.metadata

@@ -1,135 +1,40 @@
 """Run any artefact: ``load_artifact(path)`` returns a :class:`Predictor` for every exported format.
 
-An exported or quantized model is only useful if evaluation and prediction can run it exactly as
-they run the PyTorch weights, with the same preprocessing. Every artefact therefore carries its
-:class:`ArtifactMetadata` (input size, mean/std, class names, dataset, batch), embedded where the
-format has a place for it (ONNX ``metadata_props``, TorchScript / ``.pt2`` extra files, OpenVINO
-``rt_info``) and always in a ``<artifact>.json`` sidecar, which is the only copy for ``.pte``. The
-sidecar records the artefact's SHA-256 so a sidecar that belongs to another file is refused instead
-of silently preprocessing with the wrong statistics.
-
 A :class:`Predictor` takes a float32 NCHW batch that is already normalised (the same input the eager
 model takes) and returns float32 logits. It hides each runtime's batch constraints: an artefact
-exported for a fixed batch runs larger batches in chunks and pads the last one.
+exported for a fixed batch runs larger batches in chunks and pads the last one. The file type comes
+from :data:`mobilenets.deploy.formats.FORMATS`, the preprocessing from the artefact's
+:class:`~mobilenets.deploy.metadata.ArtifactMetadata`; each format's loader is its row in ``LOADERS``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import json
-import logging
 import os
 import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..fileio import file_digest
+from .extras import quiet_imports, require, silence_native_stderr
+from .formats import WEIGHTS_FORMAT, artifact_format
+from .metadata import EXTRA_FILE, METADATA_KEY, ArtifactError, ArtifactMetadata, read_metadata
 
 __all__ = [
-    "ArtifactError",
-    "ArtifactMetadata",
-    "MissingExtraError",
-    "NeedsExtras",
+    "LOADERS",
+    "ExecuTorchPredictor",
+    "OnnxPredictor",
+    "OpenVINOPredictor",
     "Predictor",
-    "artifact_format",
+    "TorchModulePredictor",
+    "compile_module",
     "default_threads",
     "load_artifact",
-    "read_metadata",
-    "require",
-    "write_metadata",
+    "program_batch_bound",
 ]
-
-METADATA_KEY = "mobilenets"
-SIDECAR_SUFFIX = ".json"
-EXTRA_FILE = "mobilenets.json"
-
-
-class ArtifactError(ValueError):
-    """An artefact that cannot be used: corrupt, truncated, of an unknown kind, or not matching its metadata."""
-
-
-class MissingExtraError(ImportError, ValueError):
-    """An optional dependency is missing; the message says which ``pip install`` fixes it.
-
-    Also a ``ValueError`` so the command line prints it as one line instead of a traceback.
-    """
-
-
-def require(module: str, extra: str, what: str) -> None:
-    """Fail early, naming the extra to install, when ``module`` cannot be imported."""
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise MissingExtraError(
-            f"{what} needs the Python package providing {module!r}, which is not installed: "
-            f"pip install 'mobilenets[{extra}]' torch=={torch.__version__.split('+')[0]}"
-        )
-
-
-class NeedsExtras:
-    """Mixin for a row of a format / backend / target table whose runtime may be an uninstalled extra.
-
-    A row defines ``check_installed`` (raising :class:`MissingExtraError` via :func:`require`);
-    ``available`` is the non-raising form that ``--help`` tables and ``best`` selections use.
-    """
-
-    def check_installed(self) -> None:
-        raise NotImplementedError
-
-    def available(self) -> bool:
-        try:
-            self.check_installed()
-        except ImportError:
-            return False
-        return True
-
-
-@contextlib.contextmanager
-def quiet_loggers(*names: str) -> Iterator[None]:
-    """Raise the named loggers to ERROR for the duration of the block, then restore their levels."""
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def quiet_imports() -> contextlib.AbstractContextManager[None]:
-    """Importing torchao (ExecuTorch imports it too) logs a warning per CUDA-only kernel library that a
-    CPU build cannot load, and a pytree deprecation; neither matters here."""
-    return quiet_loggers("torchao", "torch.utils._pytree")
-
-
-@contextlib.contextmanager
-def silence_native_stderr() -> Iterator[None]:
-    """Mute C++ chatter written straight to file descriptor 2 (ExecuTorch's cpuinfo probes log every
-    ``/sys`` file they cannot open). Python exceptions still carry their messages."""
-    try:
-        fd = os.dup(2)
-    except OSError:  # pragma: no cover - no stderr at all
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(fd, 2)
-    finally:
-        os.close(fd)
 
 
 def default_threads() -> int:
@@ -138,120 +43,6 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         return os.cpu_count() or 1
-
-
-# -------------------------------------------------------------------------------------------- metadata
-@dataclass
-class ArtifactMetadata:
-    """What evaluation, prediction and benchmarking need to know about an artefact besides its graph."""
-
-    format: str
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    num_classes: int
-    interpolation: str = "bilinear"
-    crop_pct: float = 1.0
-    class_names: list[str] | None = None
-    dataset: str | None = None
-    architecture: str | None = None
-    batch: int | None = 1
-    """Fixed batch size of the graph; ``None`` when the batch dimension is dynamic."""
-    max_batch: int | None = None
-    """Upper bound of a dynamic batch (ExecuTorch plans memory for it); ``None`` if unbounded."""
-    precision: str = "fp32"
-    quantization: dict[str, Any] | None = None
-    source: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps({"format_version": 1, **asdict(self)}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> ArtifactMetadata:
-        names = {f.name for f in fields(cls)}
-        required = ("format", "input_size", "mean", "std", "num_classes")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ArtifactError(f"{source}: metadata lacks {', '.join(missing)}")
-        kwargs = {k: v for k, v in data.items() if k in names}
-        try:
-            kwargs["input_size"] = tuple(int(v) for v in data["input_size"])
-            kwargs["mean"] = tuple(float(v) for v in data["mean"])
-            kwargs["std"] = tuple(float(v) for v in data["std"])
-            kwargs["num_classes"] = int(data["num_classes"])
-        except (TypeError, ValueError) as exc:
-            raise ArtifactError(f"{source}: malformed metadata ({exc})") from None
-        if len(kwargs["input_size"]) != 3:
-            raise ArtifactError(f"{source}: input_size must be (C, H, W), got {kwargs['input_size']}")
-        return cls(**kwargs)
-
-    @classmethod
-    def from_json(cls, text: str | bytes, source: str) -> ArtifactMetadata:
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(f"{source}: metadata is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ArtifactError(f"{source}: metadata is not a JSON object")
-        return cls.from_dict(data, source)
-
-    @classmethod
-    def from_model(cls, model: nn.Module, fmt: str, *, input_size: int | None = None, **kw: Any) -> ArtifactMetadata:
-        """Metadata of a mobilenets model (its ``pretrained_cfg``), for an export at ``input_size``."""
-        cfg = dict(getattr(model, "pretrained_cfg", {}))
-        inner = getattr(model, "model", model)
-        c, h, w = (tuple(cfg.get("input_size") or (getattr(model, "in_chans", 3), 224, 224)))
-        if input_size is not None:
-            h = w = int(input_size)
-        names = getattr(inner, "class_names", None)
-        return cls(
-            format=fmt,
-            input_size=(int(c), int(h), int(w)),
-            mean=tuple(float(v) for v in cfg.get("mean", (0.0,) * int(c))),
-            std=tuple(float(v) for v in cfg.get("std", (1.0,) * int(c))),
-            num_classes=int(getattr(model, "num_classes", cfg.get("num_classes", 0))),
-            interpolation=str(cfg.get("interpolation") or "bilinear"),
-            crop_pct=float(cfg.get("crop_pct") or 1.0),
-            class_names=list(names) if names else None,
-            dataset=getattr(inner, "dataset_name", None),
-            architecture=getattr(inner, "model_name", None),
-            **kw,
-        )
-
-
-def sidecar_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + SIDECAR_SUFFIX)
-
-
-def write_metadata(path: str | Path, meta: ArtifactMetadata) -> Path:
-    """Write the ``<artifact>.json`` sidecar (with the artefact's SHA-256); call after the artefact exists."""
-    path = Path(path)
-    data = json.loads(meta.to_json())
-    data["artifact_sha256"] = file_digest(path)
-    side = sidecar_path(path)
-    side.write_text(json.dumps(data, indent=2))
-    return side
-
-
-def _read_sidecar(path: Path) -> ArtifactMetadata | None:
-    side = sidecar_path(path)
-    if not side.is_file():
-        return None
-    try:
-        data = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{side} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{side} is not a metadata object")
-    digest = data.get("artifact_sha256")
-    if digest and digest != file_digest(path):
-        raise ArtifactError(
-            f"{side} describes a different file than {path.name} (SHA-256 mismatch): the artefact was replaced "
-            "or the sidecar copied from another export; re-export, or delete the stale sidecar"
-        )
-    return ArtifactMetadata.from_dict(data, str(side))
 
 
 # ------------------------------------------------------------------------------------------ predictors
@@ -454,39 +245,6 @@ def _check_declared_shape(path: Path, meta: ArtifactMetadata, shape: list[Any]) 
             )
 
 
-# ---------------------------------------------------------------------------------------------- loading
-WEIGHTS_FORMAT = "weights"
-
-
-def artifact_format(path: str | Path) -> str:
-    """The format key of ``path``: a row of :data:`mobilenets.deploy.export.FORMATS` or ``"weights"``."""
-    from .export import FORMATS
-
-    path = Path(path)
-    if path.is_dir() or path.name in ("model.safetensors", "config.json"):
-        return WEIGHTS_FORMAT
-    suffix = path.suffix.lower()
-    for fmt in FORMATS.values():
-        if suffix in fmt.suffixes:
-            return fmt.key
-    known = ", ".join(f"{s} ({f.key})" for f in FORMATS.values() for s in f.suffixes)
-    raise ArtifactError(f"{path}: unknown artefact type {suffix or '(no suffix)'!r}; expected a weights directory or {known}")
-
-
-def read_metadata(path: str | Path, embedded: str | bytes | None = None) -> ArtifactMetadata:
-    """The artefact's metadata: the embedded copy if given, otherwise the verified sidecar."""
-    path = Path(path)
-    if embedded:
-        return ArtifactMetadata.from_json(embedded, f"{path} (embedded metadata)")
-    meta = _read_sidecar(path)
-    if meta is None:
-        raise ArtifactError(
-            f"{path} carries no mobilenets metadata and {sidecar_path(path).name} is missing: "
-            "export it with `mobilenets export` (the sidecar records input size and normalisation)"
-        )
-    return meta
-
-
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"artefact {path} not found")
@@ -610,7 +368,8 @@ def _load_executorch(path: Path, threads: int | None) -> Predictor:
     return ExecuTorchPredictor(path, meta, threads)
 
 
-_LOADERS: dict[str, Callable[..., Predictor]] = {
+#: The loader of each format of :data:`FORMATS` (and of a weights directory), keyed like the table.
+LOADERS: dict[str, Callable[..., Predictor]] = {
     WEIGHTS_FORMAT: _load_weights,
     "torchscript": _load_torchscript,
     "pt2": _load_pt2,
@@ -631,7 +390,7 @@ def load_artifact(path: str | Path, *, threads: int | None = None, compile: bool
     path = Path(path)
     _check_file(path)
     fmt = artifact_format(path)
-    predictor = _load_pt2(path, threads, compile=compile) if fmt == "pt2" else _LOADERS[fmt](path, threads)
+    predictor = _load_pt2(path, threads, compile=compile) if fmt == "pt2" else LOADERS[fmt](path, threads)
     if predictor.metadata.format not in (fmt, WEIGHTS_FORMAT) and fmt != WEIGHTS_FORMAT:
         raise ArtifactError(
             f"{path}: metadata says format {predictor.metadata.format!r} but the file is {fmt!r}; "

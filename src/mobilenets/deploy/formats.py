@@ -1,0 +1,87 @@
+"""The one table of deployment formats: :data:`FORMATS`.
+
+Its rows drive :func:`mobilenets.deploy.export.export_model` (which exporter, which file suffix, what must
+be installed), the verification that reloads each file in its runtime, the file-type detection of
+:func:`mobilenets.deploy.runtimes.load_artifact` (:func:`artifact_format`), the bench backends that export
+first, and the ``--help`` of ``mobilenets export`` (:func:`format_table`).
+
+Adding a format: a row here, its writer in ``mobilenets.deploy.export.EXPORTERS`` and its reader in
+``mobilenets.deploy.runtimes.LOADERS``, both keyed by the row's ``key`` (a test checks the three agree).
+The rows hold data only, so this module sits below the exporters and the runtimes that use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..tables import render_table
+from .extras import NeedsExtras, require
+from .metadata import ArtifactError
+
+__all__ = ["FORMATS", "WEIGHTS_FORMAT", "ExportFormat", "artifact_format", "format_table"]
+
+WEIGHTS_FORMAT = "weights"
+"""The format key of a ``save_pretrained`` / run directory (PyTorch weights, not an export)."""
+
+
+@dataclass(frozen=True)
+class ExportFormat(NeedsExtras):
+    """One deployment format: its files, which runtime verifies it, what it needs installed."""
+
+    key: str
+    name: str
+    suffixes: tuple[str, ...]
+    runtime: str
+    extra: str | None
+    modules: tuple[str, ...]
+    dynamic_batch: bool
+    embeds_metadata: bool
+    notes: str = ""
+
+    @property
+    def suffix(self) -> str:
+        return self.suffixes[0]
+
+    def check_installed(self) -> None:
+        """Raise :class:`MissingExtraError` naming ``pip install mobilenets[extra]`` if a module is missing."""
+        for module in self.modules:
+            require(module, self.extra or "onnx", f"The {self.name} format")
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.key: f
+    for f in (
+        ExportFormat("onnx", "ONNX", (".onnx",), "onnxruntime", "onnx", ("onnx", "onnxscript", "onnxruntime"),
+                     True, True, "torch.onnx dynamo exporter; metadata in metadata_props"),
+        ExportFormat("torchscript", "TorchScript", (".pt", ".torchscript"), "torch.jit.load", None, (), True, True,
+                     "traced and frozen; metadata as an extra file"),
+        ExportFormat("pt2", "torch.export", (".pt2",), "torch.export.load", None, (), True, True,
+                     "ExportedProgram archive; metadata as an extra file"),
+        ExportFormat("executorch", "ExecuTorch (XNNPACK)", (".pte",), "executorch.runtime", "executorch",
+                     ("executorch",), True, False,
+                     "XNNPACK delegate; a dynamic batch is bounded by the memory plan; metadata in the sidecar"),
+        ExportFormat("openvino", "OpenVINO IR", (".xml",), "openvino (f32 hint)", "openvino", ("openvino",), True,
+                     True, "fp32 weights (.xml + .bin); metadata in rt_info"),
+    )
+}
+
+
+def artifact_format(path: str | Path) -> str:
+    """The format key of ``path``: a row of :data:`FORMATS` or :data:`WEIGHTS_FORMAT`."""
+    path = Path(path)
+    if path.is_dir() or path.name in ("model.safetensors", "config.json"):
+        return WEIGHTS_FORMAT
+    suffix = path.suffix.lower()
+    for fmt in FORMATS.values():
+        if suffix in fmt.suffixes:
+            return fmt.key
+    known = ", ".join(f"{s} ({f.key})" for f in FORMATS.values() for s in f.suffixes)
+    raise ArtifactError(f"{path}: unknown artefact type {suffix or '(no suffix)'!r}; expected a weights directory or {known}")
+
+
+def format_table() -> str:
+    """The format table as text, for ``--help`` and the docs."""
+    rows = [(f.key, "/".join(f.suffixes), f.runtime, f"mobilenets[{f.extra}]" if f.extra else "-", f.notes)
+            for f in FORMATS.values()]
+    return render_table(("format", "file", "verified with", "pip extra", "notes"), rows, align="lllll", rule=False)
