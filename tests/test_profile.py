@@ -1,4 +1,4 @@
-"""Tests for mobilenets.analysis.profile on toy models built from plain torch.nn.
+"""Tests for mobilenets.cost (the profiler) on toy models built from plain torch.nn.
 
 The model builders are written separately, so every model here is assembled from nn.Sequential and small
 custom modules. The reference for MACs is torch's own FlopCounterMode (total / 2), the convention behind
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mobilenets.analysis.profile import (
+from mobilenets.cost import (
     KINDS,
     ProfileResult,
     flop_counter_macs,

@@ -7,7 +7,7 @@ Public entry points::
     print(mobilenets.profile(model, 32).macs)
 """
 
-from .analysis.profile import ProfileResult, profile
+from .cost import ProfileResult, profile
 from .models import create_model, get_model_kwargs, list_models, register_model
 from .pretrained import list_pretrained
 from .weights import from_pretrained, load_weights

@@ -76,7 +76,7 @@ def version() -> str:
 
 # ------------------------------------------------------------------------------------------ profile
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from .analysis.profile import profile
+    from .cost import profile
     from .models import create_model
 
     kwargs = parse_set(override_items(args))

@@ -349,7 +349,7 @@ def _profile_v1(width: float, resolution: int, separable: bool) -> tuple[int, in
     import torch
 
     from ..models import create_model
-    from .profile import profile
+    from ..cost import profile
 
     with torch.no_grad():
         model = create_model("mobilenet_v1", width_mult=width, separable=separable)
@@ -551,7 +551,7 @@ def _block_of(name: str) -> str:
 
 def _layer_bars(model: Any, shape: tuple[int, int, int], name: str) -> Figure:
     from .latency import layer_latency
-    from .profile import profile
+    from ..cost import profile
 
     plt = _pyplot()
     prof = profile(model, shape)

@@ -492,7 +492,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start: float,
            stop: _StopRequest) -> dict[str, Any]:
     from ..analysis.plots import plot_training_curves
-    from ..analysis.profile import profile
+    from ..cost import profile
     from ..data.augment import BatchAugment
     from ..data.datasets import test_split_label
     from ..weights import from_pretrained, save_pretrained
