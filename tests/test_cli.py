@@ -162,7 +162,7 @@ def _no_runtime_extras(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_experiment_results_line_names_the_missing_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import mobilenets.analysis.experiment as experiment
+    import mobilenets.study.experiment as experiment
 
     row = {"name": "v3_small", "params": 1.5e6, "macs": 6e7, "test_acc1": 97.5, "test_acc1_std": None,
            "latency_eager_ms": 7.48, "latency_best_ms": 7.48, "best_backend": "eager"}

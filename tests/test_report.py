@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from mobilenets.analysis.experiment import aggregate, load_results, load_spec
-from mobilenets.analysis.report import TABLE_IDS, V1_IMAGENET_COST, _pareto, _pm, write_report
 from mobilenets.config import ConfigError
+from mobilenets.study.experiment import aggregate, load_results, load_spec
+from mobilenets.study.figures import _pareto
+from mobilenets.study.report import write_report
+from mobilenets.study.tables import TABLE_IDS, V1_IMAGENET_COST, _pm
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

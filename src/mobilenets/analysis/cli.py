@@ -53,7 +53,7 @@ def _dry_run(spec: Any, exp_dir: Path, overrides: Sequence[str]) -> None:
     import json
 
     from ..engine.progress import format_duration
-    from .experiment import plan_jobs
+    from ..study.experiment import plan_jobs
 
     jobs = plan_jobs(spec, exp_dir)
     per_job: float | None = None
@@ -101,7 +101,7 @@ def _fraction_left(spec: Any, job: Any, overrides: Sequence[str]) -> float:
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run or continue an experiment grid; print where its results are."""
     from ..config import env_overrides
-    from .experiment import load_spec, run_experiment
+    from ..study.experiment import load_spec, run_experiment
 
     for item in args.overrides:
         if "=" not in item:
@@ -136,7 +136,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the HTML report (and its Markdown twin)."""
-    from .report import write_report
+    from ..study.report import write_report
 
     paths = write_report(args.dirs, args.output, model=args.model, title=args.title, markdown=not args.no_markdown)
     for p in paths:

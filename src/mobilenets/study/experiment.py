@@ -259,8 +259,8 @@ def _measure(run_dir: Path, lat: LatencySpec) -> dict[str, Any]:
     cache = run_dir / "latency.json"
     if cache.is_file():
         return json.loads(cache.read_text())
+    from ..analysis.latency import measure_latency
     from ..weights import from_pretrained
-    from .latency import measure_latency
 
     model = from_pretrained(run_dir)
     shape = tuple(int(v) for v in model.pretrained_cfg["input_size"])

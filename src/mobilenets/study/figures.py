@@ -1,0 +1,239 @@
+"""The report's figures: accuracy against MACs and against latency with the Pareto front, training curves,
+per-block MACs, params and latency of one chosen model, and that model's architecture diagram."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from ..analysis.plots import read_metrics
+from .document import Figure
+from .runs import _Run
+
+__all__ = ["build_figures"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _pareto(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats (lower cost and higher accuracy), by increasing cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _scatter(runs: Sequence[_Run], key: str, xlabel: str, fid: str, title: str) -> Figure:
+    plt = _pyplot()
+    pts = [(r, float(r.row[key]), float(r.row["test_acc1"])) for r in runs
+           if r.row.get(key) and r.row.get("test_acc1") is not None]
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    xs = [x / 1e6 if key == "macs" else x for _, x, _ in pts]
+    ys = [y for *_, y in pts]
+    front = _pareto(list(zip(xs, ys)))
+    ax.scatter(xs, ys, c="#4477aa", s=36, zorder=3, label="runs")
+    log_x = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 20
+    placed: list[tuple[float, float]] = []
+    x_span = y_span = 1.0
+    if xs:  # normalised positions, so "near" means the same on a log or a linear axis
+        x_span = (math.log10(max(xs) / min(xs)) if log_x else max(xs) - min(xs)) or 1.0
+        y_span = (max(ys) - min(ys)) or 1.0
+    for (r, _, _), x, y in zip(pts, xs, ys):
+        std = r.row.get("test_acc1_std")
+        if std:
+            ax.errorbar([x], [y], yerr=[std], color="#4477aa", capsize=3, zorder=2)
+        # Runs of near-equal cost and accuracy (ablation variants) would print their names on top of each
+        # other: stack such labels downwards instead.
+        u = (math.log10(x / min(xs)) if log_x else x - min(xs)) / x_span
+        v = (y - min(ys)) / y_span
+        near = sum(1 for pu, pv in placed if abs(pu - u) < 0.12 and abs(pv - v) < 0.04)
+        placed.append((u, v))
+        ax.annotate(r.name, (x, y), textcoords="offset points", xytext=(4, 4 - 9 * near), fontsize=7)
+    if front:
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], "-", color="#cc3311", lw=1.5, zorder=1)
+        ax.scatter([xs[i] for i in front], [ys[i] for i in front], s=110, facecolors="none", edgecolors="#cc3311",
+                   lw=1.5, zorder=4, label="Pareto front")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return Figure(fid, title, _png(fig), "Circled points are on the Pareto front (no other run is both cheaper and "
+                  "more accurate); error bars are ± one std over seeds.")
+
+
+def _curves(runs: Sequence[_Run]) -> Figure:
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in runs:
+        path = r.dirs[0] / "metrics.csv"
+        if not path.is_file():
+            continue
+        rows = read_metrics(path)
+        ep = [row["epoch"] for row in rows]
+        acc = [row.get("ema_val_acc1") if row.get("ema_val_acc1") is not None else row.get("val_acc1") for row in rows]
+        a1.plot(ep, [row.get("train_loss") for row in rows], marker="o", ms=2, label=r.name)
+        a2.plot(ep, acc, marker="o", ms=2, label=r.name)
+    a1.set(xlabel="epoch", ylabel="train loss", title="training loss")
+    a2.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation accuracy (EMA where used)")
+    for ax in (a1, a2):
+        ax.grid(alpha=0.3)
+    a2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return Figure("plot-curves", "Training curves", _png(fig), "First seed of every run.")
+
+
+def _block_of(name: str) -> str:
+    parts = name.split(".")
+    if parts[0] == "stem":
+        return "stem"
+    if parts[0] == "blocks" and len(parts) >= 3:
+        return f"blocks.{parts[1]}.{parts[2]}"
+    return "head"
+
+
+def _layer_bars(model: Any, shape: tuple[int, int, int], name: str) -> Figure:
+    from ..analysis.latency import layer_latency
+    from ..cost import profile
+
+    plt = _pyplot()
+    prof = profile(model, shape)
+    lat = layer_latency(model, shape)
+    macs: dict[str, float] = {}
+    params: dict[str, float] = {}
+    ms: dict[str, float] = {}
+    for row in prof.rows:
+        b = _block_of(row.name)
+        macs[b] = macs.get(b, 0) + row.macs / 1e6
+        params[b] = params.get(b, 0) + row.params / 1e6
+    for layer, t in lat.items():
+        b = _block_of(layer)
+        ms[b] = ms.get(b, 0) + t
+    labels = list(dict.fromkeys([*macs, *ms]))
+    fig, axes = plt.subplots(3, 1, figsize=(max(8, 0.45 * len(labels) + 2), 8.5), sharex=True)
+    for ax, data, ylabel, color in ((axes[0], macs, "MACs (M)", "#4477aa"), (axes[1], params, "params (M)", "#228833"),
+                                    (axes[2], ms, "latency (ms)", "#ee6677")):
+        ax.bar(range(len(labels)), [data.get(k, 0.0) for k in labels], color=color)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[2].set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    axes[0].set_title(f"{name}: per-block cost at {shape[1]}×{shape[2]}")
+    fig.tight_layout()
+    return Figure("plot-layers", f"Per-block MACs, params and latency: {name}", _png(fig),
+                  "Latency per block: mean of eager batch-1 forward passes timed with hooks on every leaf module (hook "
+                  "overhead included; compare blocks with each other, not with the whole-model figure).")
+
+
+def _block_shapes(model: Any, shape: tuple[int, int, int]) -> dict[str, tuple[int, ...]]:
+    import torch
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if name == "stem" or (name.startswith("blocks.") and name.count(".") == 2):
+            handles.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:]))))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _block_text(spec: Any) -> tuple[str, str]:
+    kind = {"ir": "inverted residual", "ds": "depthwise separable", "conv": "conv", "bottleneck": "bottleneck",
+            "basic": "basic", "maxpool": "max pool", "fused_ib": "fused IB", "mqa": "mobile MQA"}.get(spec.type, spec.type)
+    if spec.type == "uib":  # MobileNetV4: name the UIB form by which depthwise convs it has
+        kind = {(True, True): "UIB ExtraDW", (False, True): "UIB IR", (True, False): "UIB ConvNeXt",
+                (False, False): "UIB FFN"}[(bool(spec.kernel_start), bool(spec.kernel))]
+    exp = ""
+    if spec.type in ("ir", "uib", "fused_ib") and spec.mid_chs:
+        exp = f" exp {spec.mid_chs / spec.in_chs:.2g}× ({spec.mid_chs})"
+    elif spec.type == "bottleneck" and spec.mid_chs:
+        exp = f" mid {spec.mid_chs}"
+    if spec.type == "uib":
+        kernels = "/".join(str(k) for k in (spec.kernel_start, spec.kernel) if k) or "1"
+        head = f"{kind} k{kernels}{exp}"
+    elif spec.type == "mqa":
+        head = f"{kind} {spec.heads}h×{spec.key_dim}" + (f" kv/{spec.kv_stride}" if spec.kv_stride > 1 else "")
+    else:
+        head = f"{kind} k{spec.kernel}{exp}"
+    se = "SE" if spec.se_chs else "no SE"
+    return head, f"{se} · {spec.act} · s{spec.stride}"
+
+
+def _architecture(model: Any, shape: tuple[int, int, int], name: str) -> Figure:
+    plt = _pyplot()
+    from matplotlib.patches import FancyBboxPatch
+
+    arch = model.arch
+    shapes = _block_shapes(model, shape)
+    items = [("stem", arch.stem)]
+    for s, stage in enumerate(arch.stages):
+        items += [(f"blocks.{s}.{i}", spec) for i, spec in enumerate(stage)]
+    cols = 4
+    nrows = math.ceil((len(items) + 1) / cols)
+    fig, ax = plt.subplots(figsize=(13, 1.25 * nrows + 0.8))
+    ax.set_xlim(0, cols)
+    ax.set_ylim(nrows, -0.35)
+    ax.axis("off")
+    colors = {"ir": "#dde8f5", "ds": "#e3f1de", "conv": "#f5e6d3", "bottleneck": "#ece0f2", "basic": "#ece0f2",
+              "maxpool": "#eeeeee", "uib": "#dde8f5", "fused_ib": "#f5e6d3", "mqa": "#fbe3e3"}
+    boxes = [(label, *_block_text(spec), colors.get(spec.type, "#eeeeee"), spec.se_chs is not None,
+              "×".join(map(str, shapes.get(label, ())))) for label, spec in items]
+    norm = " BN" if arch.head_norm else ""
+    head = f"pool → {arch.head_hidden}{norm} {arch.head_act} → " if arch.head_hidden else "pool → "
+    boxes.append(("head", f"{head}dropout → FC", f"{model.num_classes} classes", "#f2f2f2", False,
+                  str(model.num_classes)))
+    for i, (label, line1, line2, color, has_se, out) in enumerate(boxes):
+        r, c = divmod(i, cols)
+        ax.add_patch(FancyBboxPatch((c + 0.04, r + 0.06), 0.88, 0.82, boxstyle="round,pad=0.01", fc=color,
+                                    ec="#cc3311" if has_se else "#555555", lw=2 if has_se else 1))
+        ax.text(c + 0.08, r + 0.22, f"{i}. {label}", fontsize=8, weight="bold", va="center")
+        ax.text(c + 0.08, r + 0.42, line1, fontsize=7.5, va="center")
+        ax.text(c + 0.08, r + 0.60, line2, fontsize=7.5, va="center")
+        ax.text(c + 0.08, r + 0.78, f"→ {out}", fontsize=7.5, va="center", color="#224477")
+        if i + 1 < len(boxes) and c + 1 < cols:
+            ax.annotate("", (c + 1.04, r + 0.47), (c + 0.92, r + 0.47), arrowprops={"arrowstyle": "->", "lw": 1})
+    ax.set_title(f"{name}: {len(items) - 1} blocks, input {'×'.join(map(str, shape))} (red border: squeeze-excite)",
+                 fontsize=10)
+    fig.tight_layout()
+    return Figure("plot-architecture", f"Architecture: {name}", _png(fig),
+                  "Each box is one block in execution order (left to right, then down): type, kernel, expansion, "
+                  "SE, activation, stride and output shape (C×H×W).")
+
+
+def build_figures(runs: Sequence[_Run], model: Any, shape: tuple[int, int, int], name: str) -> list[Figure]:
+    """Every figure of a report; the per-block and architecture figures are of ``model`` (run ``name``)."""
+    return [
+        _scatter(runs, "macs", "MACs per image (M)", "plot-acc-macs", "Accuracy vs MACs"),
+        _scatter(runs, "latency_best_ms", "batch-1 latency, best backend (ms)", "plot-acc-latency",
+                 "Accuracy vs latency"),
+        _curves(runs),
+        _layer_bars(model, shape, name),
+        _architecture(model, shape, name),
+    ]
