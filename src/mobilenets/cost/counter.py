@@ -286,7 +286,6 @@ def _forward_error(x: torch.Tensor, error: Exception) -> ValueError:
 
 def _run_hooked(model: nn.Module, x: torch.Tensor) -> _Profiler:
     """One eval-mode forward of ``x`` with the profiler's hooks on every module; no side effects remain."""
-    modes = {m: m.training for m in model.modules()}
     counter = FlopCounterMode(display=False, custom_mapping=dict(GAP_FLOP_FORMULAS))
     prof = _Profiler(model, counter)
     handles = []
@@ -294,6 +293,17 @@ def _run_hooked(model: nn.Module, x: torch.Tensor) -> _Profiler:
         for module in model.modules():
             handles.append(module.register_forward_pre_hook(prof.pre_hook, with_kwargs=True))
             handles.append(module.register_forward_hook(prof.post_hook, with_kwargs=True))
+        _counted_forward(model, x, counter)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return prof
+
+
+def _counted_forward(model: nn.Module, x: torch.Tensor, counter: FlopCounterMode) -> None:
+    """One eval-mode, no-grad forward of ``x`` under ``counter``; every module's training flag is restored."""
+    modes = {m: m.training for m in model.modules()}
+    try:
         model.eval()
         try:
             with torch.no_grad(), counter:
@@ -301,11 +311,8 @@ def _run_hooked(model: nn.Module, x: torch.Tensor) -> _Profiler:
         except Exception as error:
             raise _forward_error(x, error) from error
     finally:
-        for handle in handles:
-            handle.remove()
         for module, training in modes.items():
             module.training = training
-    return prof
 
 
 def _rows(prof: _Profiler, batch_size: int) -> list[LayerRow]:
@@ -387,16 +394,6 @@ def flop_counter_macs(
         raise TypeError(f"model={type(model).__name__}: expected an nn.Module")
     chw = _resolve_input(model, input_size, in_chans, batch_size)
     x = _example_input(model, chw, batch_size, device)
-    modes = {m: m.training for m in model.modules()}
     counter = FlopCounterMode(display=False, custom_mapping=dict(GAP_FLOP_FORMULAS) if fill_gaps else None)
-    try:
-        model.eval()
-        try:
-            with torch.no_grad(), counter:
-                model(x)
-        except Exception as error:
-            raise _forward_error(x, error) from error
-    finally:
-        for module, training in modes.items():
-            module.training = training
+    _counted_forward(model, x, counter)
     return counter.get_total_flops() // 2 // batch_size
