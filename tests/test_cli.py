@@ -88,7 +88,7 @@ def test_bad_override_and_unknown_option_are_one_line(capsys: pytest.CaptureFixt
 
 def test_bench_and_convert_take_key_value_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    import mobilenets.convert_cli as convert_cli
+    import mobilenets.cli.convert as convert_cli
     import mobilenets.deploy.bench as bench
 
     seen: dict[str, Any] = {}

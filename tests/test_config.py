@@ -365,3 +365,21 @@ def test_generic_tree() -> None:
     root2 = apply_overrides(root, ["maybe=null", "leaf.extra.x.y=1"])
     assert root2.maybe is None and root2.leaf.extra == {"x": {"y": 1}}
     assert dataclasses.is_dataclass(root2)
+
+
+# ----------------------------------------------------------------------------------------------
+# The literal choices and the registries they name
+# ----------------------------------------------------------------------------------------------
+
+
+def test_literal_choices_agree_with_the_registries() -> None:
+    """The config sits below the data package, so its choices are written out: they must name what exists."""
+    from typing import get_args
+
+    from mobilenets.config import AutoAugment, CropMode, DatasetName
+    from mobilenets.data import DATASET_INFO, DATASETS
+    from mobilenets.data.augment import AUTO_AUGMENT_CHOICES, CROP_CHOICES
+
+    assert set(get_args(DatasetName)) == set(DATASETS) == set(DATASET_INFO)
+    assert set(get_args(CropMode)) == set(CROP_CHOICES)
+    assert set(get_args(AutoAugment)) == {c for c in AUTO_AUGMENT_CHOICES if c is not None}

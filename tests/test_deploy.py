@@ -374,7 +374,7 @@ def test_quantize_rejects_bad_arguments(weights: Path, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ CLI / bench
 def _cli(argv: list[str]) -> int:
-    from mobilenets.deploy.cli import register
+    from mobilenets.cli.deploy import register
 
     parser = argparse.ArgumentParser(prog="mobilenets")
     register(parser.add_subparsers(dest="command", required=True))

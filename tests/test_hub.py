@@ -166,7 +166,7 @@ def test_native_repo_round_trip_and_fine_tuning(hub_cache: Path, tmp_path: Path)
 
 
 def test_convert_from_hub(hub_cache: Path, tmp_path: Path) -> None:
-    from mobilenets.convert_cli import convert
+    from mobilenets.cli.convert import convert
 
     ref = put_timm_v1(hub_cache)
     out = convert(ref, tmp_path / "converted")

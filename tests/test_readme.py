@@ -104,7 +104,8 @@ def test_readme_commands_parse_and_name_what_exists() -> None:
     Python block compiles and every extra a ``pip install`` names is declared."""
     import shlex
 
-    from mobilenets.cli import _parse, _train_config, build_parser
+    from mobilenets.cli import _parse, build_parser
+    from mobilenets.cli.train import _train_config
 
     checked = 0
     for command in readme_commands():

@@ -89,7 +89,7 @@ def _experiment_command() -> list[str]:
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "experiment" in subs.choices:
         return [sys.executable, "-m", "mobilenets", "experiment"]
-    return [sys.executable, "-m", "mobilenets.analysis.cli", "experiment"]
+    return [sys.executable, "-m", "mobilenets.cli", "experiment"]
 
 
 # ----------------------------------------------------------------------------------------- fixtures

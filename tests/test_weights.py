@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 import mobilenets
 from mobilenets import pretrained as registry
-from mobilenets.convert_cli import register
+from mobilenets.cli.convert import register
 from mobilenets.models import create_model
 from mobilenets.weights import (
     WeightsError,

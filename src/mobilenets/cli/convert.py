@@ -12,7 +12,7 @@
 The output directory holds ``model.safetensors`` + ``config.json`` and loads with
 ``mobilenets.from_pretrained(DIR)`` without the source library. ``num_classes`` is read from the file
 unless ``num_classes=N`` (or ``--set num_classes=N``) says otherwise; the source's padding, BatchNorm eps and normalisation are
-recorded. The lead wires :func:`register` into ``mobilenets.cli``.
+recorded.
 """
 
 from __future__ import annotations
@@ -21,16 +21,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .cli import add_overrides_argument, examples, override_items
-from .cli import parse_set as _parse_set
+from .common import RAW, add_overrides_argument, examples, override_items, parse_set
 
 __all__ = ["convert", "register"]
 
 
 def _file_num_classes(path: Path) -> int | None:
     """The class count a checkpoint's classifier has, without building a model (None if unknown)."""
-    from . import sources
-    from .weights import load_state_dict_file, sniff_format
+    from .. import sources
+    from ..weights import load_state_dict_file, sniff_format
 
     if sniff_format(path) == "hdf5":
         kf = sources.keras.read_keras_file(path)
@@ -58,10 +57,10 @@ def convert(
     allow_unverified: bool = False,
 ) -> Path:
     """Convert ``src`` (a weights file, a registry tag or ``hf-hub:ORG/REPO``) for ``arch`` into the native format."""
-    from . import pretrained as registry
-    from .hub import is_hub_reference, resolve_hub
-    from .models import create_model
-    from .weights import _resolve_weights_path, load_weights, pretrained_kwargs, save_pretrained
+    from .. import pretrained as registry
+    from ..hub import is_hub_reference, resolve_hub
+    from ..models import create_model
+    from ..weights import _resolve_weights_path, load_weights, pretrained_kwargs, save_pretrained
 
     kwargs = dict(kwargs or {})
     src_str = str(src)
@@ -111,11 +110,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         text = Path(args.class_names).read_text()
         names = [line.strip() for line in text.splitlines() if line.strip()]
     try:
-        out = convert(args.src, args.out, arch=args.arch, source=args.source, kwargs=_parse_set(override_items(args)),
+        out = convert(args.src, args.out, arch=args.arch, source=args.source, kwargs=parse_set(override_items(args)),
                       class_names=names, allow_unverified=args.allow_unverified)
     except ImportError as exc:  # h5py missing for a Keras file: an install problem, said in one line
         raise ValueError(str(exc)) from None
-    from .weights import read_config
+    from ..weights import read_config
 
     config = read_config(out)
     print(
@@ -128,11 +127,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``convert`` sub-command to ``mobilenets``' argument parser (``add_subparsers()`` result)."""
-    from .sources import SOURCES
+    from ..sources import SOURCES
 
     p = subparsers.add_parser(
         "convert", help="convert torchvision/timm/Keras weights to the native format",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
         description="Convert a torchvision or timm state dict (.pth/.pt/.bin/.safetensors), a Keras weights file\n"
         "(.h5/.weights.h5) or a registry tag into model.safetensors + config.json. Trailing KEY=VALUE\n"
         "arguments are create_model keywords.",

@@ -16,9 +16,8 @@ import argparse
 import json
 import sys
 
-from ..cli import add_overrides_argument, examples, override_items, wrap_description
-from ..cli import parse_set as _parse_set
 from ..engine.stages import StageLog
+from .common import RAW, add_overrides_argument, examples, override_items, parse_set, wrap_description
 
 __all__ = ["register"]
 
@@ -39,7 +38,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 # ------------------------------------------------------------------------------------------ handlers
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_model
+    from ..deploy.export import export_model
 
     result = export_model(args.weights, args.format, args.out, batch=args.batch, input_size=args.input_size,
                           verify=not args.no_verify, threads=args.threads, log=StageLog())
@@ -48,7 +47,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from .quantize import quantize_weights
+    from ..deploy.quantize import quantize_weights
 
     result = quantize_weights(
         args.weights, method=args.method, target=args.target, out=args.out, calib_batches=args.calib_batches,
@@ -60,11 +59,11 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import format_results, run_bench
+    from ..deploy.bench import format_results, run_bench
 
     results = run_bench(
         args.model, backends=args.backends, batches=args.batch, input_size=args.input_size, threads=args.threads,
-        kwargs=_parse_set(override_items(args)), min_time_s=args.min_time, min_runs=args.min_runs,
+        kwargs=parse_set(override_items(args)), min_time_s=args.min_time, min_runs=args.min_runs,
         log=None if args.json else _log,
     )
     if args.json:
@@ -75,15 +74,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- parsers
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``export``, ``quantize`` and ``bench`` parsers (handlers in ``func``)."""
-    from .bench import BACKENDS
-    from .formats import FORMATS, format_table
-    from .quantize import QUANT_TARGETS
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    """``export``: its formats table is the library's FORMATS."""
+    from ..deploy.formats import FORMATS, format_table
 
     p = subparsers.add_parser(
         "export", help="export weights to ONNX/TorchScript/pt2/ExecuTorch/OpenVINO, verified in its runtime",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
         description=wrap_description(
             "Export a weights or run directory with BatchNorm folded and dropout removed, reload the file in its "
             "own runtime and compare with eager PyTorch (fails above 1e-4 max abs difference). Stages are "
@@ -103,10 +100,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (stages still go to stderr)")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
+    """``quantize``: its targets come from QUANT_TARGETS."""
+    from ..deploy.quantize import QUANT_TARGETS
+
     targets = "\n".join(f"  {t.key:<12s} -> {t.suffix:<5s} {t.description}" for t in QUANT_TARGETS.values())
     p = subparsers.add_parser(
         "quantize", help="int8 quantization (PTQ or QAT) with float vs int8 accuracy",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
         description=wrap_description(
             "Static int8 quantization calibrated on the training split of the weights' dataset (a run "
             "directory brings its data.root from config.yaml); reports top-1 of the float and the int8 model on "
@@ -133,10 +135,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (stages still go to stderr)")
     p.set_defaults(func=_cmd_quantize)
 
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    """``bench``: its backends come from BACKENDS."""
+    from ..deploy.bench import BACKENDS
+
     backends = "\n".join(f"  {b.key:<17s} {b.precision}  {b.description}" for b in BACKENDS.values())
     p = subparsers.add_parser(
         "bench", help="latency of a model across fp32 and int8 backends",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
         description=wrap_description(
             "Median/p90 latency, images/s, peak memory and speed-up over eager for each backend and batch. "
             "MODEL is a model name (random weights), a weights directory, or an exported artefact; trailing "
@@ -159,3 +166,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of objects (backend, batch, median_ms, p90_ms, images_per_s, ...)")
     p.set_defaults(func=_cmd_bench)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export``, ``quantize`` and ``bench`` parsers (handlers in ``func``)."""
+    _add_export(subparsers)
+    _add_quantize(subparsers)
+    _add_bench(subparsers)

@@ -1,21 +1,67 @@
-"""``mobilenets experiment`` and ``mobilenets report``: thin command-line wrappers.
+"""``mobilenets profile | experiment | report``: the cost of a model, experiment grids and their report.
 
-``register(subparsers)`` adds both sub-commands to the main parser (the main CLI calls it); handlers raise
-``ValueError`` / ``FileNotFoundError`` for bad input, which the main CLI prints as one line. The module also
-runs on its own (``python -m mobilenets.analysis.cli experiment ...``) so it is usable before being wired in.
+:func:`register_profile` and :func:`register` add the parsers to the main command line's sub-parsers;
+handlers raise ``ValueError`` / ``FileNotFoundError`` for bad input, which the main command line prints
+as one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["best_backend_note", "cmd_experiment", "cmd_report", "main", "register"]
+from .common import RAW, add_overrides_argument, examples, override_items, parse_set, wrap_description
+
+__all__ = ["best_backend_note", "cmd_experiment", "cmd_report", "register", "register_profile"]
 
 
+# ------------------------------------------------------------------------------------------ profile
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from ..cost import profile
+    from ..models import create_model
+
+    kwargs = parse_set(override_items(args))
+    if args.width_mult is not None:
+        kwargs["width_mult"] = args.width_mult
+    model = create_model(args.model, **kwargs)
+    size = args.input_size or model.pretrained_cfg["input_size"][-1]
+    result = profile(model, size)
+    if args.json:
+        data = result.to_dict()
+        data["model"] = args.model
+        data["kwargs"] = kwargs
+        print(json.dumps(data))
+    else:
+        print(f"{args.model} {kwargs or ''} @ {size}x{size}")
+        print(result.format_table(max_rows=None if args.all_rows else 400))
+    return 0
+
+
+def register_profile(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``profile`` sub-command (the first one ``mobilenets --help`` lists)."""
+    p = subparsers.add_parser(
+        "profile", help="parameters, MACs and per-layer cost of a model", formatter_class=RAW,
+        description=wrap_description("Count parameters and multiply-accumulates analytically, layer by layer, with the V1 "
+                          "paper's breakdown by layer type; trailing KEY=VALUE arguments are create_model "
+                          "keywords."),
+        epilog=examples("mobilenets profile mobilenet_v1 --width-mult 0.5 --input-size 160",
+                        "mobilenets profile mobilenet_v3_small small_input=true num_classes=10 --input-size 32",
+                        "mobilenets profile mobilenet_v3_large --json"),
+    )
+    p.add_argument("model", help="model name (see `mobilenets list`)")
+    add_overrides_argument(p, "create_model keyword")
+    p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's)")
+    p.add_argument("--width-mult", type=float, default=None, help="width multiplier α (same as width_mult=...)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (params, macs, rows, ...)")
+    p.add_argument("--all-rows", action="store_true", help="do not truncate the per-layer table")
+    p.set_defaults(func=_cmd_profile)
+
+
+# --------------------------------------------------------------------------------- experiment/report
 def _latency_text(row: dict[str, Any]) -> str:
     """The latency column of a results line: eager, and the best backend when it is another one."""
     eager, best, backend = row.get("latency_eager_ms"), row.get("latency_best_ms"), row.get("best_backend")
@@ -28,7 +74,7 @@ def _latency_text(row: dict[str, Any]) -> str:
 
 def best_backend_note(rows: Sequence[dict[str, Any]]) -> str | None:
     """A line saying which extra adds a real runtime when every best backend is a PyTorch variant."""
-    from .latency import PYTORCH_ONLY_BACKENDS, missing_runtime_extras
+    from ..analysis.latency import PYTORCH_ONLY_BACKENDS, missing_runtime_extras
 
     if not rows or any(r.get("best_backend") not in (None, *PYTORCH_ONLY_BACKENDS) for r in rows):
         return None
@@ -50,10 +96,8 @@ def _dry_run(spec: Any, exp_dir: Path, overrides: Sequence[str]) -> None:
     do, scaled by the epochs left for a resumable one: rough when runs differ in model or size, but
     better than nothing before committing hours of CPU.
     """
-    import json
-
-    from ..engine.progress import format_duration
     from ..study.experiment import plan_jobs
+    from ..engine.progress import format_duration
 
     jobs = plan_jobs(spec, exp_dir)
     per_job: float | None = None
@@ -100,8 +144,8 @@ def _fraction_left(spec: Any, job: Any, overrides: Sequence[str]) -> float:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run or continue an experiment grid; print where its results are."""
-    from ..config import env_overrides
     from ..study.experiment import load_spec, run_experiment
+    from ..config import env_overrides
 
     for item in args.overrides:
         if "=" not in item:
@@ -146,11 +190,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``experiment`` and ``report`` sub-commands to an ``argparse`` sub-parser set."""
-    from ..cli import examples
-
     p = subparsers.add_parser(
         "experiment", help="run a grid of training runs (resumable) and collect results.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
         description="Run every (run, seed) job of an experiment spec; finished jobs are skipped and killed ones resume\n"
         "from their checkpoint, so re-running the same command continues a grid. Trailing key=value overrides\n"
         "apply to every run (e.g. data.root=~/data).",
@@ -169,7 +211,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "report", help="HTML + Markdown report of experiments or runs",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
         description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it.",
         epilog=examples(
             "mobilenets report runs/experiments/v3_digits_study -o report.html",
@@ -182,20 +224,3 @@ def register(subparsers: Any) -> None:
     p.add_argument("--title", default=None, help="report title (default: from the experiment names)")
     p.add_argument("--no-markdown", action="store_true", help="skip the Markdown twin")
     p.set_defaults(func=cmd_report)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry point with the same error handling as the main CLI."""
-    parser = argparse.ArgumentParser(prog="mobilenets")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"mobilenets {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
