@@ -91,9 +91,9 @@ def _layer(module: str) -> int:
     best: tuple[int, int] | None = None  # (prefix length, layer index): the longest matching prefix wins
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
-            if module == prefix or module.startswith(prefix + "."):
-                if best is None or len(prefix) > best[0]:
-                    best = (len(prefix), index)
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), index)
     if best is None:
         raise AssertionError(f"{module} belongs to no layer: add its package to LAYERS in {__file__}")
     return best[1]

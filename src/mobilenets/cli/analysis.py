@@ -96,8 +96,8 @@ def _dry_run(spec: Any, exp_dir: Path, overrides: Sequence[str]) -> None:
     do, scaled by the epochs left for a resumable one: rough when runs differ in model or size, but
     better than nothing before committing hours of CPU.
     """
-    from ..study.experiment import plan_jobs
     from ..engine.progress import format_duration
+    from ..study.experiment import plan_jobs
 
     jobs = plan_jobs(spec, exp_dir)
     per_job: float | None = None
@@ -144,8 +144,8 @@ def _fraction_left(spec: Any, job: Any, overrides: Sequence[str]) -> float:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Run or continue an experiment grid; print where its results are."""
-    from ..study.experiment import load_spec, run_experiment
     from ..config import env_overrides
+    from ..study.experiment import load_spec, run_experiment
 
     for item in args.overrides:
         if "=" not in item:
