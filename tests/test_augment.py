@@ -12,6 +12,7 @@ import torch
 
 from mobilenets.data import augment as A
 from mobilenets.data.augment import BatchAugment
+from mobilenets.data.augment import policies as P
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -201,13 +202,13 @@ def test_policies_are_the_published_ones():
 
 
 def test_magnitude_tables_follow_torchvision():
-    ra = A._magnitude_table("ra", 31, 32, 32)
+    ra = P._magnitude_table("ra", 31, 32, 32)
     op = {n: i for i, n in enumerate(A.OP_NAMES)}
     assert ra[op["ShearX"], 30] == pytest.approx(0.3) and ra[op["Rotate"], 30] == pytest.approx(30.0)
     assert ra[op["TranslateX"], 30] == pytest.approx(150 / 331 * 32)
     assert ra[op["Posterize"], 9] == 7 and ra[op["Posterize"], 30] == 4
     assert ra[op["Solarize"], 0] == 1.0 and ra[op["Solarize"], 30] == 0.0
-    ta = A._magnitude_table("ta", 31, 32, 32)
+    ta = P._magnitude_table("ta", 31, 32, 32)
     assert ta[op["Rotate"], 30] == pytest.approx(135.0) and ta[op["TranslateY"], 30] == pytest.approx(32.0)
     assert ta[op["Posterize"], 30] == 2 and ta[op["Brightness"], 30] == pytest.approx(0.99)
 
@@ -373,3 +374,28 @@ def test_batch_augment_channel_mismatch():
     aug = BatchAugment(mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
     with pytest.raises(ValueError, match="3 values but the images have 1 channels"):
         aug(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long))
+
+
+def test_batch_augment_from_config_maps_every_field():
+    from mobilenets.config import AugConfig
+
+    aug = AugConfig(crop="rrc", padding=0, scale=(0.25, 1.0), hflip=0.5, auto_augment="randaugment",
+                    ra_num_ops=3, ra_magnitude=7, random_erasing=0.25, mixup_alpha=0.2, cutmix_alpha=1.0,
+                    mix_prob=0.5, label_smoothing=0.1)
+    built = BatchAugment.from_config(aug, size=24, num_classes=10, mean=(0.5,), std=(0.25,), seed=3)
+    by_hand = BatchAugment(crop="rrc", padding=0, size=24, rrc_scale=(0.25, 1.0), hflip=0.5,
+                           auto_augment="randaugment", ra_num_ops=3, ra_magnitude=7, random_erasing=0.25,
+                           mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=0.5, label_smoothing=0.1,
+                           num_classes=10, mean=(0.5,), std=(0.25,), seed=3)
+    assert repr(built) == repr(by_hand) and built.rrc_scale == by_hand.rrc_scale
+    assert (built.ra_num_ops, built.ra_magnitude, built.mix_prob) == (3, 7, 0.5)
+    images, labels = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8), torch.arange(4) % 10
+    for a, b in zip(built(images, labels), by_hand(images, labels)):
+        assert torch.equal(a, b)
+    # only crop='rrc' resizes in training; a pad crop keeps the batch's size
+    pad = BatchAugment.from_config(AugConfig(crop="pad", padding=2, hflip=0.0), size=24, num_classes=10)
+    assert pad.size is None and pad.padding == 2
+    with pytest.raises(ValueError, match=r"aug\.crop"):
+        BatchAugment.from_config(AugConfig(), size=24, num_classes=10)  # dataset defaults not resolved
+    with pytest.raises(ValueError, match=r"hflip=1\.5"):
+        BatchAugment.from_config(AugConfig(crop="none", padding=0, hflip=1.5), num_classes=10)

@@ -1,5 +1,6 @@
-"""Tests for mobilenets.data.datasets: splits, CIFAR parsing (fake archives in the official format,
-no network), the restricted unpickler, ImageFolder decoding of awkward files, and TensorLoader."""
+"""Tests for the datasets of mobilenets.data (tensor, cifar, folder, synthetic, registry): splits, CIFAR
+parsing (fake archives in the official format, no network), the restricted unpickler, ImageFolder decoding
+of awkward files, and TensorLoader."""
 
 from __future__ import annotations
 
@@ -10,29 +11,28 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
 import torch
 
 from datasets_on_disk import PER_FILE, SPEC, fake_members, write_dir, write_tar
-from mobilenets.data import datasets as D
-from mobilenets.data.datasets import (
+from mobilenets.config import DatasetName
+from mobilenets.data import cifar as D
+from mobilenets.data import registry as R
+from mobilenets.data.cifar import UnsafePickleError, download_cifar, load_cifar
+from mobilenets.data.folder import (
     BadImageError,
     BadImageWarning,
     ImageFolderDataset,
-    TensorImageDataset,
-    TensorLoader,
-    UnsafePickleError,
-    build_datasets,
     collate,
-    download_cifar,
     eval_transform,
-    load_cifar,
-    load_digits_splits,
-    make_synthetic,
     train_transform,
 )
+from mobilenets.data.registry import build_datasets
+from mobilenets.data.synthetic import make_synthetic
+from mobilenets.data.tensor import TensorImageDataset, TensorLoader, load_digits_splits
 
 # --------------------------------------------------------------------------------------------------
 # TensorImageDataset
@@ -419,7 +419,13 @@ def test_build_datasets_registry():
     syn = build_datasets("synthetic", None, 8, synthetic_sizes=(30, 10, 10), num_classes=3, channels=1)
     assert [len(syn[k]) for k in ("train", "val", "test")] == [30, 10, 10]
     assert syn["train"].images.shape[1:] == (1, 8, 8) and syn["val"].num_classes == 3
-    assert set(D.DATASETS) == {"digits", "cifar10", "cifar100", "imagefolder", "synthetic"}
+    assert set(R.DATASETS) == {"digits", "cifar10", "cifar100", "imagefolder", "synthetic"}
+
+
+def test_config_dataset_names_are_the_registry():
+    """The config's ``DatasetName`` choices and the data registry name the same datasets, in order."""
+    assert get_args(DatasetName) == tuple(R.DATASET_INFO) == tuple(R.DATASETS)
+    assert all(info.name == name for name, info in R.DATASET_INFO.items())
 
 
 # --------------------------------------------------------------------------------------------------

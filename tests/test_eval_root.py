@@ -12,7 +12,7 @@ import pytest
 
 from mobilenets.cli import main
 from mobilenets.config import TrainConfig, load_config
-from mobilenets.data.datasets import DataRootError, build_datasets
+from mobilenets.data.registry import DataRootError, build_datasets
 from mobilenets.engine.evaluate import evaluate_weights, recorded_data
 from mobilenets.engine.train import train
 

@@ -1,5 +1,6 @@
-"""Data layer: in-memory tensor datasets with a device-side batch loader, ImageNet-style folders, and
-batched on-device augmentation.  See :mod:`mobilenets.data.datasets` and :mod:`mobilenets.data.augment`."""
+"""Data layer: in-memory tensor datasets with a device-side batch loader (:mod:`.tensor`), CIFAR on disk
+(:mod:`.cifar`), ImageNet-style folders (:mod:`.folder`), synthetic data (:mod:`.synthetic`), the dataset
+registry (:mod:`.registry`) and batched on-device augmentation (:mod:`.augment`)."""
 
 from mobilenets.data.augment import (
     BatchAugment,
@@ -15,25 +16,11 @@ from mobilenets.data.augment import (
     smooth_one_hot,
     trivial_augment_wide,
 )
-from mobilenets.data.datasets import (
-    DATASET_INFO,
-    DATASETS,
-    BadImageError,
-    DatasetInfo,
-    ImageFolderDataset,
-    SyntheticDataset,
-    TensorImageDataset,
-    TensorLoader,
-    UnsafePickleError,
-    build_datasets,
-    collate,
-    download_cifar,
-    eval_transform,
-    load_cifar,
-    load_digits_splits,
-    make_synthetic,
-    train_transform,
-)
+from mobilenets.data.cifar import UnsafePickleError, download_cifar, load_cifar
+from mobilenets.data.folder import BadImageError, ImageFolderDataset, collate, eval_transform, train_transform
+from mobilenets.data.registry import DATASET_INFO, DATASETS, DatasetInfo, build_datasets
+from mobilenets.data.synthetic import SyntheticDataset, make_synthetic
+from mobilenets.data.tensor import TensorImageDataset, TensorLoader, load_digits_splits
 
 __all__ = [
     "DATASETS",

@@ -64,7 +64,7 @@ def resolve_dataset_defaults(cfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
     """Fill the fields left ``null`` with the dataset's defaults (image size, crop, padding, flip, and
     ``small_input`` for models that take it); returns the resolved copy and one line saying what was chosen.
     """
-    from ..data.datasets import DATASET_INFO
+    from ..data.registry import DATASET_INFO
     from ..models import get_model_kwargs
 
     info = DATASET_INFO[cfg.data.name]
@@ -152,7 +152,7 @@ def clamp_warmup(cfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
 def resolve_config(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, list[str]]:
     """Everything a run would resolve at start, without training: dataset defaults, warm-up and -- when the
     training split can be read -- the automatic batch size (otherwise a note says why it stays open)."""
-    from ..data.datasets import build_datasets
+    from ..data.registry import build_datasets
 
     cfg, notes = resolve_dataset_defaults(cfg)
     cfg, more = clamp_warmup(cfg)

@@ -98,7 +98,7 @@ def build_eval_datasets(
     missing or unusable directory is a one-line ``ValueError`` naming ``--data-root DIR`` (and the
     config.yaml the directory was read from, when the user did not type it).
     """
-    from ..data.datasets import DataRootError, build_datasets
+    from ..data.registry import DataRootError, build_datasets
 
     recorded = recorded_data(source)
     dataset = data or known_dataset or (recorded.name if recorded else None)
@@ -209,7 +209,7 @@ def evaluate_weights(
     """
     from ..analysis.plots import plot_confusion_matrix
     from ..data.augment import BatchAugment
-    from ..data.datasets import test_split_label
+    from ..data.registry import test_split_label
 
     if batch_size < 1:
         raise ValueError(f"--batch-size {batch_size} invalid; expected a positive integer")
@@ -259,7 +259,7 @@ def predict_images(
 ) -> list[dict[str, Any]]:
     """Top-k class names and probabilities for each image file (weights directory or any artefact)."""
     from ..data.augment import eval_preprocess
-    from ..data.datasets import eval_transform, load_rgb
+    from ..data.folder import eval_transform, load_rgb
 
     loaded = _Loaded(weights, resolve_device(device))
     dev, model, cfg = loaded.device, loaded.model, loaded.cfg

@@ -327,7 +327,7 @@ def evaluate(
 
 # ------------------------------------------------------------------------------------------ building
 def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], Any]:
-    from ..data.datasets import DATASET_INFO, build_datasets
+    from ..data.registry import DATASET_INFO, build_datasets
 
     info = DATASET_INFO[cfg.data.name]
     datasets = build_datasets(
@@ -354,7 +354,8 @@ def make_batches(dataset: Any, batch_size: int, *, shuffle: bool, seed: int, dev
     from .distributed import RepeatAugSampler
 
     dist_info = dist_info or DistInfo()
-    from ..data.datasets import TensorImageDataset, TensorLoader, collate
+    from ..data.folder import collate
+    from ..data.tensor import TensorImageDataset, TensorLoader
 
     if batch_size > len(dataset) and drop_last:
         raise ConfigError(f"got {batch_size}, larger than the {len(dataset)}-image training split", key="batch_size")
@@ -494,7 +495,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, t_start:
     from ..analysis.plots import plot_training_curves
     from ..cost import profile
     from ..data.augment import BatchAugment
-    from ..data.datasets import test_split_label
+    from ..data.registry import test_split_label
     from ..weights import from_pretrained, save_pretrained
 
     main = dist_info.is_main
