@@ -24,8 +24,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..engine.plots import read_metrics
 from .experiment import load_results
-from .plots import read_metrics
 
 __all__ = [
     "PAPER_V1_CONV",
