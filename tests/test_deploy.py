@@ -231,7 +231,7 @@ def _ensure(fmt: str, weights: Path, exports: dict[str, Path], tmp_path: Path) -
 def test_eval_and_predict_accept_artifacts(weights: Path, exports: dict[str, Path], tmp_path: Path) -> None:
     from PIL import Image
 
-    from mobilenets.engine.evaluate import evaluate_weights, predict_images
+    from mobilenets.deploy.evaluate import evaluate_weights, predict_images
 
     onnx_path = _ensure("onnx", weights, exports, tmp_path)
     ref = evaluate_weights(weights, plot=False)
@@ -315,7 +315,7 @@ def test_corrupt_and_mismatched_artifacts(weights: Path, exports: dict[str, Path
         load_artifact(lone)
 
     # Evaluating on a dataset the artefact does not fit is a clear error.
-    from mobilenets.engine.evaluate import evaluate_weights
+    from mobilenets.deploy.evaluate import evaluate_weights
 
     with pytest.raises(ValueError, match="expects 1-channel images but synthetic has 3"):
         evaluate_weights(onnx_path, data="synthetic", plot=False)

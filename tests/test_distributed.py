@@ -108,7 +108,7 @@ def test_ddp_resumes_after_kill(tmp_path: Path) -> None:
 
 
 def test_repeat_aug_sampler_partitions() -> None:
-    from mobilenets.engine.distributed import RepeatAugSampler
+    from mobilenets.data.loader import RepeatAugSampler
 
     samplers = [RepeatAugSampler(30, r, 3, repeats=3, seed=1) for r in range(3)]
     shards = [list(s) for s in samplers]

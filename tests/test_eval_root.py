@@ -13,7 +13,8 @@ import pytest
 from mobilenets.cli import main
 from mobilenets.config import TrainConfig, load_config
 from mobilenets.data.registry import DataRootError, build_datasets
-from mobilenets.engine.evaluate import evaluate_weights, recorded_data
+from mobilenets.deploy.evaluate import evaluate_weights
+from mobilenets.engine.evaluate import recorded_data
 from mobilenets.engine.train import train
 
 TINY_MODEL = ["model.kwargs={small_input: true, width_mult: 0.35}", "epochs=1", "sched.warmup_epochs=0",

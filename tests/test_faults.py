@@ -20,7 +20,7 @@ import torch
 from cli_env import start_train
 from mobilenets.config import TrainConfig, load_config
 from mobilenets.engine import checkpoint as ckpt_mod
-from mobilenets.engine import train as train_mod
+from mobilenets.engine import epoch as epoch_mod
 from mobilenets.engine.checkpoint import load_checkpoint
 from mobilenets.engine.train import TrainingDiverged, train
 
@@ -110,7 +110,7 @@ def test_sigterm_saves_mid_epoch_and_resumes_identically(reference: Path, tmp_pa
 
 def test_nan_loss_stops_with_diagnostics_and_resumes_with_lower_lr(tmp_path: Path, monkeypatch) -> None:
     cfg = load_config(TrainConfig, None, [*TINY, "epochs=4", f"output_dir={tmp_path / 'run'}"])
-    real_loss = train_mod._loss
+    real_loss = epoch_mod._loss
     calls = {"n": 0}
 
     def exploding(logits, targets):
@@ -118,7 +118,7 @@ def test_nan_loss_stops_with_diagnostics_and_resumes_with_lower_lr(tmp_path: Pat
         loss = real_loss(logits, targets)
         return loss * float("nan") if calls["n"] > 20 else loss  # dies in the third epoch
 
-    monkeypatch.setattr(train_mod, "_loss", exploding)
+    monkeypatch.setattr(epoch_mod, "_loss", exploding)
     with pytest.raises(TrainingDiverged, match=r"resume=true optim\.lr") as info:
         train(cfg)
     assert "epoch" in str(info.value)
@@ -128,7 +128,7 @@ def test_nan_loss_stops_with_diagnostics_and_resumes_with_lower_lr(tmp_path: Pat
     assert kept["epoch"] == 1  # the last good epoch (0-based), not the diverged one
     assert all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
 
-    monkeypatch.setattr(train_mod, "_loss", real_loss)
+    monkeypatch.setattr(epoch_mod, "_loss", real_loss)
     lower = load_config(TrainConfig, None, [*TINY, "epochs=4", f"output_dir={tmp_path / 'run'}", "resume=true",
                                             "optim.lr=0.001"])
     summary = train(lower)

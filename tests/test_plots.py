@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mobilenets.analysis.plots import best_epoch, plot_training_curves, read_metrics, training_curve_figures
+from mobilenets.engine.plots import best_epoch, plot_training_curves, read_metrics, training_curve_figures
 
 FIELDS = ("epoch", "lr", "train_loss", "val_loss", "val_acc1", "ema_val_loss", "ema_val_acc1")
 

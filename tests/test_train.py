@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from mobilenets.analysis.plots import read_metrics
 from mobilenets.cli import main
 from mobilenets.config import ConfigError, TrainConfig, load_config
 from mobilenets.engine import train as train_mod
+from mobilenets.engine.plots import read_metrics
 from mobilenets.engine.train import train
 
 # A tiny but real job: synthetic learnable data, a narrow V3-Small, 16x16 images.

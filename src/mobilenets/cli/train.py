@@ -123,7 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------- eval/predict
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import evaluate_weights
+    from ..deploy.evaluate import evaluate_weights
 
     result = evaluate_weights(
         args.weights, data=args.data, root=args.data_root, split=args.split, batch_size=args.batch_size,
@@ -146,7 +146,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from ..engine.evaluate import predict_images
+    from ..deploy.evaluate import predict_images
 
     if args.topk < 1:
         raise ValueError(f"--topk {args.topk} invalid; expected a positive integer")

@@ -46,7 +46,7 @@ OptimizerName = Literal["sgd", "rmsprop_tf", "adamw"]
 SchedulerName = Literal["cosine", "step", "exponential", "onecycle", "constant"]
 AmpMode = Literal["none", "bf16", "fp16"]
 
-#: ``null`` in these fields means "the dataset's own default" (see ``mobilenets.data.datasets.DATASET_INFO``),
+#: ``null`` in these fields means "the dataset's own default" (see ``mobilenets.data.registry.DATASET_INFO``),
 #: resolved when a run starts and saved resolved in the run's config.yaml.
 DATASET_DEFAULT = "null: the dataset's default"
 

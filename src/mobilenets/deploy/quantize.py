@@ -295,8 +295,8 @@ def _load_data(meta: ArtifactMetadata, data: str | None, root: str | None, *,
     """Calibration batches from the training split; ``data`` / ``root`` default to what the weights and
     their run's ``config.yaml`` record (:func:`mobilenets.engine.evaluate.build_eval_datasets`)."""
     from ..data.augment import eval_preprocess
+    from ..data.loader import make_batches
     from ..engine.evaluate import build_eval_datasets
-    from ..engine.train import make_batches
 
     if data is None and meta.dataset is None and source is None:
         raise ValueError("the weights name no dataset (config.json has no 'dataset'); pass --data for calibration")
@@ -462,7 +462,7 @@ def quantize_weights(
     stages(f"wrote {path} ({seconds:.1f}s)")
     float_acc = int8_acc = float("nan")
     if evaluate:
-        from ..engine.evaluate import evaluate_weights
+        from .evaluate import evaluate_weights
 
         float_acc = evaluate_weights(weights, data=d.dataset, root=d.root, split=split, plot=False, log=stages,
                                      label="float")["acc1"]

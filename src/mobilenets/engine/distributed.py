@@ -1,4 +1,4 @@
-"""Distributed training support: torchrun detection, a CPU-capable SyncBatchNorm, samplers, reductions.
+"""Distributed training support: torchrun detection, a CPU-capable SyncBatchNorm, reductions.
 
 ``mobilenets train`` becomes a DistributedDataParallel job when it finds torchrun's environment
 (``WORLD_SIZE`` > 1); nothing else changes for the user. ``batch_size`` is per process (the torchvision
@@ -7,9 +7,7 @@ and timm convention), so the global batch is ``batch_size * world_size``.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,7 +18,6 @@ from torch import nn
 
 __all__ = [
     "DistInfo",
-    "RepeatAugSampler",
     "SyncBatchNormCPU",
     "all_reduce_sum",
     "barrier",
@@ -152,34 +149,3 @@ def convert_sync_batchnorm(model: nn.Module, device_type: str) -> nn.Module:
         return out
 
     return convert(model)
-
-
-class RepeatAugSampler(torch.utils.data.Sampler[int]):
-    """Repeated augmentation (Hoffer et al. 2020; timm/torchvision's RASampler for long ImageNet recipes).
-
-    Each sample appears ``repeats`` times per epoch, spread over different ranks so each copy gets its
-    own augmentation, and each rank still sees ``len(dataset) / world_size`` samples per epoch.
-    """
-
-    def __init__(self, dataset_len: int, rank: int = 0, world_size: int = 1, repeats: int = 3,
-                 shuffle: bool = True, seed: int = 0) -> None:
-        if repeats < 1:
-            raise ValueError(f"repeats={repeats} invalid; expected >= 1")
-        self.n, self.rank, self.world, self.repeats = dataset_len, rank, world_size, repeats
-        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-        self.num_samples = math.ceil(dataset_len * repeats / world_size)
-        self.total_size = self.num_samples * world_size
-        self.num_selected = math.floor(dataset_len / world_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
-        indices = order.repeat_interleave(self.repeats).tolist()
-        indices += indices[: self.total_size - len(indices)]
-        return iter(indices[self.rank : self.total_size : self.world][: self.num_selected])
-
-    def __len__(self) -> int:
-        return self.num_selected

@@ -1,28 +1,28 @@
-"""Evaluation and prediction from saved weights or any exported / quantized artefact.
+"""The evaluation loop (:func:`evaluate`) and the datasets a saved model is evaluated on.
 
-Preprocessing is read from the weights' metadata (``config.json``) or the artefact's metadata
-(:mod:`mobilenets.deploy.runtimes`), so an ONNX, TorchScript, ``.pt2``, ExecuTorch or OpenVINO file is
-evaluated on exactly the inputs its PyTorch weights would see. The data comes from the training run's
-``config.yaml`` when there is one beside the weights (dataset, its directory, the split sizes), so
-``mobilenets eval RUN`` needs no ``--data-root`` for the data the run was trained on.
+:func:`evaluate` is the one loop that measures top-1/top-5 and loss, during training (validation,
+final test) and after it (:mod:`mobilenets.deploy.evaluate`, for weights and exported artefacts).
+:func:`build_eval_datasets` takes the data from the training run's ``config.yaml`` when there is one
+beside the weights (dataset, its directory, the split sizes), so ``mobilenets eval RUN`` needs no
+``--data-root`` for the data the run was trained on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from ..weights import from_pretrained, read_config
-from .stages import StageLog, as_stage_log
-from .train import _device_batches, evaluate, make_batches, resolve_device
+from .distributed import all_reduce_sum
+from .runtime import amp_context, prepare_input
 
-__all__ = ["RecordedData", "build_eval_datasets", "evaluate_weights", "predict_images", "recorded_data"]
+__all__ = ["DATA_ROOT_FLAG", "RecordedData", "build_eval_datasets", "evaluate", "recorded_data"]
 
 DATA_ROOT_FLAG = "--data-root"
 """The option of ``eval`` and ``quantize`` that sets the dataset directory (named in their errors)."""
@@ -112,7 +112,7 @@ def build_eval_datasets(
     if same and recorded is not None:
         if recorded.val_size is not None:
             options["val_size"] = recorded.val_size
-        if recorded.synthetic_size is not None:  # the sizes engine.train.build_data derives from it
+        if recorded.synthetic_size is not None:  # the sizes engine.build.build_data derives from it
             n = recorded.synthetic_size
             options["synthetic_sizes"] = (n, max(n // 4, 1), max(n // 4, 1))
     if dataset == "synthetic":  # as engine.train builds it: the model's class count, 3 channels
@@ -125,157 +125,65 @@ def build_eval_datasets(
     return dataset, root, datasets
 
 
-def _counted(batches: Any, progress: Any) -> Iterator[Any]:
-    """Pass batches through, counting each on ``progress`` (images per step, for its img/s)."""
-    for batch in batches:
-        yield batch
-        progress.update(int(batch[0].shape[0]))
-
-
-def _weights_dir(path: str | Path) -> Path:
-    path = Path(path)
-    if path.is_file() and path.name in ("model.safetensors", "config.json"):
-        path = path.parent
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path} has no config.json: expected a training run directory, a save_pretrained directory "
-            "or an exported artefact (.onnx, .pt, .pt2, .pte, .xml)"
-        )
-    return path
-
-
-def _is_artifact(path: str | Path) -> bool:
-    path = Path(path)
-    return path.is_file() and path.name not in ("model.safetensors", "config.json")
-
-
-class _Loaded:
-    """A model to evaluate: PyTorch weights or an artefact's predictor, with its preprocessing."""
-
-    def __init__(self, weights: str | Path, device: torch.device) -> None:
-        if _is_artifact(weights) or (not Path(weights).exists() and Path(weights).suffix):
-            from ..deploy.runtimes import load_artifact
-
-            predictor = load_artifact(weights)
-            meta = predictor.metadata
-            self.source = Path(weights)
-            self.model: nn.Module = predictor.as_module()
-            self.device = torch.device("cpu")  # every artefact runtime here runs on the CPU
-            self.cfg = {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std,
-                        "crop_pct": meta.crop_pct, "interpolation": meta.interpolation}
-            self.dataset = meta.dataset
-            self.class_names = meta.class_names
-            self.num_classes = meta.num_classes
-            self.in_chans = meta.input_size[0]
-            self.runtime = predictor.runtime
-            # The weights directory it was exported from (its config.yaml says where the data is).
-            self.run_source: Path | None = Path(meta.source) if meta.source else None
-            return
-        wdir = _weights_dir(weights)
-        config = read_config(wdir)
-        self.source = wdir
-        self.device = device
-        self.model = from_pretrained(wdir).to(device).eval()
-        self.cfg = self.model.pretrained_cfg
-        self.dataset = config.get("dataset")
-        self.class_names = getattr(self.model, "class_names", None)
-        self.num_classes = self.model.num_classes
-        self.in_chans = self.model.in_chans
-        self.runtime = "pytorch"
-        self.run_source = wdir
-
-
-def evaluate_weights(
-    weights: str | Path,
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    preprocess: nn.Module,
     *,
-    data: str | None = None,
-    root: str | None = None,
-    split: str = "test",
-    batch_size: int = 256,
-    device: str = "auto",
-    out_dir: str | Path | None = None,
-    plot: bool = True,
-    log: StageLog | Callable[[str], None] | None = None,
-    label: str | None = None,
+    num_classes: int,
+    amp: str = "none",
+    channels_last: bool = False,
+    confusion: bool = False,
+    distributed: bool = False,
 ) -> dict[str, Any]:
-    """Top-1/top-5, per-class accuracy and a confusion-matrix PNG on a split.
+    """Top-1/top-5 accuracy (percent) and mean cross-entropy; optionally the confusion matrix.
 
-    ``weights``: a weights / run directory, or an exported or quantized artefact (run on the CPU by its
-    own runtime). ``data`` / ``root`` default to what the weights and the run's ``config.yaml`` record.
-    ``plot=False`` skips the confusion-matrix PNG. ``log`` reports progress over the batches (stderr in
-    the CLI), described as ``evaluating <label>``. The result's ``split`` says what the figure was
-    measured on: ``"val (no test/ folder)"`` when an image folder's missing ``test/`` made ``"test"``
-    the validation split.
+    With ``distributed=True`` each rank evaluates its own shard and the counts are summed over ranks.
     """
-    from ..analysis.plots import plot_confusion_matrix
-    from ..data.augment import BatchAugment
-    from ..data.registry import test_split_label
-
-    if batch_size < 1:
-        raise ValueError(f"--batch-size {batch_size} invalid; expected a positive integer")
-    stages = as_stage_log(log)
-    loaded = _Loaded(weights, resolve_device(device))
-    wdir, dev, model, cfg = loaded.source, loaded.device, loaded.model, loaded.cfg
-    size = int(cfg["input_size"][-1])
-    dataset, _, datasets = build_eval_datasets(
-        loaded.run_source, data=data, root=root, known_dataset=loaded.dataset, image_size=size,
-        crop_pct=float(cfg.get("crop_pct") or 1.0), interpolation=str(cfg.get("interpolation") or "bilinear"),
-        num_classes=loaded.num_classes,
-    )
-    if split not in datasets:
-        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(datasets)}")
-    split_label = test_split_label(datasets) if split == "test" else split
-    ds = datasets[split]
-    classes = list(getattr(ds, "classes", []) or loaded.class_names or [])
-    if loaded.num_classes != len(classes):
-        raise ValueError(f"{wdir} predicts {loaded.num_classes} classes but {dataset} has {len(classes)}")
-    channels = getattr(ds, "num_channels", 3)
-    if channels != loaded.in_chans:
-        raise ValueError(f"{wdir} expects {loaded.in_chans}-channel images but {dataset} has {channels}")
-    batches, n_batches = make_batches(ds, batch_size, shuffle=False, seed=0, device=dev, device_resident=True,
-                                      num_workers=0)
-    pre = BatchAugment(mean=cfg["mean"], std=cfg["std"]).to(dev).eval()
-    desc = f"evaluating {label or loaded.runtime} on {dataset}/{split_label}"
-    progress = stages.counted(n_batches, desc)
-    result = evaluate(model, _counted(_device_batches(batches, dev, False), progress), pre,
-                      num_classes=loaded.num_classes, confusion=True)
-    progress.close(f"{desc}: {progress.step}/{n_batches} batches, top-1 {result['acc1']:.2f}% "
-                   f"({progress.elapsed:.1f}s)")
-    png = None
-    if plot:
-        # An artefact's PNG goes beside the file (its name included), a weights directory's inside it.
-        default = wdir.parent / f"{wdir.name}.confusion_{split}.png" if wdir.is_file() else wdir / f"confusion_{split}.png"
-        png = Path(out_dir) / f"confusion_{split}.png" if out_dir else default
-        png.parent.mkdir(parents=True, exist_ok=True)
-        plot_confusion_matrix(result["confusion"], classes, png,
-                              title=f"{dataset} {split_label}: top-1 {result['acc1']:.2f}%")
-    result.update(weights=str(wdir), dataset=dataset, split=split_label, class_names=classes,
-                  confusion_png=str(png) if png else None, runtime=loaded.runtime)
-    return result
-
-
-def predict_images(
-    images: list[str], weights: str | Path, *, topk: int = 5, device: str = "auto"
-) -> list[dict[str, Any]]:
-    """Top-k class names and probabilities for each image file (weights directory or any artefact)."""
-    from ..data.augment import eval_preprocess
-    from ..data.folder import eval_transform, load_rgb
-
-    loaded = _Loaded(weights, resolve_device(device))
-    dev, model, cfg = loaded.device, loaded.model, loaded.cfg
-    size = int(cfg["input_size"][-1])
-    transform = eval_transform(size, float(cfg.get("crop_pct") or 1.0), str(cfg.get("interpolation") or "bilinear"))
-    names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
-    k = max(1, min(topk, loaded.num_classes))
-    out = []
-    for path in images:
-        img = load_rgb(path)
-        if loaded.in_chans == 1:
-            img = img.convert("L")
-        x = transform(img).unsqueeze(0).to(dev)
-        with torch.no_grad():
-            probs = model(eval_preprocess(x, cfg["mean"], cfg["std"])).softmax(-1)[0]
-        p, idx = probs.topk(k)
-        out.append({"image": str(path), "top": [{"class": names[i], "index": int(i), "prob": float(q)}
-                                                for q, i in zip(p.tolist(), idx.tolist())]})
+    was_training = model.training
+    model.eval()
+    preprocess.eval()
+    device = next(model.parameters()).device
+    k = min(5, num_classes)
+    correct1 = torch.zeros((), device=device, dtype=torch.long)
+    correct5 = torch.zeros((), device=device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=device)
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.long, device=device) if confusion else None
+    n = 0
+    with amp_context(amp, device):
+        for images, labels in batches:
+            x, labels = preprocess(images, labels)
+            logits = model(prepare_input(x, channels_last)).float()
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+            top = logits.topk(k, dim=1).indices
+            hit = top.eq(labels[:, None])
+            correct1 += hit[:, 0].sum()
+            correct5 += hit.any(dim=1).sum()
+            if cm is not None:
+                cm += torch.bincount(labels * num_classes + top[:, 0], minlength=num_classes**2).view(
+                    num_classes, num_classes
+                )
+            n += labels.shape[0]
+    model.train(was_training)
+    if distributed:
+        totals = torch.stack([correct1.double(), correct5.double(), loss_sum.double(),
+                              torch.tensor(float(n), device=device, dtype=torch.float64)])
+        all_reduce_sum(totals)
+        correct1, correct5, loss_sum, n = totals[0], totals[1], totals[2], int(totals[3])
+        if cm is not None:
+            all_reduce_sum(cm)
+    if n == 0:
+        raise ValueError("evaluation split is empty")
+    out: dict[str, Any] = {
+        "loss": float(loss_sum) / n,
+        "acc1": 100.0 * float(correct1) / n,
+        "acc5": 100.0 * float(correct5) / n,
+        "n": n,
+    }
+    if cm is not None:
+        cm = cm.cpu()
+        out["confusion"] = cm.tolist()
+        per_class = cm.diag().double() / cm.sum(1).clamp(min=1).double()
+        out["per_class_acc1"] = (100.0 * per_class).tolist()
     return out

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..analysis.plots import read_metrics
+from ..engine.plots import read_metrics
 from .document import Figure
 from .runs import _Run
 

@@ -1,0 +1,182 @@
+"""Evaluation and prediction from saved weights, a run directory or any exported / quantized artefact.
+
+What ``mobilenets eval`` and ``mobilenets predict`` call. Preprocessing is read from the weights'
+metadata (``config.json``) or the artefact's metadata (:mod:`mobilenets.deploy.metadata`), so an ONNX,
+TorchScript, ``.pt2``, ExecuTorch or OpenVINO file is evaluated on exactly the inputs its PyTorch
+weights would see. The data comes from the training run's ``config.yaml`` when there is one beside the
+weights (:func:`mobilenets.engine.evaluate.build_eval_datasets`); the loop is
+:func:`mobilenets.engine.evaluate.evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.loader import device_batches, make_batches
+from ..engine.evaluate import build_eval_datasets, evaluate
+from ..engine.runtime import resolve_device
+from ..engine.stages import StageLog, as_stage_log
+from ..weights import from_pretrained, read_config
+
+__all__ = ["evaluate_weights", "predict_images"]
+
+
+def _counted(batches: Any, progress: Any) -> Iterator[Any]:
+    """Pass batches through, counting each on ``progress`` (images per step, for its img/s)."""
+    for batch in batches:
+        yield batch
+        progress.update(int(batch[0].shape[0]))
+
+
+def _weights_dir(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_file() and path.name in ("model.safetensors", "config.json"):
+        path = path.parent
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} has no config.json: expected a training run directory, a save_pretrained directory "
+            "or an exported artefact (.onnx, .pt, .pt2, .pte, .xml)"
+        )
+    return path
+
+
+def _is_artifact(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_file() and path.name not in ("model.safetensors", "config.json")
+
+
+class _Loaded:
+    """A model to evaluate: PyTorch weights or an artefact's predictor, with its preprocessing."""
+
+    def __init__(self, weights: str | Path, device: torch.device) -> None:
+        if _is_artifact(weights) or (not Path(weights).exists() and Path(weights).suffix):
+            from .runtimes import load_artifact
+
+            predictor = load_artifact(weights)
+            meta = predictor.metadata
+            self.source = Path(weights)
+            self.model: nn.Module = predictor.as_module()
+            self.device = torch.device("cpu")  # every artefact runtime here runs on the CPU
+            self.cfg = {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std,
+                        "crop_pct": meta.crop_pct, "interpolation": meta.interpolation}
+            self.dataset = meta.dataset
+            self.class_names = meta.class_names
+            self.num_classes = meta.num_classes
+            self.in_chans = meta.input_size[0]
+            self.runtime = predictor.runtime
+            # The weights directory it was exported from (its config.yaml says where the data is).
+            self.run_source: Path | None = Path(meta.source) if meta.source else None
+            return
+        wdir = _weights_dir(weights)
+        config = read_config(wdir)
+        self.source = wdir
+        self.device = device
+        self.model = from_pretrained(wdir).to(device).eval()
+        self.cfg = self.model.pretrained_cfg
+        self.dataset = config.get("dataset")
+        self.class_names = getattr(self.model, "class_names", None)
+        self.num_classes = self.model.num_classes
+        self.in_chans = self.model.in_chans
+        self.runtime = "pytorch"
+        self.run_source = wdir
+
+
+def evaluate_weights(
+    weights: str | Path,
+    *,
+    data: str | None = None,
+    root: str | None = None,
+    split: str = "test",
+    batch_size: int = 256,
+    device: str = "auto",
+    out_dir: str | Path | None = None,
+    plot: bool = True,
+    log: StageLog | Callable[[str], None] | None = None,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Top-1/top-5, per-class accuracy and a confusion-matrix PNG on a split.
+
+    ``weights``: a weights / run directory, or an exported or quantized artefact (run on the CPU by its
+    own runtime). ``data`` / ``root`` default to what the weights and the run's ``config.yaml`` record.
+    ``plot=False`` skips the confusion-matrix PNG. ``log`` reports progress over the batches (stderr in
+    the CLI), described as ``evaluating <label>``. The result's ``split`` says what the figure was
+    measured on: ``"val (no test/ folder)"`` when an image folder's missing ``test/`` made ``"test"``
+    the validation split.
+    """
+    from ..data.augment import BatchAugment
+    from ..data.registry import test_split_label
+    from ..engine.plots import plot_confusion_matrix
+
+    if batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size} invalid; expected a positive integer")
+    stages = as_stage_log(log)
+    loaded = _Loaded(weights, resolve_device(device))
+    wdir, dev, model, cfg = loaded.source, loaded.device, loaded.model, loaded.cfg
+    size = int(cfg["input_size"][-1])
+    dataset, _, datasets = build_eval_datasets(
+        loaded.run_source, data=data, root=root, known_dataset=loaded.dataset, image_size=size,
+        crop_pct=float(cfg.get("crop_pct") or 1.0), interpolation=str(cfg.get("interpolation") or "bilinear"),
+        num_classes=loaded.num_classes,
+    )
+    if split not in datasets:
+        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(datasets)}")
+    split_label = test_split_label(datasets) if split == "test" else split
+    ds = datasets[split]
+    classes = list(getattr(ds, "classes", []) or loaded.class_names or [])
+    if loaded.num_classes != len(classes):
+        raise ValueError(f"{wdir} predicts {loaded.num_classes} classes but {dataset} has {len(classes)}")
+    channels = getattr(ds, "num_channels", 3)
+    if channels != loaded.in_chans:
+        raise ValueError(f"{wdir} expects {loaded.in_chans}-channel images but {dataset} has {channels}")
+    batches, n_batches = make_batches(ds, batch_size, shuffle=False, seed=0, device=dev, device_resident=True,
+                                      num_workers=0)
+    pre = BatchAugment(mean=cfg["mean"], std=cfg["std"]).to(dev).eval()
+    desc = f"evaluating {label or loaded.runtime} on {dataset}/{split_label}"
+    progress = stages.counted(n_batches, desc)
+    result = evaluate(model, _counted(device_batches(batches, dev), progress), pre,
+                      num_classes=loaded.num_classes, confusion=True)
+    progress.close(f"{desc}: {progress.step}/{n_batches} batches, top-1 {result['acc1']:.2f}% "
+                   f"({progress.elapsed:.1f}s)")
+    png = None
+    if plot:
+        # An artefact's PNG goes beside the file (its name included), a weights directory's inside it.
+        default = wdir.parent / f"{wdir.name}.confusion_{split}.png" if wdir.is_file() else wdir / f"confusion_{split}.png"
+        png = Path(out_dir) / f"confusion_{split}.png" if out_dir else default
+        png.parent.mkdir(parents=True, exist_ok=True)
+        plot_confusion_matrix(result["confusion"], classes, png,
+                              title=f"{dataset} {split_label}: top-1 {result['acc1']:.2f}%")
+    result.update(weights=str(wdir), dataset=dataset, split=split_label, class_names=classes,
+                  confusion_png=str(png) if png else None, runtime=loaded.runtime)
+    return result
+
+
+def predict_images(
+    images: list[str], weights: str | Path, *, topk: int = 5, device: str = "auto"
+) -> list[dict[str, Any]]:
+    """Top-k class names and probabilities for each image file (weights directory or any artefact)."""
+    from ..data.augment import eval_preprocess
+    from ..data.folder import eval_transform, load_rgb
+
+    loaded = _Loaded(weights, resolve_device(device))
+    dev, model, cfg = loaded.device, loaded.model, loaded.cfg
+    size = int(cfg["input_size"][-1])
+    transform = eval_transform(size, float(cfg.get("crop_pct") or 1.0), str(cfg.get("interpolation") or "bilinear"))
+    names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
+    k = max(1, min(topk, loaded.num_classes))
+    out = []
+    for path in images:
+        img = load_rgb(path)
+        if loaded.in_chans == 1:
+            img = img.convert("L")
+        x = transform(img).unsqueeze(0).to(dev)
+        with torch.no_grad():
+            probs = model(eval_preprocess(x, cfg["mean"], cfg["std"])).softmax(-1)[0]
+        p, idx = probs.topk(k)
+        out.append({"image": str(path), "top": [{"class": names[i], "index": int(i), "prob": float(q)}
+                                                for q, i in zip(p.tolist(), idx.tolist())]})
+    return out
