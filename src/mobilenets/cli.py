@@ -77,7 +77,7 @@ def version() -> str:
 # ------------------------------------------------------------------------------------------ profile
 def _cmd_profile(args: argparse.Namespace) -> int:
     from .analysis.profile import profile
-    from .models import create_model
+    from .weights import create_model
 
     kwargs = parse_set(override_items(args))
     if args.width_mult is not None:
@@ -100,7 +100,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from .models import get_model_kwargs, list_models
 
     if args.pretrained:
-        from .pretrained import get_pretrained, list_pretrained
+        from .weights.registry import get_pretrained, list_pretrained
 
         tags = list_pretrained(args.pattern)
         if not tags and args.pattern != "*":

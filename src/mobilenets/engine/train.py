@@ -390,7 +390,7 @@ def _shard(dataset: Any, dist_info: DistInfo) -> Any:
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
-    from ..models import create_model
+    from ..weights import create_model
 
     kwargs = dict(cfg.model.kwargs)
     kwargs.setdefault("num_classes", num_classes)
