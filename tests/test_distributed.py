@@ -121,8 +121,8 @@ def test_repeat_aug_sampler_partitions() -> None:
 
 
 def test_sync_batchnorm_cpu_is_plain_bn_without_process_group() -> None:
+    from mobilenets import create_model
     from mobilenets.engine.distributed import SyncBatchNormCPU, convert_sync_batchnorm
-    from mobilenets.models import create_model
 
     model = create_model("mobilenet_v3_small", width_mult=0.35, small_input=True, num_classes=3, dropout=0.0).train()
     x = torch.randn(4, 3, 16, 16)

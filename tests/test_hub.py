@@ -18,11 +18,17 @@ import pytest
 import torch
 
 from cli_env import cli_env
-from mobilenets.hub import HubNotInstalled, parse_hub_reference
-from mobilenets.models import create_model
-from mobilenets.pretrained import WeightsNotAvailable
-from mobilenets.sources import timm as timm_source
-from mobilenets.weights import WeightsError, from_pretrained, load_pretrained, load_weights, save_pretrained
+from mobilenets.weights import (
+    WeightsError,
+    create_model,
+    from_pretrained,
+    load_pretrained,
+    load_weights,
+    save_pretrained,
+)
+from mobilenets.weights.hub import HubNotInstalled, parse_hub_reference
+from mobilenets.weights.registry import WeightsNotAvailable
+from mobilenets.weights.sources import timm as timm_source
 from test_weights import EXPECTED, FIXTURES, MANIFEST, TOL, build, logits, max_diff
 
 pytest.importorskip("huggingface_hub", reason="the hub extra: pip install 'mobilenets[hub]'")

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobilenets
-from mobilenets.models import BlockSpec, create_model
+from mobilenets import create_model
+from mobilenets.models import BlockSpec
 from mobilenets.models.blocks import (
     FusedInvertedBottleneck,
     MobileAttentionBlock,

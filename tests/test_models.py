@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mobilenets
-from mobilenets.models import create_model, list_models
+from mobilenets import create_model, list_models
 
 
 def n_params(model: torch.nn.Module) -> int:

@@ -18,9 +18,9 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from mobilenets import create_model, get_model_kwargs, list_models
 from mobilenets.cli import main
 from mobilenets.config import ConfigError, TrainConfig, all_keys, load_config
-from mobilenets.models import create_model, get_model_kwargs, list_models
 
 
 def fast(n: int) -> settings:

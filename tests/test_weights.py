@@ -23,15 +23,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import mobilenets
-from mobilenets import pretrained as registry
 from mobilenets.cli.convert import register
-from mobilenets.models import create_model
 from mobilenets.weights import (
     WeightsError,
+    create_model,
     from_pretrained,
     load_pretrained,
     load_state_dict_file,
     load_weights,
+    registry,
     save_pretrained,
 )
 
@@ -186,7 +186,7 @@ def test_keras_legacy_published_v2_spelling_and_order_fallback(tmp_path: Path) -
     """keras-applications' V2 (the published file) spells layers Conv1/bn_Conv1/..._BN/Logits; unknown
     spellings fall back to layer order, which is how Keras itself loads a legacy file."""
     pytest.importorskip("h5py")
-    from mobilenets.sources import keras as keras_source
+    from mobilenets.weights.sources import keras as keras_source
 
     name = "keras_mobilenet_v2"
     model = build(name)

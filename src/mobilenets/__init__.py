@@ -8,9 +8,9 @@ Public entry points::
 """
 
 from .cost import ProfileResult, profile
-from .models import create_model, get_model_kwargs, list_models, register_model
-from .pretrained import list_pretrained
-from .weights import from_pretrained, load_weights
+from .models import get_model_kwargs, list_models, register_model
+from .weights import create_model, from_pretrained, load_weights
+from .weights.registry import list_pretrained
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,7 @@ __all__ = ["best_backend_note", "cmd_experiment", "cmd_report", "register", "reg
 # ------------------------------------------------------------------------------------------ profile
 def _cmd_profile(args: argparse.Namespace) -> int:
     from ..cost import profile
-    from ..models import create_model
+    from ..weights import create_model
 
     kwargs = parse_set(override_items(args))
     if args.width_mult is not None:

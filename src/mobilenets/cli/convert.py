@@ -28,8 +28,7 @@ __all__ = ["convert", "register"]
 
 def _file_num_classes(path: Path) -> int | None:
     """The class count a checkpoint's classifier has, without building a model (None if unknown)."""
-    from .. import sources
-    from ..weights import load_state_dict_file, sniff_format
+    from ..weights import load_state_dict_file, sniff_format, sources
 
     if sniff_format(path) == "hdf5":
         kf = sources.keras.read_keras_file(path)
@@ -57,10 +56,9 @@ def convert(
     allow_unverified: bool = False,
 ) -> Path:
     """Convert ``src`` (a weights file, a registry tag or ``hf-hub:ORG/REPO``) for ``arch`` into the native format."""
-    from .. import pretrained as registry
-    from ..hub import is_hub_reference, resolve_hub
-    from ..models import create_model
-    from ..weights import _resolve_weights_path, load_weights, pretrained_kwargs, save_pretrained
+    from ..weights import create_model, load_weights, pretrained_kwargs, registry, save_pretrained
+    from ..weights.files import _resolve_weights_path
+    from ..weights.hub import is_hub_reference, resolve_hub
 
     kwargs = dict(kwargs or {})
     src_str = str(src)
@@ -127,7 +125,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``convert`` sub-command to ``mobilenets``' argument parser (``add_subparsers()`` result)."""
-    from ..sources import SOURCES
+    from ..weights.sources import SOURCES
 
     p = subparsers.add_parser(
         "convert", help="convert torchvision/timm/Keras weights to the native format",

@@ -24,7 +24,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from ..models import get_model_kwargs, list_models
 
     if args.pretrained:
-        from ..pretrained import get_pretrained, list_pretrained
+        from ..weights.registry import get_pretrained, list_pretrained
 
         tags = list_pretrained(args.pattern)
         if not tags and args.pattern != "*":

@@ -28,7 +28,8 @@ def make_batches(dataset: Any, batch_size: int, *, shuffle: bool, seed: int, dev
     With ``world_size`` > 1 each rank draws a disjoint shard of the same per-epoch permutation;
     ``repeated_aug`` > 1 uses the repeated-augmentation sampler for file datasets.
     """
-    from .datasets import TensorImageDataset, TensorLoader, collate
+    from .folder import collate
+    from .tensor import TensorImageDataset, TensorLoader
 
     if batch_size > len(dataset) and drop_last:
         raise ConfigError(f"got {batch_size}, larger than the {len(dataset)}-image training split", key="batch_size")

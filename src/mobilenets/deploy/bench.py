@@ -388,7 +388,7 @@ def load_bench_model(spec: str, kwargs: dict[str, Any] | None = None) -> tuple[s
 
     path = Path(spec)
     if spec in list_models():
-        from ..models import create_model
+        from ..weights import create_model
 
         return spec, create_model(spec, **(kwargs or {})).eval(), None
     if path.is_dir():

@@ -31,7 +31,7 @@ def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], 
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
-    from ..models import create_model
+    from ..weights import create_model
 
     kwargs = dict(cfg.model.kwargs)
     kwargs.setdefault("num_classes", num_classes)

@@ -42,11 +42,10 @@ def model_input_size(name: str, kwargs: dict[str, Any], pretrained: str | None) 
     architecture's default (built on the meta device, so nothing is allocated)."""
     import torch
 
-    from ..models import create_model
+    from ..weights import create_model
 
     if pretrained:
-        from .. import pretrained as registry
-        from ..weights import CONFIG_NAME, read_config
+        from ..weights import CONFIG_NAME, read_config, registry
 
         if not Path(pretrained).exists() and registry.is_tag(pretrained):
             return int(registry.get_pretrained(pretrained).input_size[-1])

@@ -1,4 +1,5 @@
-"""Models: layers, blocks, the one builder, the architecture tables and the registry."""
+"""Models: layers, blocks, the one builder, the architecture tables and the registry (no weights: see
+:mod:`mobilenets.weights`, which builds on this package)."""
 
 from .archs import (
     mobilenet_v1,
@@ -13,17 +14,18 @@ from .archs import (
     resnet18,
     resnet50,
 )
-from .blocks import BLOCK_TYPES, BlockSpec
+from .blocks import BLOCK_TYPES, BlockSpec, BlockType
 from .layers import make_divisible
 from .mobilenet import ArchSpec, MobileNet
-from .registry import create_model, get_model_kwargs, list_models, register_model
+from .registry import build_model, get_model_kwargs, list_models, register_model
 
 __all__ = [
     "BLOCK_TYPES",
     "ArchSpec",
     "BlockSpec",
+    "BlockType",
     "MobileNet",
-    "create_model",
+    "build_model",
     "get_model_kwargs",
     "list_models",
     "make_divisible",

@@ -2,14 +2,16 @@
 
 A table row (paper units) is resolved by a family's resolver (width multiplier, conventions, variants)
 into a ``BlockSpec`` with concrete channel counts; :data:`BLOCK_TYPES` turns the spec into a module.
-Adding a block type means adding one entry here: MobileNetV4's universal inverted bottleneck (``uib``),
-fused inverted bottleneck (``fused_ib``) and Mobile MQA attention (``mqa``) were added that way.
+Each entry there (:class:`BlockType`) also says how reports draw the block and how other
+implementations' checkpoints name its layers, so adding a block type means adding its module and one
+entry: MobileNetV4's universal inverted bottleneck (``uib``), fused inverted bottleneck (``fused_ib``)
+and Mobile MQA attention (``mqa``) are entries like the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ from .layers import (
     get_act_layer,
 )
 
-__all__ = ["BLOCK_TYPES", "BlockSpec", "build_block"]
+__all__ = ["BLOCK_TYPES", "BlockSpec", "BlockType", "block_type_of", "build_block"]
 
 
 @dataclass(frozen=True)
@@ -337,19 +339,92 @@ class MobileAttentionBlock(_Residual):
 
 BlockFactory = Callable[..., nn.Module]
 
-BLOCK_TYPES: dict[str, BlockFactory] = {
-    "conv": ConvBlock,
-    "ds": DepthwiseSeparable,
-    "ir": InvertedResidual,
-    "basic": BasicBlock,
-    "bottleneck": Bottleneck,
-    "maxpool": MaxPoolBlock,
-    "uib": UniversalInvertedBottleneck,
-    "fused_ib": FusedInvertedBottleneck,
-    "mqa": MobileAttentionBlock,
-}
+
+def _expansion_text(spec: BlockSpec) -> str:
+    return f" exp {spec.mid_chs / spec.in_chs:.2g}× ({spec.mid_chs})" if spec.mid_chs else ""
+
+
+def _mid_text(spec: BlockSpec) -> str:
+    return f" mid {spec.mid_chs}" if spec.mid_chs else ""
+
+
+def _no_text(spec: BlockSpec) -> str:
+    return ""
+
+
+# MobileNetV4: a UIB's form is named by which depthwise convs it has (kernel_start, kernel).
+_UIB_FORMS = {(True, True): "UIB ExtraDW", (False, True): "UIB IR", (True, False): "UIB ConvNeXt",
+              (False, False): "UIB FFN"}
+
+
+def _uib_text(spec: BlockSpec) -> str:
+    kernels = "/".join(str(k) for k in (spec.kernel_start, spec.kernel) if k) or "1"
+    return f"{_UIB_FORMS[(bool(spec.kernel_start), bool(spec.kernel))]} k{kernels}{_expansion_text(spec)}"
+
+
+def _mqa_text(spec: BlockSpec) -> str:
+    return f"mobile MQA {spec.heads}h×{spec.key_dim}" + (f" kv/{spec.kv_stride}" if spec.kv_stride > 1 else "")
+
+
+@dataclass(frozen=True)
+class BlockType:
+    """One block type, described once: how to build it, how reports draw it, how checkpoints name it.
+
+    ``label`` / ``detail`` / ``color``: the architecture figure's text (``"<label> k<kernel><detail>"``,
+    or ``text`` for a block that names itself otherwise) and box colour. ``profile_kind``: the cost
+    profiler's layer kind for the whole block when it is one unit (``None``: its layers are profiled one
+    by one, as all of today's are). Weight-mapping hints for the checkpoint sources:
+    ``units`` are the block's conv (``ConvNormAct``) and squeeze-excite units in forward order, as
+    ``(attribute, kind)`` (``""`` is the block itself), which torchvision's numbered layers and Keras'
+    layer order follow; ``timm_names`` maps timm's layer names inside the block to ours (``None``: timm
+    has no such block; ``timm_same_names``: timm's names are ours); ``keras_names`` is Keras' layer-name
+    suffix of each unit.
+    """
+
+    name: str
+    build: BlockFactory
+    label: str
+    color: str
+    detail: Callable[[BlockSpec], str] = _no_text
+    text: Callable[[BlockSpec], str] | None = None
+    profile_kind: str | None = None
+    units: tuple[tuple[str, str], ...] = ()
+    timm_names: Mapping[str, str] | None = None
+    timm_same_names: bool = False
+    keras_names: Mapping[str, str] = field(default_factory=dict)
+
+    def head_text(self, spec: BlockSpec) -> str:
+        """The first line of the block's box in the architecture figure."""
+        return self.text(spec) if self.text else f"{self.label} k{spec.kernel}{self.detail(spec)}"
+
+
+BLOCK_TYPES: dict[str, BlockType] = {b.name: b for b in (
+    BlockType("conv", ConvBlock, "conv", "#f5e6d3", units=(("", "conv"),), timm_names={"conv": "conv", "bn1": "bn"}),
+    BlockType("ds", DepthwiseSeparable, "depthwise separable", "#e3f1de",
+              units=(("conv_dw", "conv"), ("se", "se"), ("conv_pw", "conv")),
+              timm_names={"conv_dw": "conv_dw.conv", "bn1": "conv_dw.bn", "conv_pw": "conv_pw.conv", "bn2": "conv_pw.bn"},
+              keras_names={"conv_dw": "depthwise", "conv_pw": "project"}),
+    BlockType("ir", InvertedResidual, "inverted residual", "#dde8f5", _expansion_text,
+              units=(("conv_pw", "conv"), ("conv_dw", "conv"), ("se", "se"), ("conv_pwl", "conv")),
+              timm_names={"conv_pw": "conv_pw.conv", "bn1": "conv_pw.bn", "conv_dw": "conv_dw.conv", "bn2": "conv_dw.bn",
+                          "conv_pwl": "conv_pwl.conv", "bn3": "conv_pwl.bn"},
+              keras_names={"conv_pw": "expand", "conv_dw": "depthwise", "conv_pwl": "project"}),
+    BlockType("basic", BasicBlock, "basic", "#ece0f2"),
+    BlockType("bottleneck", Bottleneck, "bottleneck", "#ece0f2", _mid_text),
+    BlockType("maxpool", MaxPoolBlock, "max pool", "#eeeeee"),
+    BlockType("uib", UniversalInvertedBottleneck, "UIB", "#dde8f5", text=_uib_text, timm_same_names=True),
+    BlockType("fused_ib", FusedInvertedBottleneck, "fused IB", "#f5e6d3", _expansion_text,
+              timm_names={"conv_exp": "conv_exp.conv", "bn1": "conv_exp.bn", "conv_pwl": "conv_pwl.conv",
+                          "bn2": "conv_pwl.bn"}),
+    BlockType("mqa", MobileAttentionBlock, "mobile MQA", "#fbe3e3", text=_mqa_text, timm_same_names=True),
+)}
+
+
+def block_type_of(module: nn.Module) -> BlockType | None:
+    """The description of the block type ``module`` was built as (``None`` for any other module)."""
+    return next((b for b in BLOCK_TYPES.values() if isinstance(module, b.build)), None)
 
 
 def build_block(spec: BlockSpec, norm_layer: LayerFactory, drop_path: float = 0.0, pad_type: str = "") -> nn.Module:
     """Instantiate the module a resolved table row describes."""
-    return BLOCK_TYPES[spec.type](spec, norm_layer=norm_layer, drop_path=drop_path, pad_type=pad_type)
+    return BLOCK_TYPES[spec.type].build(spec, norm_layer=norm_layer, drop_path=drop_path, pad_type=pad_type)

@@ -135,9 +135,8 @@ def use_fast_depthwise_backward(model: nn.Module, enabled: bool = True) -> int:
     Returns how many of them have a kernel the fast path takes (``>= MIN_KERNEL``); 0 means the switch
     changes nothing for this model (V1/V2 use 3x3 depthwise convs only).
     """
-    from .layers import DepthwiseConv2d
-
-    convs = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
+    # DepthwiseConv2d (models/layers.py, which builds on this module) is the class with the switch.
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and hasattr(type(m), "fast_cpu_backward")]
     for conv in convs:
         conv.fast_cpu_backward = enabled
     return sum(conv.kernel_size[0] >= MIN_KERNEL for conv in convs)

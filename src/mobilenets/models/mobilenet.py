@@ -20,6 +20,7 @@ from .._validate import check_number, check_prob
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from .blocks import BlockSpec, build_block
 from .layers import Conv2dSame, conv2d_class, create_act, get_act_layer, is_depthwise, norm_layer_for
+from .native import save_pretrained as write_native
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "MobileNet"]
 
@@ -131,27 +132,32 @@ class MobileNet(nn.Module):
             self._make_features_only(out_indices)
             self.global_pool = self.head_hidden = self.dropout = self.classifier = None
         else:
-            self.out_indices: tuple[int, ...] = ()
-            self.global_pool = nn.AdaptiveAvgPool2d(1)
-            if arch.head_hidden and arch.head_norm:
-                # MobileNetV4: timm's conv_head (1x1, no bias) + norm_head on the pooled 1x1 map, as 1-D layers.
-                self.head_hidden = nn.Sequential(
-                    nn.Linear(self.num_features, arch.head_hidden, bias=False),
-                    nn.BatchNorm1d(arch.head_hidden, eps=eps, momentum=momentum),
-                    create_act(get_act_layer(arch.head_act)),
-                )
-            elif arch.head_hidden:
-                # Written as Linear like torchvision; timm and Keras use a 1x1 conv with bias: same arithmetic.
-                self.head_hidden = nn.Sequential(
-                    nn.Linear(self.num_features, arch.head_hidden), create_act(get_act_layer(arch.head_act))
-                )
-            else:
-                self.head_hidden = nn.Identity()
-            self.dropout = nn.Dropout(dropout)
-            self.classifier = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+            self._build_head(dropout, eps, momentum)
 
         self.pretrained_cfg = self._default_cfg()
         self._init_weights()
+
+    def _build_head(self, dropout: float, eps: float, momentum: float) -> None:
+        """Pooling, the hidden head layer (V3: Linear + act; V4: Linear + BatchNorm + act), dropout, classifier."""
+        arch, num_classes = self.arch, self.num_classes
+        self.out_indices: tuple[int, ...] = ()
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        if arch.head_hidden and arch.head_norm:
+            # MobileNetV4: timm's conv_head (1x1, no bias) + norm_head on the pooled 1x1 map, as 1-D layers.
+            self.head_hidden = nn.Sequential(
+                nn.Linear(self.num_features, arch.head_hidden, bias=False),
+                nn.BatchNorm1d(arch.head_hidden, eps=eps, momentum=momentum),
+                create_act(get_act_layer(arch.head_act)),
+            )
+        elif arch.head_hidden:
+            # Written as Linear like torchvision; timm and Keras use a 1x1 conv with bias: same arithmetic.
+            self.head_hidden = nn.Sequential(
+                nn.Linear(self.num_features, arch.head_hidden), create_act(get_act_layer(arch.head_act))
+            )
+        else:
+            self.head_hidden = nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
 
     # ----------------------------------------------------------------------------------------- metadata
     def _default_cfg(self) -> dict[str, Any]:
@@ -357,7 +363,5 @@ class MobileNet(nn.Module):
 
     # -------------------------------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str, class_names: list[str] | None = None) -> None:
-        """Write the native format (``model.safetensors`` + ``config.json``); see :mod:`mobilenets.weights`."""
-        from ..weights import save_pretrained
-
-        save_pretrained(self, directory, class_names=class_names or getattr(self, "class_names", None))
+        """Write the native format (``model.safetensors`` + ``config.json``); see :mod:`mobilenets.models.native`."""
+        write_native(self, directory, class_names=class_names or getattr(self, "class_names", None))

@@ -165,25 +165,16 @@ def _block_shapes(model: Any, shape: tuple[int, int, int]) -> dict[str, tuple[in
 
 
 def _block_text(spec: Any) -> tuple[str, str]:
-    kind = {"ir": "inverted residual", "ds": "depthwise separable", "conv": "conv", "bottleneck": "bottleneck",
-            "basic": "basic", "maxpool": "max pool", "fused_ib": "fused IB", "mqa": "mobile MQA"}.get(spec.type, spec.type)
-    if spec.type == "uib":  # MobileNetV4: name the UIB form by which depthwise convs it has
-        kind = {(True, True): "UIB ExtraDW", (False, True): "UIB IR", (True, False): "UIB ConvNeXt",
-                (False, False): "UIB FFN"}[(bool(spec.kernel_start), bool(spec.kernel))]
-    exp = ""
-    if spec.type in ("ir", "uib", "fused_ib") and spec.mid_chs:
-        exp = f" exp {spec.mid_chs / spec.in_chs:.2g}× ({spec.mid_chs})"
-    elif spec.type == "bottleneck" and spec.mid_chs:
-        exp = f" mid {spec.mid_chs}"
-    if spec.type == "uib":
-        kernels = "/".join(str(k) for k in (spec.kernel_start, spec.kernel) if k) or "1"
-        head = f"{kind} k{kernels}{exp}"
-    elif spec.type == "mqa":
-        head = f"{kind} {spec.heads}h×{spec.key_dim}" + (f" kv/{spec.kv_stride}" if spec.kv_stride > 1 else "")
-    else:
-        head = f"{kind} k{spec.kernel}{exp}"
+    from ..models.blocks import BLOCK_TYPES  # each block type says how it is drawn
+
     se = "SE" if spec.se_chs else "no SE"
-    return head, f"{se} · {spec.act} · s{spec.stride}"
+    return BLOCK_TYPES[spec.type].head_text(spec), f"{se} · {spec.act} · s{spec.stride}"
+
+
+def _block_color(spec: Any) -> str:
+    from ..models.blocks import BLOCK_TYPES
+
+    return BLOCK_TYPES[spec.type].color
 
 
 def _architecture(model: Any, shape: tuple[int, int, int], name: str) -> Figure:
@@ -201,9 +192,7 @@ def _architecture(model: Any, shape: tuple[int, int, int], name: str) -> Figure:
     ax.set_xlim(0, cols)
     ax.set_ylim(nrows, -0.35)
     ax.axis("off")
-    colors = {"ir": "#dde8f5", "ds": "#e3f1de", "conv": "#f5e6d3", "bottleneck": "#ece0f2", "basic": "#ece0f2",
-              "maxpool": "#eeeeee", "uib": "#dde8f5", "fused_ib": "#f5e6d3", "mqa": "#fbe3e3"}
-    boxes = [(label, *_block_text(spec), colors.get(spec.type, "#eeeeee"), spec.se_chs is not None,
+    boxes = [(label, *_block_text(spec), _block_color(spec), spec.se_chs is not None,
               "×".join(map(str, shapes.get(label, ())))) for label, spec in items]
     norm = " BN" if arch.head_norm else ""
     head = f"pool → {arch.head_hidden}{norm} {arch.head_act} → " if arch.head_hidden else "pool → "

@@ -172,7 +172,7 @@ def _profile_v1(width: float, resolution: int, separable: bool) -> tuple[int, in
     import torch
 
     from ..cost import profile
-    from ..models import create_model
+    from ..weights import create_model
 
     with torch.no_grad():
         model = create_model("mobilenet_v1", width_mult=width, separable=separable)

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.blocks import ConvBlock, InvertedResidual
+from ...models.blocks import ConvBlock, block_type_of
+from ...models.native import WeightsError
 from ._common import MappedState, block_units, family, flat_blocks, has_head_hidden
 
 __all__ = ["BN_EPS", "KerasFile", "KerasLayer", "classifier_classes", "describe", "expected_layers", "read_keras_file",
@@ -83,8 +84,6 @@ def _import_h5py() -> Any:
 
 def read_keras_file(path: str | Path) -> KerasFile:
     """Read every weight array of a Keras HDF5 weights file without Keras or TensorFlow."""
-    from ..weights import WeightsError
-
     h5py = _import_h5py()
     path = Path(path)
     try:
@@ -177,6 +176,21 @@ def _conv_pair(name: str, target: str, depthwise: bool = False, bn: str = "_bn")
             KerasLayer(name + bn, BN, f"{target}.bn", "bn")]
 
 
+def _block_layers(p: str, prefix: str, block: nn.Module) -> list[KerasLayer]:
+    """A V2/V3 block's layers: each unit named ``<p><suffix>`` by its block type's ``keras_names``."""
+    block_type = block_type_of(block)
+    names = block_type.keras_names if block_type else {}
+    layers: list[KerasLayer] = []
+    for unit, kind in block_units(prefix, block):
+        part = unit.rsplit(".", 1)[1]
+        if kind == "se":
+            layers.append(KerasLayer(p + "squeeze_excite_conv", CONV, f"{unit}.conv_reduce", "se"))
+            layers.append(KerasLayer(p + "squeeze_excite_conv_1", CONV, f"{unit}.conv_expand", "se"))
+        else:
+            layers += _conv_pair(p + names[part], unit, depthwise=part == "conv_dw")
+    return layers
+
+
 def expected_layers(model: nn.Module) -> list[KerasLayer]:
     """The weighted layers keras.applications creates for this architecture, in creation order."""
     fam = family(model)
@@ -194,14 +208,7 @@ def expected_layers(model: nn.Module) -> list[KerasLayer]:
             if isinstance(block, ConvBlock):
                 layers += _conv_pair("conv_1", prefix)
                 continue
-            p = "expanded_conv_" if n == 0 else f"block_{n}_"
-            if isinstance(block, InvertedResidual):
-                layers += _conv_pair(p + "expand", f"{prefix}.conv_pw")
-                layers += _conv_pair(p + "depthwise", f"{prefix}.conv_dw", depthwise=True)
-                layers += _conv_pair(p + "project", f"{prefix}.conv_pwl")
-            else:
-                layers += _conv_pair(p + "depthwise", f"{prefix}.conv_dw", depthwise=True)
-                layers += _conv_pair(p + "project", f"{prefix}.conv_pw")
+            layers += _block_layers("expanded_conv_" if n == 0 else f"block_{n}_", prefix, block)
         layers.append(KerasLayer("predictions", DENSE, "classifier", "dense"))
     elif fam in ("mobilenet_v3_large", "mobilenet_v3_small"):
         layers += _conv_pair("conv", "stem")
@@ -209,18 +216,7 @@ def expected_layers(model: nn.Module) -> list[KerasLayer]:
             if isinstance(block, ConvBlock):
                 layers += _conv_pair("conv_1", prefix)
                 continue
-            p = "expanded_conv_" if n == 0 else f"expanded_conv_{n}_"
-            for unit, kind in block_units(prefix, block):
-                part = unit.rsplit(".", 1)[1]
-                if kind == "se":
-                    layers.append(KerasLayer(p + "squeeze_excite_conv", CONV, f"{unit}.conv_reduce", "se"))
-                    layers.append(KerasLayer(p + "squeeze_excite_conv_1", CONV, f"{unit}.conv_expand", "se"))
-                elif part == "conv_dw":
-                    layers += _conv_pair(p + "depthwise", unit, depthwise=True)
-                elif part == "conv_pw" and isinstance(block, InvertedResidual):
-                    layers += _conv_pair(p + "expand", unit)
-                else:  # conv_pwl of an inverted residual, conv_pw of the depthwise-separable first block
-                    layers += _conv_pair(p + "project", unit)
+            layers += _block_layers("expanded_conv_" if n == 0 else f"expanded_conv_{n}_", prefix, block)
         if has_head_hidden(model):
             layers.append(KerasLayer("conv_2", CONV, "head_hidden.0", "conv_linear"))
         layers.append(KerasLayer("logits", CONV, "classifier", "conv_linear"))

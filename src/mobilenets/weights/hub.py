@@ -8,7 +8,7 @@ writes) works too, so a converted or fine-tuned model can be shared the same way
 
 Files are fetched with ``huggingface_hub.hf_hub_download`` into its cache (``$HF_HUB_CACHE``, by default
 ``~/.cache/huggingface/hub``) and read from there afterwards, also offline (``HF_HUB_OFFLINE=1``). A file
-that is neither cached nor downloadable is a :class:`~mobilenets.pretrained.WeightsNotAvailable` naming
+that is neither cached nor downloadable is a :class:`~mobilenets.weights.registry.WeightsNotAvailable` naming
 the repository, the file and the command that fetches it. ``huggingface_hub`` is optional
 (``pip install 'mobilenets[hub]'``); nothing here imports it until a hub reference is used.
 """
@@ -23,8 +23,10 @@ from typing import Any
 
 from torch import nn
 
-from .pretrained import WeightsNotAvailable
-from .weights import CONFIG_NAME, WEIGHTS_NAME, WeightsError
+from ..models.native import CONFIG_NAME, WEIGHTS_NAME, WeightsError, read_config
+from . import sources
+from .native import restore_preprocessing
+from .registry import WeightsNotAvailable
 
 __all__ = ["HubCheckpoint", "HubNotInstalled", "is_hub_reference", "parse_hub_reference", "read_hub_config",
            "resolve_hub"]
@@ -144,7 +146,7 @@ class HubCheckpoint:
     ``kwargs`` are the ``create_model`` keywords the repository implies (widths, width convention,
     minimalistic, class count; a native repository's saved keywords); ``source`` is the loader source
     (``timm``, ``timm_tf`` or ``native``), which also fixes padding, BatchNorm eps and V1's activation
-    (:func:`mobilenets.sources.architecture_options`). ``weights`` is ``None`` until the weights file
+    (:func:`mobilenets.weights.sources.architecture_options`). ``weights`` is ``None`` until the weights file
     was fetched (:func:`resolve_hub`; :func:`read_hub_config` reads only ``config.json``).
     """
 
@@ -161,13 +163,11 @@ class HubCheckpoint:
 
     def apply_preprocessing(self, model: nn.Module) -> None:
         """Record the repository's preprocessing in ``model.pretrained_cfg`` (saved by save_pretrained)."""
-        from .weights import _restore_preprocessing
-
         cfg = getattr(model, "pretrained_cfg", None)
         if not isinstance(cfg, dict):
             return
         if self.layout == "mobilenets":
-            _restore_preprocessing(model, self.config)
+            restore_preprocessing(model, self.config)
         else:
             timm_cfg = self.config.get("pretrained_cfg") or {}
             restored = {k: timm_cfg[k] for k in ("mean", "std", "input_size", "interpolation", "crop_pct")
@@ -175,7 +175,7 @@ class HubCheckpoint:
             if getattr(getattr(model, "arch", None), "small_input", False):  # a 32x32 model keeps its size
                 restored.pop("input_size", None)
                 restored.pop("crop_pct", None)
-            _restore_preprocessing(model, restored)
+            restore_preprocessing(model, restored)
         cfg.update(tag=self.reference, source=self.source)
 
 
@@ -191,8 +191,6 @@ def _read_json(path: Path, reference: str) -> dict[str, Any]:
 
 def read_hub_config(reference: str) -> HubCheckpoint:
     """Fetch (or find cached) the repository's ``config.json`` and read the architecture it describes."""
-    from . import sources
-
     repo_id, revision = parse_hub_reference(reference)
     try:
         config_path = _download(repo_id, revision, CONFIG_NAME)
@@ -203,8 +201,6 @@ def read_hub_config(reference: str) -> HubCheckpoint:
                            "or one written by mobilenets' save_pretrained") from None
     config = _read_json(config_path, reference)
     if config.get("format") == "mobilenets":
-        from .weights import read_config
-
         config = read_config(config_path.parent)  # validates format and architecture
         return HubCheckpoint(reference, repo_id, revision, "mobilenets", config["architecture"], "native", config,
                              config_path, kwargs=dict(config.get("kwargs", {})))

@@ -26,11 +26,11 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from ._validate import did_you_mean
-from .constants import IMAGENET_MEAN_STD, TF_MEAN_STD
-from .fileio import DownloadError, download, file_digest, open_url
-from .models.archs import MOBILENET_V4
-from .weights import WeightsError
+from .._validate import did_you_mean
+from ..constants import IMAGENET_MEAN_STD, TF_MEAN_STD
+from ..fileio import DownloadError, download, file_digest, open_url
+from ..models.native import WeightsError
+from ..models.tables import MOBILENET_V4
 
 __all__ = [
     "PretrainedEntry",
@@ -55,7 +55,7 @@ class PretrainedEntry:
 
     tag: str
     arch: str
-    source: str  # torchvision | timm | timm_tf | keras (see mobilenets.sources)
+    source: str  # torchvision | timm | timm_tf | keras (see mobilenets.weights.sources)
     url: str
     filename: str
     kwargs: dict[str, Any] = field(default_factory=dict)

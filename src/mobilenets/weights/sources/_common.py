@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..models.blocks import ConvBlock, DepthwiseSeparable, InvertedResidual
-from ..models.layers import SqueezeExcite
+from ...models.blocks import block_type_of
+from ...models.layers import SqueezeExcite
 
 __all__ = ["BN_PARAMS", "MappedState", "block_units", "family", "flat_blocks"]
 
@@ -63,24 +63,18 @@ def flat_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def block_units(prefix: str, block: nn.Module) -> list[tuple[str, str]]:
     """The layers of one block in forward order as ``(state-dict prefix, kind)``.
 
-    ``kind`` is ``"conv"`` (a ConvNormAct: ``.conv`` + ``.bn``) or ``"se"`` (squeeze-excite). A
-    ConvBlock is itself a ConvNormAct and has one unit named by the block prefix.
+    ``kind`` is ``"conv"`` (a ConvNormAct: ``.conv`` + ``.bn``) or ``"se"`` (squeeze-excite), as the
+    block type lists them (:attr:`~mobilenets.models.blocks.BlockType.units`); a unit the block was built
+    without (an expansion that would not widen, no SE) is left out. A ConvBlock is itself a ConvNormAct
+    and has one unit named by the block prefix.
     """
-    if isinstance(block, ConvBlock):
-        return [(prefix, "conv")]
+    block_type = block_type_of(block)
     units: list[tuple[str, str]] = []
-    if isinstance(block, InvertedResidual):
-        if not isinstance(block.conv_pw, nn.Identity):
-            units.append((f"{prefix}.conv_pw", "conv"))
-        units.append((f"{prefix}.conv_dw", "conv"))
-        if isinstance(block.se, SqueezeExcite):
-            units.append((f"{prefix}.se", "se"))
-        units.append((f"{prefix}.conv_pwl", "conv"))
-    elif isinstance(block, DepthwiseSeparable):
-        units.append((f"{prefix}.conv_dw", "conv"))
-        if isinstance(block.se, SqueezeExcite):
-            units.append((f"{prefix}.se", "se"))
-        units.append((f"{prefix}.conv_pw", "conv"))
+    for attr, kind in block_type.units if block_type else ():
+        if not attr:
+            units.append((prefix, kind))
+        elif (kind == "se" and isinstance(getattr(block, attr), SqueezeExcite)) or (kind == "conv" and not isinstance(getattr(block, attr), nn.Identity)):
+            units.append((f"{prefix}.{attr}", kind))
     return units
 
 

@@ -20,15 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._validate import did_you_mean
-from ..models.blocks import (
-    ConvBlock,
-    DepthwiseSeparable,
-    FusedInvertedBottleneck,
-    InvertedResidual,
-    MobileAttentionBlock,
-    UniversalInvertedBottleneck,
-)
+from ..._validate import did_you_mean
+from ...models.blocks import ConvBlock, block_type_of
 from ._common import BN_PARAMS, MappedState, flat_blocks, has_head_hidden
 
 __all__ = ["BN_EPS", "BN_EPS_TF", "architecture", "describe", "looks_like", "to_native"]
@@ -37,14 +30,7 @@ BN_EPS = 1e-5
 BN_EPS_TF = 1e-3
 
 _BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(.+)")
-# Per block type: timm's name inside the block -> ours.
-_DS = {"conv_dw": "conv_dw.conv", "bn1": "conv_dw.bn", "conv_pw": "conv_pw.conv", "bn2": "conv_pw.bn"}
-_IR = {"conv_pw": "conv_pw.conv", "bn1": "conv_pw.bn", "conv_dw": "conv_dw.conv", "bn2": "conv_dw.bn",
-       "conv_pwl": "conv_pwl.conv", "bn3": "conv_pwl.bn"}
-_CN = {"conv": "conv", "bn1": "bn"}
-_FIB = {"conv_exp": "conv_exp.conv", "bn1": "conv_exp.bn", "conv_pwl": "conv_pwl.conv", "bn2": "conv_pwl.bn"}
-# Blocks whose parameter names inside the block are timm's own.
-_SAME_NAMES = (UniversalInvertedBottleneck, MobileAttentionBlock)
+# timm's names inside a block are each block type's ``timm_names`` (mobilenets.models.blocks.BLOCK_TYPES).
 
 
 # timm's architecture names (``timm.list_models("*mobilenetv[1-4]*")``) that equal one of our models, by
@@ -82,7 +68,7 @@ def architecture(name: str) -> tuple[str, dict[str, Any], str]:
 
     ``"tf_mobilenetv3_large_075"`` -> ``("mobilenet_v3_large", {"width_mult": 0.75, "width_convention":
     "timm"}, "timm_tf")``. The source carries what the name implies beyond the widths (the ``tf_``
-    ports' padding and eps, V1's ReLU6: :func:`mobilenets.sources.architecture_options`). A timm
+    ports' padding and eps, V1's ReLU6: :func:`mobilenets.weights.sources.architecture_options`). A timm
     variant ours cannot reproduce is a ``ValueError`` naming it and the supported patterns.
     """
     base = name.split(".", 1)[0]  # "mobilenetv3_large_100.ra_in1k" is the architecture plus a weights tag
@@ -155,10 +141,9 @@ def to_native(state: dict[str, torch.Tensor], model: nn.Module) -> MappedState:
         elif m := _BLOCK.fullmatch(key):
             prefix = f"blocks.{m.group(1)}.{m.group(2)}"
             block = modules.get(prefix)
-            table = (_IR if isinstance(block, InvertedResidual) else _DS if isinstance(block, DepthwiseSeparable)
-                     else _CN if isinstance(block, ConvBlock) else _FIB if isinstance(block, FusedInvertedBottleneck)
-                     else None)
-            if isinstance(block, _SAME_NAMES):
+            block_type = block_type_of(block) if block is not None else None
+            table = block_type.timm_names if block_type else None
+            if block_type and block_type.timm_same_names:
                 inner = m.group(3) if f"{prefix}.{m.group(3)}" in own_keys else None
             else:
                 inner = _rename(m.group(3), table) if table else None

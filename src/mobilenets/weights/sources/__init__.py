@@ -1,7 +1,7 @@
 """Name and layout mappings from other implementations' checkpoints to our models.
 
 One module per source (``torchvision``, ``timm``, ``keras``), each a pure function from the file's
-tensors and *our* model to a :class:`~mobilenets.sources._common.MappedState`. The loading policy
+tensors and *our* model to a :class:`~mobilenets.weights.sources._common.MappedState`. The loading policy
 (which file format, which source, error messages, BatchNorm eps, padding, preprocessing) lives in
 :func:`mobilenets.weights.load_weights`; none of the source libraries is imported.
 """

@@ -1,0 +1,144 @@
+"""The one resolve loop, and each family's switches for it.
+
+:func:`resolve` walks a table (:mod:`.tables`): the stem row, then every row of every stage, each row
+resolving itself (:mod:`.rows`) against a :class:`~.rows.Context` that holds the width rules
+(:mod:`.widths`), the multiplier, the current input width and the family's switches. A family resolver
+below only checks its options, builds that context and names the ArchSpec's family-level fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from .._validate import check_choice
+from . import widths
+from .mobilenet import ArchSpec
+from .rows import Bneck, Context, Conv
+from .tables import (
+    MOBILENET_V1,
+    MOBILENET_V2,
+    MOBILENET_V3_LARGE,
+    MOBILENET_V3_SMALL,
+    MOBILENET_V4,
+    MOBILENET_V4_HEAD,
+    RESNET,
+    RESNET_CIFAR_STEM,
+    Table,
+)
+
+__all__ = ["resolve", "resolve_mobilenet_v1", "resolve_mobilenet_v2", "resolve_mobilenet_v3", "resolve_mobilenet_v4",
+           "resolve_resnet"]
+
+V3Convention = Literal["torchvision", "timm", "keras"]
+V4Variant = Literal["conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large"]
+
+
+def resolve(table: Table, ctx: Context, *, stem: Conv | None = None, **arch: Any) -> ArchSpec:
+    """Resolve ``table`` row by row into an :class:`ArchSpec` (``arch``: its family-level fields)."""
+    stem_row = stem or table.stem
+    stem_spec = stem_row.stem(ctx)
+    ctx.in_chs, ctx.in_table = stem_spec.out_chs, stem_row.out
+    stages = []
+    for rows in table.stages:
+        ctx.specs = []
+        for row in rows:
+            row.resolve(ctx)
+        stages.append(tuple(ctx.specs))
+    return ArchSpec(ctx.family, stem_spec, tuple(stages), small_input=ctx.small_input, **arch)
+
+
+def _check_width(width_mult: float) -> None:
+    if not isinstance(width_mult, int | float) or isinstance(width_mult, bool) or not 0 < width_mult < math.inf:
+        raise ValueError(f"width_mult={width_mult!r} invalid; expected a finite number > 0")
+
+
+def _one_act(name: str):
+    return lambda nl: name
+
+
+def resolve_mobilenet_v1(
+    width_mult: float = 1.0, separable: bool = True, small_input: bool = False, act: str = "relu"
+) -> ArchSpec:
+    """Resolve Table 1 of the V1 paper.
+
+    ``act`` is ReLU as in the paper; the published TF-slim/Keras and timm weights were trained with
+    ReLU6, so loading them needs ``act="relu6"`` for the outputs to match.
+    """
+    _check_width(width_mult)
+    check_choice("act", act, ("relu", "relu6"))
+    ctx = Context("mobilenet_v1", widths.MOBILENET_V1, width_mult, _one_act(act), small_input, separable=separable)
+    return resolve(MOBILENET_V1, ctx, default_dropout=0.0,
+                   extra={"width_mult": width_mult, "separable": separable, "act": act})
+
+
+def resolve_mobilenet_v2(width_mult: float = 1.0, small_input: bool = False) -> ArchSpec:
+    _check_width(width_mult)
+    ctx = Context("mobilenet_v2", widths.MOBILENET_V2, width_mult, _one_act("relu6"), small_input)
+    return resolve(MOBILENET_V2, ctx, extra={"width_mult": width_mult})
+
+
+def resolve_mobilenet_v3(
+    variant: Literal["large", "small"],
+    width_mult: float = 1.0,
+    *,
+    reduced_tail: bool = False,
+    dilated: bool = False,
+    minimalistic: bool = False,
+    use_se: bool = True,
+    use_hswish: bool = True,
+    width_convention: V3Convention = "torchvision",
+    small_input: bool = False,
+) -> ArchSpec:
+    """Resolve Table 1/2 of the V3 paper with one of the reference implementations' width rules.
+
+    ``width_convention`` (:data:`~.widths.V3_CONVENTIONS`) decides how widths follow the multiplier, since
+    torchvision, timm and keras.applications differ (all publish weights). ``reduced_tail`` halves the
+    last stage (torchvision), ``dilated`` swaps its strides for dilation 2 (output stride 16, for
+    segmentation backbones), ``minimalistic`` uses 3x3 kernels, ReLU and no SE throughout, and
+    ``use_se`` / ``use_hswish`` are the V3 CIFAR-10 study's ablations.
+    """
+    _check_width(width_mult)
+    check_choice("variant", variant, ("large", "small"))
+    check_choice("width_convention", width_convention, ("torchvision", "timm", "keras"))
+    table = MOBILENET_V3_LARGE if variant == "large" else MOBILENET_V3_SMALL
+    rows = [r for stage in table.stages for r in stage if isinstance(r, Bneck)]
+    rules = widths.V3_CONVENTIONS[width_convention]
+
+    def act(nl: str | None) -> str:
+        # minimalistic: ReLU everywhere; use_hswish=False: the V3 CIFAR-10 study's ablation, h-swish -> ReLU.
+        return "hswish" if nl == "HS" and use_hswish and not minimalistic else "relu"
+
+    divider = 2 if reduced_tail else 1
+    ctx = Context(f"mobilenet_v3_{variant}", rules, width_mult, act, small_input, se=use_se and not minimalistic,
+                  minimalistic=minimalistic, divider=divider, dilated=dilated, resolution=112,
+                  tail_start=max(i for i, r in enumerate(rows) if r.s == 2))
+    assert table.head is not None
+    return resolve(table, ctx, head_hidden=rules.head(table.head, width_mult, divider), head_act=act("HS"),
+                   bn_eps=1e-3, bn_momentum=0.01, extra={"width_mult": width_mult, "width_convention": width_convention})
+
+
+def resolve_mobilenet_v4(variant: V4Variant, width_mult: float = 1.0, small_input: bool = False) -> ArchSpec:
+    """Resolve an MNv4 table with timm's width rules (``mobilenetv4_*``), whose checkpoints it must load.
+
+    Output widths (and the 960 conv) scale with ``width_mult``; the stem scales only for α >= 1 and the
+    1280 head never (timm's ``fix_stem`` / fixed ``num_features``); expansions are ratios of the rounded
+    input width; attention heads and key width are fixed. The hybrids' residual branches carry LayerScale.
+    """
+    _check_width(width_mult)
+    check_choice("variant", variant, tuple(MOBILENET_V4))
+    table = MOBILENET_V4[variant]
+    ctx = Context(f"mobilenet_v4_{variant}", widths.MOBILENET_V4, width_mult, _one_act(table.act), small_input,
+                  layer_scale=table.layer_scale)
+    return resolve(Table(table.stem, table.stages), ctx, head_hidden=MOBILENET_V4_HEAD, head_act=table.act,
+                   head_norm=True, interpolation="bicubic", input_size=table.input_size, crop_pct=table.crop_pct,
+                   extra={"width_mult": width_mult, "variant": variant})
+
+
+def resolve_resnet(name: str, small_input: bool = False) -> ArchSpec:
+    """ResNet-18/50 with torchvision's layout (stride on the 3x3 conv of the bottleneck: "v1.5").
+
+    ``small_input`` uses the usual CIFAR stem: a 3x3 stride-1 conv and no max pool.
+    """
+    ctx = Context(name, widths.RESNET, 1.0, _one_act("relu"), small_input)
+    return resolve(RESNET[name], ctx, stem=RESNET_CIFAR_STEM if small_input else None, default_dropout=0.0)
