@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parent.parent / "benchmarks" / "train_throughput.py"
 
 
+@pytest.mark.slow  # three timed training loops: ~35 s
 def test_train_throughput_json() -> None:
     out = subprocess.run(
         [sys.executable, str(SCRIPT), "--sizes", "16", "--batches", "32", "--images", "128", "--warmup", "1",

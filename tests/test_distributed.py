@@ -84,6 +84,7 @@ def test_ddp_equals_single_process_with_same_global_batch(tmp_path: Path) -> Non
     assert "x 2 processes" in err
 
 
+@pytest.mark.slow  # two torchrun launches with a kill between: ~45 s; resume itself is covered by test_resume
 def test_ddp_resumes_after_kill(tmp_path: Path) -> None:
     ref = tmp_path / "ref"
     args = [*COMMON, "epochs=4", "batch_size=16", "aug.crop=pad", "aug.padding=2"]

@@ -26,6 +26,7 @@ TINY = ["data.name=synthetic", "data.synthetic_size=96", "data.image_size=16", "
         "model.kwargs={width_mult: 0.35}", "quiet=true", "threads=1", "epochs=1"]
 
 
+@pytest.mark.slow  # 20 epochs on 90 images at 224 px: ~40-90 s on 2 cores
 def test_tiny_image_folder_trains_with_nothing_but_its_root(tmp_path: Path, monkeypatch, capsys) -> None:
     root = make_texture_folder(tmp_path / "textures")
     monkeypatch.chdir(tmp_path)

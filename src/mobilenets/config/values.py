@@ -116,6 +116,16 @@ def _convert_bool(value: Any, key: str) -> bool:
     raise ConfigError(f"expected bool (true/false/yes/no/1/0), got {_describe(value)}", key=key)
 
 
+def _number_from_text(value: Any, parse: Callable[[str], Any], kind: str, key: str) -> Any:
+    """A number written as text (PyYAML reads ``4e-3`` as a string), or the one-line error for ``kind``."""
+    if isinstance(value, str):
+        try:
+            return parse(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"expected {kind}, got {_describe(value)}", key=key)
+
+
 def _convert_int(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise ConfigError(f"expected int, got {_describe(value)}", key=key)
@@ -125,12 +135,7 @@ def _convert_int(value: Any, key: str) -> int:
         if value.is_integer():
             return int(value)
         raise ConfigError(f"expected int, got {value!r} (a float with a fractional part)", key=key)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise ConfigError(f"expected int, got {_describe(value)}", key=key)
+    return _number_from_text(value, int, "int", key)
 
 
 def _convert_float(value: Any, key: str) -> float:
@@ -138,13 +143,7 @@ def _convert_float(value: Any, key: str) -> float:
         raise ConfigError(f"expected float, got {_describe(value)}", key=key)
     if isinstance(value, int | float):
         return float(value)
-    if isinstance(value, str):
-        # PyYAML (YAML 1.1) reads `4e-3` as a string; accept any float literal.
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise ConfigError(f"expected float, got {_describe(value)}", key=key)
+    return _number_from_text(value, float, "float", key)
 
 
 def _convert_str(value: Any, key: str) -> str:
