@@ -86,7 +86,9 @@ def _interrupt(cwd: Path, sig: signal.Signals) -> str:
     return err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["sigint", "sigterm", "sigkill"])
+# SIGINT (Ctrl-C) and SIGKILL are the two ways a run ends early; SIGTERM takes SIGINT's path and runs with -m slow.
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGKILL],
+                         ids=["sigint", "sigterm", "sigkill"])
 def test_the_printed_hint_resumes_bit_identically(reference: Path, tmp_path: Path, sig: signal.Signals) -> None:
     err = _interrupt(tmp_path, sig)
     if sig != signal.SIGKILL:  # printed when it stops
