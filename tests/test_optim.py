@@ -358,3 +358,19 @@ def test_ema_state_dict_round_trip_and_wrapped_model() -> None:
     assert ema.update(model) == other.update(model)
     for a, b in zip(other.module.parameters(), ema.module.parameters()):
         torch.testing.assert_close(a, b)
+
+
+def test_every_configurable_optimizer_and_schedule_exists() -> None:
+    """The config's choices (its Literals) and the engine's implementations are one list: each name the
+    config accepts builds, and each schedule yields a finite multiplier over a whole run."""
+    from typing import get_args
+
+    from mobilenets.config import OptimConfig, OptimizerName, SchedConfig, SchedulerName
+    from mobilenets.engine.optim import build_optimizer, lr_at
+
+    model = torch.nn.Linear(4, 2)
+    for name in get_args(OptimizerName):
+        assert build_optimizer(model, OptimConfig(name=name)) is not None
+    for name in get_args(SchedulerName):
+        values = [lr_at(SchedConfig(name=name), 4, 3, step) for step in range(13)]
+        assert all(math.isfinite(v) and v >= 0 for v in values), (name, values)
