@@ -12,7 +12,7 @@ The native format itself (``model.safetensors`` + ``config.json``) is written an
 """
 
 from .create import create_model
-from .files import _resolve_weights_path, load_state_dict_file, sniff_format  # noqa: F401 (convert_cli uses it)
+from .files import load_state_dict_file, sniff_format
 from .load import LoadResult, from_pretrained, load_pretrained, load_weights
 from .native import (
     CONFIG_NAME,
@@ -31,9 +31,6 @@ from .options import (
     pretrained_defaults,
     pretrained_kwargs,
 )
-
-# Today's private spelling, kept for callers that used it.
-_restore_preprocessing = restore_preprocessing
 
 __all__ = [
     "CONFIG_NAME",
