@@ -56,6 +56,7 @@ def test_sigkill_twenty_times_then_bit_identical(reference: Path, tmp_path: Path
     ckpt = run / "checkpoints" / "last.pt"
     rng = random.Random(1234)
     kills = during_write = 0
+    window: float | None = None  # seconds a kill may wait after start-up
     args = [*TINY, "epochs=40", f"output_dir={run}"]
     while True:
         resume = ["resume=true"] if ckpt.exists() else []
@@ -65,11 +66,21 @@ def test_sigkill_twenty_times_then_bit_identical(reference: Path, tmp_path: Path
             _, err = proc.communicate(timeout=600)
             assert proc.returncode == 0, err[-2000:]
             break
-        # Wait until start-up is over (config.yaml rewritten), then kill at a random moment.
+        # Wait until start-up is over (config.yaml rewritten), then kill at a random moment of the next
+        # ~1.5 epochs. The window is scaled by the first run's time from start-up to its first checkpoint
+        # write, so that on a slow CPU the kills still reach the checkpoint writes (a fixed 1.2 s window
+        # ended before the first write on a loaded 2-core machine, and no kill could land in one).
         cfg_file = run / "config.yaml"
         while proc.poll() is None and not (cfg_file.exists() and cfg_file.stat().st_mtime >= started):
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.2))
+        if window is None:
+            up = time.time()
+            while proc.poll() is None and not (ckpt.exists() or list(ckpt.parent.glob(".last.pt.*.tmp"))):
+                time.sleep(0.005)
+            window = max(1.2, 1.5 * (time.time() - up))
+            time.sleep(rng.uniform(0.0, window - (time.time() - up)))
+        else:
+            time.sleep(rng.uniform(0.0, window))
         if proc.poll() is not None:
             assert proc.returncode == 0, proc.stderr.read()[-2000:]
             break
