@@ -40,8 +40,8 @@ import torch.nn.functional as F
 
 from mobilenets import create_model
 from mobilenets.data.augment import BatchAugment
-from mobilenets.data.tensor import TensorLoader
 from mobilenets.data.synthetic import make_synthetic
+from mobilenets.data.tensor import TensorLoader
 from mobilenets.engine.allocator import keep_freed_memory
 from mobilenets.models.depthwise import use_fast_depthwise_backward
 
