@@ -40,13 +40,15 @@ def _weights_dir(path: str | Path) -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{path} has no config.json: expected a training run directory, a save_pretrained directory "
-            "or an exported artefact (.onnx, .pt, .pt2, .pte, .xml)"
+            "or an exported artefact (.onnx, .pt, .pt2, .pte, .xml, .tflite, .ncnn.param, .mnn)"
         )
     return path
 
 
 def _is_artifact(path: str | Path) -> bool:
     path = Path(path)
+    if path.suffix.lower() == ".mlpackage":  # Core ML packages are directories
+        return True
     return path.is_file() and path.name not in ("model.safetensors", "config.json")
 
 

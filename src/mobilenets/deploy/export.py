@@ -12,12 +12,11 @@ than :data:`FP32_TOLERANCE` is reported as a failure, never silently kept as goo
 
 from __future__ import annotations
 
-import contextlib
 import json
+import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,8 @@ import torch
 from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
-from .extras import quiet_imports, quiet_loggers, silence_native_stderr
+from .capture import ExportOptions, dynamic_shapes, export_program, quiet
+from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
 from .fuse import InferenceModel, prepare_for_export
 from .metadata import ArtifactError, ArtifactMetadata, write_metadata
@@ -54,43 +54,11 @@ class ExportVerificationError(ArtifactError):
     """The exported file loads but its outputs differ from eager PyTorch beyond the tolerance."""
 
 
-@dataclass(frozen=True)
-class ExportOptions:
-    batch: int | None
-    max_batch: int | None
-    input_size: int
-    stages: StageLog = field(default_factory=lambda: StageLog(enabled=False), compare=False)
-    """Where an exporter reports its sub-steps (e.g. ExecuTorch: capture, then lowering)."""
-
-
 # ------------------------------------------------------------------------------------------ exporters
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence the progress prints and deprecation chatter of the exporters (errors still raise)."""
-    with warnings.catch_warnings(), quiet_loggers(
-        "torch.onnx", "torch._dynamo", "torch.export", "torchao", "executorch", "torch._export", "onnxscript",
-        "torch.utils._pytree",
-    ):
-        warnings.simplefilter("ignore")
-        yield
-
-
-def _dynamic_shapes(opts: ExportOptions) -> tuple[dict[int, Any], ...] | None:
-    if opts.batch is not None:
-        return None
-    return ({0: torch.export.Dim("batch", min=1, max=opts.max_batch or 4096)},)
-
-
-def export_program(model: nn.Module, x: torch.Tensor, opts: ExportOptions) -> torch.export.ExportedProgram:
-    """``torch.export`` of the inference graph; a dynamic batch is traced from a batch-2 example."""
-    with quiet(), torch.no_grad():
-        return torch.export.export(model, (x,), dynamic_shapes=_dynamic_shapes(opts), strict=False)
-
-
 def _export_onnx(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path, meta: ArtifactMetadata) -> None:
     with quiet(), torch.no_grad():
         torch.onnx.export(
-            model, (x,), str(out), dynamo=True, dynamic_shapes=_dynamic_shapes(opts), input_names=["input"],
+            model, (x,), str(out), dynamo=True, dynamic_shapes=dynamic_shapes(opts), input_names=["input"],
             output_names=["logits"], external_data=False, optimize=True, verbose=False,
         )
     add_onnx_metadata(out, meta)
@@ -198,22 +166,46 @@ class ExportResult:
     runtime: str
     batch: int | None
     precision: str = "fp32"
+    layout: str = "NCHW"
+    verified: bool = True
+    """False when the file was not run: ``--no-verify``, or a runtime that cannot run on this platform."""
+    note: str = ""
+    """Why it was not verified, or the accuracy check of a reduced precision."""
+    accuracy: dict[str, Any] | None = None
+    """Reduced precision only: top-1 of fp32 eager and of the file on the weights' evaluation split."""
 
     @property
     def passed(self) -> bool:
+        if not self.verified:
+            return True  # nothing failed; ``status`` says it was not checked
+        if self.accuracy is not None:
+            return bool(self.accuracy.get("top1_unchanged"))
         return self.tolerance is None or self.max_abs_diff <= self.tolerance
 
+    @property
+    def status(self) -> str:
+        if not self.verified:
+            return self.note or "not verified"
+        return "OK" if self.passed else "FAILED"
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "passed": self.passed, "status": self.status}
 
     def summary(self) -> str:
         size = self.size_bytes / 2**20
         tol = f" (limit {self.tolerance:g})" if self.tolerance is not None else ""
-        status = "OK" if self.passed else "FAILED"
         batch = "dynamic" if self.batch is None else str(self.batch)
-        return (f"{self.format:<11s} {self.path}  {size:.2f} MiB  batch {batch}  export {self.export_s:.1f}s  "
-                f"verify {self.verify_s:.1f}s  max abs diff {self.max_abs_diff:.2e}{tol} vs eager via "
-                f"{self.runtime}  {status}")
+        head = (f"{self.format:<11s} {self.path}  {size:.2f} MiB  {self.precision}  batch {batch}"
+                f"{'  NHWC input' if self.layout == 'NHWC' else ''}  export {self.export_s:.1f}s")
+        if not self.verified:
+            return f"{head}  {self.status}"
+        acc = ""
+        if self.accuracy is not None:
+            a = self.accuracy
+            acc = (f"  top-1 fp32 {a['top1_fp32']:.2f}% -> {self.precision} {a['top1']:.2f}% on "
+                   f"{a['dataset']}/{a['split']}")
+        return (f"{head}  verify {self.verify_s:.1f}s  max abs diff {self.max_abs_diff:.2e}{tol} vs eager via "
+                f"{self.runtime}{acc}  {self.status}")
 
 
 def parse_batch(value: str | int | None) -> int | None:
@@ -300,12 +292,17 @@ def export_model(
     max_batch: int | None = None,
     verify: bool = True,
     threads: int | None = None,
+    precision: str = "fp32",
+    channels_last_io: bool = False,
     log: StageLog | Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export weights (a directory, or a mobilenets model) to ``fmt`` at ``out`` and verify the file.
 
     ``batch``: a fixed batch size, or ``None`` / ``"dynamic"`` for a dynamic batch dimension.
-    ``input_size``: square input side (default: the model's ``pretrained_cfg``). ``log`` hears each
+    ``input_size``: square input side (default: the model's ``pretrained_cfg``). ``precision``: ``fp32``
+    or a reduced float precision of the format (``FORMATS[fmt].precisions``); a reduced one is verified
+    by top-1 on the weights' evaluation split, which must be unchanged, since its logits differ from
+    fp32 by design. ``channels_last_io``: an NHWC input, for formats that offer it. ``log`` hears each
     stage (loading, exporting, lowering, verifying): an ExecuTorch export runs half a minute in
     compilers that print nothing, so the CLI prints the stages on stderr.
     """
@@ -317,7 +314,15 @@ def export_model(
     out = Path(out)
     if out.suffix.lower() not in spec.suffixes:
         raise ValueError(f"output {out} for format {fmt} must end in {' or '.join(spec.suffixes)}")
+    if precision not in spec.precisions:
+        raise ValueError(f"--precision {precision!r} invalid for {fmt}; expected one of {', '.join(spec.precisions)}")
+    if channels_last_io and not spec.channels_last_io:
+        offer = ", ".join(k for k, f in FORMATS.items() if f.channels_last_io)
+        raise ValueError(f"--channels-last-io is not available for {fmt}; formats that offer it: {offer}")
     batch = parse_batch(batch)
+    if batch is None and not spec.dynamic_batch:
+        raise ValueError(f"--batch dynamic invalid for {fmt}: its runtime takes a fixed batch; give a number "
+                         "(a predictor runs larger batches in chunks of it)")
     if batch is None and fmt == "executorch":
         max_batch = max_batch or DEFAULT_EXECUTORCH_MAX_BATCH
     if not isinstance(weights, nn.Module):
@@ -327,6 +332,7 @@ def export_model(
     meta = ArtifactMetadata.from_model(
         graph, fmt, input_size=input_size, batch=batch, max_batch=max_batch if batch is None else None,
         source=None if isinstance(weights, nn.Module) else str(weights),
+        precision=precision, layout="NHWC" if channels_last_io else "NCHW",
     )
     if meta.input_size[1] < 8:
         raise ValueError(f"--input-size {meta.input_size[1]} too small; expected at least 8")
@@ -334,16 +340,65 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     stages(f"exporting to {spec.name} -> {out}")
-    EXPORTERS[fmt](graph, x, ExportOptions(batch, meta.max_batch, meta.input_size[1], stages), out, meta)
+    opts = ExportOptions(batch, meta.max_batch, meta.input_size[1], channels_last_io, precision, stages)
+    EXPORTERS[fmt](graph, x, opts, out, meta)
     export_s = time.perf_counter() - start
     write_metadata(out, meta)
-    size = out.stat().st_size + (out.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)
-    diff, verify_s, runtime = (float("nan"), 0.0, spec.runtime)
-    if verify:
-        stages(f"verifying: reloading {out.name} in {spec.runtime} and comparing with eager PyTorch")
-        diff, verify_s, runtime = verify_artifact(out, model, threads=threads)
-    return ExportResult(fmt, str(out), size, export_s, verify_s, diff, FP32_TOLERANCE if verify else None,
-                        runtime, batch)
+    result = ExportResult(fmt, str(out), artifact_size(out), export_s, 0.0, float("nan"), None, spec.runtime, batch,
+                          precision, meta.layout, verified=False, note="not verified (--no-verify)")
+    if not verify:
+        return result
+    if spec.predicts_on is not None and sys.platform not in spec.predicts_on:
+        result.note = (f"not verified on this platform: {spec.runtime} runs on {', '.join(spec.predicts_on)}, "
+                       f"this is {sys.platform}")
+        return result
+    exact = precision == spec.precisions[0]
+    stages(f"verifying: reloading {out.name} in {spec.runtime} and comparing with eager PyTorch")
+    result.max_abs_diff, result.verify_s, result.runtime = verify_artifact(
+        out, model, threads=threads, tolerance=FP32_TOLERANCE if exact else None)
+    result.verified, result.note, result.tolerance = True, "", FP32_TOLERANCE if exact else None
+    if not exact:
+        result.accuracy = reduced_precision_check(weights, out, log=stages)
+        if result.accuracy is None:
+            result.verified = False
+            result.note = (f"{precision}: max abs diff {result.max_abs_diff:.2e} to eager; top-1 not checked (the "
+                           "weights name no dataset), so not verified")
+    return result
+
+
+def artifact_size(path: Path) -> int:
+    """Bytes on disk of an artefact with its companion files (or of a directory such as ``.mlpackage``)."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    from .formats import artifact_format
+
+    spec = FORMATS.get(artifact_format(path))
+    extra = [path.with_suffix(s) for s in (spec.companions if spec else ())]
+    return path.stat().st_size + sum(p.stat().st_size for p in extra if p.is_file())
+
+
+def reduced_precision_check(weights: str | Path | nn.Module, path: Path,
+                            log: StageLog | Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """Top-1 of the fp32 weights and of the reduced-precision file on the weights' evaluation split.
+
+    ``top1_unchanged`` is the pass criterion of a reduced float precision (fp16 / bf16): its logits differ
+    from fp32 by ~1e-3 by design, so the logit tolerance of fp32 cannot judge it. ``None`` when the weights
+    name no dataset to evaluate on.
+    """
+    from .evaluate import evaluate_weights
+
+    if isinstance(weights, nn.Module):
+        return None
+    from ..weights import read_config
+
+    wdir = Path(weights)
+    if not (wdir.is_dir() and read_config(wdir).get("dataset")):
+        return None
+    stages = as_stage_log(log)
+    ref = evaluate_weights(wdir, plot=False, log=stages, label="fp32")
+    got = evaluate_weights(path, plot=False, log=stages, label=path.suffix.lstrip("."))
+    return {"dataset": ref.get("dataset"), "split": ref.get("split"), "top1_fp32": ref["acc1"], "top1": got["acc1"],
+            "top1_unchanged": abs(ref["acc1"] - got["acc1"]) < 1e-9}
 
 
 def result_json(results: list[ExportResult]) -> str:

@@ -38,6 +38,15 @@ class ExportFormat(NeedsExtras):
     dynamic_batch: bool
     embeds_metadata: bool
     notes: str = ""
+    companions: tuple[str, ...] = ()
+    """Files written beside the main one, as the suffix that replaces its last one (OpenVINO's ``.bin``)."""
+    precisions: tuple[str, ...] = ("fp32",)
+    """Float precisions the exporter can write (``--precision``); the first is the exact, default one."""
+    channels_last_io: bool = False
+    """The exporter can give the file an NHWC input (``--channels-last-io``)."""
+    predicts_on: tuple[str, ...] | None = None
+    """``sys.platform`` values where the runtime can run the file (``None``: everywhere the extra installs);
+    elsewhere the export is written and reported as not verified on this platform, never as verified."""
 
     @property
     def suffix(self) -> str:
@@ -62,7 +71,20 @@ FORMATS: dict[str, ExportFormat] = {
                      ("executorch",), True, False,
                      "XNNPACK delegate; a dynamic batch is bounded by the memory plan; metadata in the sidecar"),
         ExportFormat("openvino", "OpenVINO IR", (".xml",), "openvino (f32 hint)", "openvino", ("openvino",), True,
-                     True, "fp32 weights (.xml + .bin); metadata in rt_info"),
+                     True, "fp32 weights (.xml + .bin); metadata in rt_info; --precision bf16 runs with the bf16 hint",
+                     companions=(".bin",), precisions=("fp32", "bf16")),
+        ExportFormat("litert", "LiteRT (TFLite)", (".tflite",), "ai_edge_litert Interpreter (XNNPACK)", "litert",
+                     ("litert_torch", "ai_edge_litert"), False, True,
+                     "litert-torch, no TensorFlow; fixed batch; metadata in the flatbuffer; --precision fp16 stores "
+                     "fp16 weights", precisions=("fp32", "fp16"), channels_last_io=True),
+        ExportFormat("ncnn", "NCNN", (".param",), "ncnn (Python runtime)", "ncnn", ("pnnx", "ncnn"), False, False,
+                     "pnnx; .ncnn.param + .ncnn.bin; fixed batch 1; --precision fp16 stores fp16 weights and runs "
+                     "fp16 storage/arithmetic", companions=(".bin",), precisions=("fp32", "fp16")),
+        ExportFormat("mnn", "MNN", (".mnn",), "MNN (Python runtime)", "mnn", ("MNN",), False, False,
+                     "MNN's converter from the pip package; metadata in the sidecar"),
+        ExportFormat("coreml", "Core ML", (".mlpackage",), "coremltools (macOS only)", "coreml", ("coremltools",),
+                     False, True, "ML program; metadata in user_defined_metadata; predicts on macOS only",
+                     predicts_on=("darwin",)),
     )
 }
 
@@ -70,6 +92,8 @@ FORMATS: dict[str, ExportFormat] = {
 def artifact_format(path: str | Path) -> str:
     """The format key of ``path``: a row of :data:`FORMATS` or :data:`WEIGHTS_FORMAT`."""
     path = Path(path)
+    if path.suffix.lower() == ".mlpackage":
+        return "coreml"
     if path.is_dir() or path.name in ("model.safetensors", "config.json"):
         return WEIGHTS_FORMAT
     suffix = path.suffix.lower()

@@ -49,6 +49,8 @@ class ArtifactMetadata:
     max_batch: int | None = None
     """Upper bound of a dynamic batch (ExecuTorch plans memory for it); ``None`` if unbounded."""
     precision: str = "fp32"
+    layout: str = "NCHW"
+    """Input layout of the graph: ``NCHW`` or ``NHWC``; a predictor always takes NCHW and transposes for NHWC."""
     quantization: dict[str, Any] | None = None
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -30,15 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
-from .export import (
-    ExportOptions,
-    add_onnx_metadata,
-    executorch_batch_bound,
-    export_program,
-    load_model,
-    lower_to_executorch,
-    quiet,
-)
+from .capture import ExportOptions, dynamic_shapes, export_program, quiet
+from .export import add_onnx_metadata, executorch_batch_bound, load_model, lower_to_executorch
 from .extras import NeedsExtras, quiet_imports, require
 from .fuse import InferenceModel, prepare_for_export
 from .metadata import ArtifactMetadata, write_metadata
@@ -225,12 +218,10 @@ def _write_pte(converted: nn.Module, example: torch.Tensor, out: Path, meta: Art
 def _write_onnx_qdq(converted: nn.Module, example: torch.Tensor, out: Path, meta: ArtifactMetadata,
                     stages: StageLog) -> None:
     """A PT2E-converted graph as ONNX: its quantize/dequantize pairs become QuantizeLinear/DequantizeLinear."""
-    from .export import _dynamic_shapes
-
     stages(f"exporting the QDQ graph to ONNX -> {out}")
     opts = ExportOptions(batch=meta.batch, max_batch=meta.max_batch, input_size=meta.input_size[1])
     with quiet(), torch.no_grad():
-        torch.onnx.export(converted, (example,), str(out), dynamo=True, dynamic_shapes=_dynamic_shapes(opts),
+        torch.onnx.export(converted, (example,), str(out), dynamo=True, dynamic_shapes=dynamic_shapes(opts),
                           input_names=["input"], output_names=["logits"], external_data=False, optimize=True,
                           verbose=False)
     add_onnx_metadata(out, meta)

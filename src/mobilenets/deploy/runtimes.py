@@ -10,18 +10,17 @@ from :data:`mobilenets.deploy.formats.FORMATS`, the preprocessing from the artef
 from __future__ import annotations
 
 import importlib.util
-import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from .extras import quiet_imports, require, silence_native_stderr
 from .formats import WEIGHTS_FORMAT, artifact_format
 from .metadata import EXTRA_FILE, METADATA_KEY, ArtifactError, ArtifactMetadata, read_metadata
+from .predictor import Predictor, check_declared_shape, check_file, default_threads, first_line
 
 __all__ = [
     "LOADERS",
@@ -35,72 +34,6 @@ __all__ = [
     "load_artifact",
     "program_batch_bound",
 ]
-
-
-def default_threads() -> int:
-    """All cores this process may use (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
-# ------------------------------------------------------------------------------------------ predictors
-class Predictor:
-    """A loaded artefact: ``predictor(x)`` maps a normalised float32 NCHW batch to float32 logits."""
-
-    def __init__(self, path: Path, metadata: ArtifactMetadata, runtime: str) -> None:
-        self.path = path
-        self.metadata = metadata
-        self.runtime = runtime
-
-    # Subclasses implement one call at a batch the graph accepts.
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _check(self, x: torch.Tensor) -> None:
-        c, h, w = self.metadata.input_size
-        if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
-            raise ValueError(
-                f"{self.path.name} expects input of shape (N, {c}, {h}, {w}), got {tuple(x.shape)}"
-            )
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        x = x.detach().to("cpu", torch.float32).contiguous()
-        n = x.shape[0]
-        chunk = self.metadata.batch or self.metadata.max_batch
-        if chunk is None or n == chunk or (self.metadata.batch is None and n <= chunk):
-            return self._run(x)
-        outs = []
-        for start in range(0, n, chunk):
-            part = x[start:start + chunk]
-            k = part.shape[0]
-            if self.metadata.batch is not None and k < chunk:
-                part = torch.cat([part, part[-1:].expand(chunk - k, *part.shape[1:])]).contiguous()
-            outs.append(self._run(part)[:k])
-        return torch.cat(outs)
-
-    def as_module(self) -> nn.Module:
-        """This predictor as an ``nn.Module`` (on the CPU) for code written against PyTorch models."""
-        return _PredictorModule(self)
-
-    def __repr__(self) -> str:
-        m = self.metadata
-        return f"{type(self).__name__}({self.path}, {m.format}/{m.precision}, input {m.input_size}, batch {m.batch})"
-
-
-class _PredictorModule(nn.Module):
-    def __init__(self, predictor: Predictor) -> None:
-        super().__init__()
-        self.predictor = predictor
-        # A parameter so that ``next(module.parameters()).device`` works (the CPU: every runtime here is).
-        self._device_anchor = nn.Parameter(torch.zeros(0), requires_grad=False)
-        self.num_classes = predictor.metadata.num_classes
-        self.in_chans = predictor.metadata.input_size[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.predictor(x)
 
 
 class TorchModulePredictor(Predictor):
@@ -135,9 +68,9 @@ class OnnxPredictor(Predictor):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for every load failure
-            raise ArtifactError(f"{path} could not be loaded by onnxruntime: {_first_line(exc)}") from None
+            raise ArtifactError(f"{path} could not be loaded by onnxruntime: {first_line(exc)}") from None
         self.input_name = self.session.get_inputs()[0].name
-        _check_declared_shape(path, metadata, self.session.get_inputs()[0].shape)
+        check_declared_shape(path, metadata, self.session.get_inputs()[0].shape)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.session.run(None, {self.input_name: x.numpy()})[0])
@@ -160,9 +93,9 @@ class OpenVINOPredictor(Predictor):
                 "PERFORMANCE_HINT": "LATENCY",
             })
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
-            raise ArtifactError(f"{path} could not be loaded by OpenVINO: {_first_line(exc)}") from None
+            raise ArtifactError(f"{path} could not be loaded by OpenVINO: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
-        _check_declared_shape(path, metadata, list(self.compiled.input(0).get_partial_shape()))
+        check_declared_shape(path, metadata, list(self.compiled.input(0).get_partial_shape()))
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         out = self.request.infer({0: x.numpy()}, share_inputs=True)
@@ -185,7 +118,7 @@ class ExecuTorchPredictor(Predictor):
                 program = runtime.load_program(str(path))
                 self.method = program.load_method("forward")
             except Exception as exc:  # the runtime raises RuntimeError/ValueError with status codes
-                raise ArtifactError(f"{path} could not be loaded by ExecuTorch: {_first_line(exc)}") from None
+                raise ArtifactError(f"{path} could not be loaded by ExecuTorch: {first_line(exc)}") from None
         if self.method is None:
             raise ArtifactError(f"{path} has no 'forward' method")
         planned = program_batch_bound(self.method)
@@ -218,40 +151,6 @@ def _set_executorch_threads(threads: int) -> None:
         reset(int(threads))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:400]
-
-
-def _check_declared_shape(path: Path, meta: ArtifactMetadata, shape: list[Any]) -> None:
-    """The runtime's declared input shape must agree with the metadata (a mismatched sidecar otherwise)."""
-    dims: list[int | None] = []
-    for d in shape:
-        if hasattr(d, "is_static"):  # an OpenVINO Dimension
-            dims.append(int(d.get_length()) if d.is_static else None)
-            continue
-        try:
-            dims.append(int(d))
-        except (TypeError, ValueError):
-            dims.append(None)  # symbolic ('batch') or dynamic
-    if len(dims) != 4:
-        raise ArtifactError(f"{path.name}: expected a 4-D image input, the graph declares {shape}")
-    for got, want, what in zip(dims[1:], meta.input_size, ("channels", "height", "width")):
-        if got is not None and got != want:
-            raise ArtifactError(
-                f"{path.name}: graph input {what} is {got} but its metadata says {want} "
-                f"(input_size {meta.input_size}); the metadata belongs to another artefact"
-            )
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"artefact {path} not found")
-    if path.is_file() and path.stat().st_size == 0:
-        raise ArtifactError(f"{path} is empty (an interrupted export?)")
-
-
 def _load_weights(path: Path, threads: int | None, fuse: bool = True) -> Predictor:
     from ..weights import from_pretrained, read_config
     from .fuse import prepare_for_export
@@ -279,7 +178,7 @@ def _load_torchscript(path: Path, threads: int | None) -> Predictor:
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # torch.jit raises RuntimeError with C++ traces
-        raise ArtifactError(f"{path} could not be loaded by torch.jit.load: {_first_line(exc)}") from None
+        raise ArtifactError(f"{path} could not be loaded by torch.jit.load: {first_line(exc)}") from None
     meta = read_metadata(path, extra[EXTRA_FILE])
     return TorchModulePredictor(path, meta, module.eval(), "torchscript", threads)
 
@@ -296,7 +195,7 @@ def _load_pt2(path: Path, threads: int | None, compile: bool = False) -> Predict
     try:
         ep = torch.export.load(str(path))
     except Exception as exc:  # deserialisation errors come in many types
-        raise ArtifactError(f"{path} could not be loaded by torch.export.load: {_first_line(exc)}") from None
+        raise ArtifactError(f"{path} could not be loaded by torch.export.load: {first_line(exc)}") from None
     module = ep.module()
     runtime = "torch.export"
     if compile:
@@ -338,7 +237,7 @@ def _load_onnx(path: Path, threads: int | None) -> Predictor:
     except ImportError:
         pass
     except Exception as exc:  # protobuf DecodeError and friends
-        raise ArtifactError(f"{path} is not a valid ONNX model: {_first_line(exc)}") from None
+        raise ArtifactError(f"{path} is not a valid ONNX model: {first_line(exc)}") from None
     return OnnxPredictor(path, read_metadata(path, embedded), threads)
 
 
@@ -351,7 +250,7 @@ def _load_openvino(path: Path, threads: int | None) -> Predictor:
     try:
         model = ov.Core().read_model(str(path))
     except Exception as exc:  # OpenVINO's exceptions carry multi-line C++ context
-        raise ArtifactError(f"{path} is not a readable OpenVINO IR: {_first_line(exc)}") from None
+        raise ArtifactError(f"{path} is not a readable OpenVINO IR: {first_line(exc)}") from None
     embedded = None
     if model.has_rt_info([METADATA_KEY, "metadata"]):
         embedded = str(model.get_rt_info([METADATA_KEY, "metadata"]).astype(str))
@@ -388,7 +287,7 @@ def load_artifact(path: str | Path, *, threads: int | None = None, compile: bool
     mismatched artefact and :class:`MissingExtraError` when the runtime is not installed.
     """
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     fmt = artifact_format(path)
     predictor = _load_pt2(path, threads, compile=compile) if fmt == "pt2" else LOADERS[fmt](path, threads)
     if predictor.metadata.format not in (fmt, WEIGHTS_FORMAT) and fmt != WEIGHTS_FORMAT:
