@@ -27,6 +27,7 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, dynamic_shapes, export_program, quiet
 from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
+from .litert import export_litert
 from .fuse import InferenceModel, prepare_for_export
 from .metadata import ArtifactError, ArtifactMetadata, write_metadata
 from .runtimes import load_artifact, program_batch_bound
@@ -148,6 +149,7 @@ EXPORTERS: dict[str, Exporter] = {
     "pt2": _export_pt2,
     "executorch": _export_executorch,
     "openvino": _export_openvino,
+    "litert": export_litert,
 }
 
 
