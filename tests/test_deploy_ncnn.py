@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ pytest.importorskip("pnnx")
 pytest.importorskip("ncnn")
 
 import mobilenets
-from mobilenets.deploy.export import FP32_TOLERANCE, export_model
+from mobilenets.deploy.export import FP32_TOLERANCE, ExportResult, export_model
 from mobilenets.deploy.extras import MissingExtraError
 from mobilenets.deploy.fuse import prepare_for_export
 from mobilenets.deploy.metadata import ArtifactError, read_metadata, sidecar_path, write_metadata
@@ -49,6 +50,15 @@ def _tiny(name: str = "mobilenet_v3_small", width: float = 0.35) -> nn.Module:
     model = mobilenets.create_model(name, num_classes=10, small_input=True, in_chans=1, **kwargs)
     model.pretrained_cfg.update(mean=(0.3051,), std=(0.3235,))
     return _randomize(model)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """ncnn on one thread in this file: evaluation loads artefacts with the default (all cores), and
+    ncnn's OpenMP workers spin between layers, which on a shared CPU makes 360 tiny images take 20 s."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("mobilenets.deploy.ncnn.default_threads", lambda: 1)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +109,15 @@ def test_more_families_round_trip(name: str, tmp_path: Path) -> None:
     assert result.max_abs_diff <= FP32_TOLERANCE
 
 
-def test_fp16_export(weights: Path, exported: Path, tmp_path: Path) -> None:
-    out = tmp_path / "half.ncnn.param"
-    result = export_model(weights, "ncnn", out, precision="fp16", threads=1)
+@pytest.fixture(scope="module")
+def half(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportResult]:
+    """The fp16 export of ``weights``; its accuracy check also yields the weights' own top-1 on digits."""
+    out = tmp_path_factory.mktemp("ncnn16") / "half.ncnn.param"
+    return out, export_model(weights, "ncnn", out, precision="fp16", threads=1)
+
+
+def test_fp16_export(half: tuple[Path, ExportResult], exported: Path) -> None:
+    out, result = half
     # Reduced precision passes on unchanged top-1 (digits), not on the fp32 logit tolerance.
     assert result.passed and result.verified and result.accuracy is not None, result.summary()
     assert result.accuracy["top1_unchanged"]
@@ -203,10 +219,12 @@ def test_missing_runtime_names_the_install(exported: Path, monkeypatch: pytest.M
         load_artifact(exported)
 
 
-def test_eval_matches_weights(weights: Path, exported: Path) -> None:
+def test_eval_matches_weights(weights: Path, exported: Path, half: tuple[Path, ExportResult]) -> None:
+    """``mobilenets eval model.ncnn.param`` gives the weights' top-1 (theirs measured by the fp16 check)."""
     from mobilenets.deploy.evaluate import evaluate_weights
 
-    ref = evaluate_weights(weights, plot=False)
+    accuracy = half[1].accuracy
+    assert accuracy is not None
     got = evaluate_weights(exported, plot=False)
-    assert got["dataset"] == ref["dataset"] == "digits"
-    assert got["acc1"] == pytest.approx(ref["acc1"], abs=1e-9)
+    assert got["dataset"] == accuracy["dataset"] == "digits"
+    assert got["acc1"] == pytest.approx(accuracy["top1_fp32"], abs=1e-9)
