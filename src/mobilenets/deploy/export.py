@@ -27,9 +27,10 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, dynamic_shapes, export_program, quiet
 from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
-from .litert import export_litert
 from .fuse import InferenceModel, prepare_for_export
+from .litert import export_litert
 from .metadata import ArtifactError, ArtifactMetadata, write_metadata
+from .ncnn import export_ncnn
 from .runtimes import load_artifact, program_batch_bound
 
 __all__ = [
@@ -150,6 +151,7 @@ EXPORTERS: dict[str, Exporter] = {
     "executorch": _export_executorch,
     "openvino": _export_openvino,
     "litert": export_litert,
+    "ncnn": export_ncnn,
 }
 
 
