@@ -29,6 +29,7 @@ from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
 from .fuse import InferenceModel, prepare_for_export
 from .metadata import ArtifactError, ArtifactMetadata, write_metadata
+from .mnn import export_mnn
 from .runtimes import load_artifact, program_batch_bound
 
 __all__ = [
@@ -148,6 +149,7 @@ EXPORTERS: dict[str, Exporter] = {
     "pt2": _export_pt2,
     "executorch": _export_executorch,
     "openvino": _export_openvino,
+    "mnn": export_mnn,
 }
 
 

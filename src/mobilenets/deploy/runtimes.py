@@ -20,6 +20,7 @@ import torch
 from .extras import quiet_imports, require, silence_native_stderr
 from .formats import WEIGHTS_FORMAT, artifact_format
 from .metadata import EXTRA_FILE, METADATA_KEY, ArtifactError, ArtifactMetadata, read_metadata
+from .mnn import load_mnn
 from .predictor import Predictor, check_declared_shape, check_file, default_threads, first_line
 
 __all__ = [
@@ -275,6 +276,7 @@ LOADERS: dict[str, Callable[..., Predictor]] = {
     "onnx": _load_onnx,
     "openvino": _load_openvino,
     "executorch": _load_executorch,
+    "mnn": load_mnn,
 }
 
 
