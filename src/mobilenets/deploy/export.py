@@ -30,6 +30,7 @@ from .formats import FORMATS
 from .fuse import InferenceModel, prepare_for_export
 from .litert import export_litert
 from .metadata import ArtifactError, ArtifactMetadata, write_metadata
+from .mnn import export_mnn
 from .ncnn import export_ncnn
 from .runtimes import load_artifact, program_batch_bound
 
@@ -152,6 +153,7 @@ EXPORTERS: dict[str, Exporter] = {
     "openvino": _export_openvino,
     "litert": export_litert,
     "ncnn": export_ncnn,
+    "mnn": export_mnn,
 }
 
 

@@ -80,8 +80,9 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("ncnn", "NCNN", (".param",), "ncnn (Python runtime)", "ncnn", ("pnnx", "ncnn"), False, False,
                      "pnnx; .ncnn.param + .ncnn.bin; fixed batch 1; --precision fp16 stores fp16 weights and runs "
                      "fp16 storage/arithmetic", companions=(".bin",), precisions=("fp32", "fp16")),
-        ExportFormat("mnn", "MNN", (".mnn",), "MNN (Python runtime)", "mnn", ("MNN",), False, False,
-                     "MNN's converter from the pip package; metadata in the sidecar"),
+        ExportFormat("mnn", "MNN", (".mnn",), "MNN (Python runtime)", "mnn", ("MNN",), False, True,
+                     "MNN's converter from the pip package (via ONNX); fp32 weights; fixed batch; metadata in "
+                     "bizCode"),
         ExportFormat("coreml", "Core ML", (".mlpackage",), "coremltools (macOS only)", "coreml", ("coremltools",),
                      False, True, "ML program; metadata in user_defined_metadata; predicts on macOS only",
                      predicts_on=("darwin",)),

@@ -1,6 +1,6 @@
 """Static int8 quantization: post-training (PTQ) and quantization-aware fine-tuning (QAT).
 
-Three targets, one per int8 runtime that is fast on a CPU:
+Four targets, one per int8 runtime:
 
 * ``x86``: torchao's PT2E flow with the x86 Inductor quantizer (u8 activations, s8 per-channel
   weights); the artefact is a ``.pt2`` program that ``torch.compile`` lowers to oneDNN int8 kernels.
@@ -8,6 +8,9 @@ Three targets, one per int8 runtime that is fast on a CPU:
   to a ``.pte`` whose int8 ops run in XNNPACK.
 * ``onnxruntime``: ONNX Runtime's static quantizer on the fp32 ONNX export (QDQ format, u8
   activations / s8 per-channel weights, which ORT fuses into QLinearConv on VNNI CPUs).
+* ``mnn``: MNN's offline quantization tool on the fp32 ``.mnn`` (int8 activations with EMA ranges, int8
+  per-channel weights), from :mod:`mobilenets.deploy.mnn`; PTQ only. Its weight-only int8
+  (``quantize_mnn(..., mode="weight")``) shrinks the file without calibration.
 
 ``torch.ao.quantization.quantize_pt2e`` no longer exists in torch 2.13; the PT2E entry points live in
 ``torchao.quantization.pt2e``. Calibration always uses the training split (never the split the
@@ -67,6 +70,8 @@ QUANT_TARGETS: dict[str, QuantTarget] = {
         QuantTarget("onnxruntime", "onnx", ".onnx", "onnxruntime (QDQ int8)",
                     (("onnx", "onnx"), ("onnxruntime", "onnx"), ("onnxscript", "onnx")),
                     "onnxruntime.quantization.quantize_static, QDQ, per-channel"),
+        QuantTarget("mnn", "mnn", ".mnn", "MNN (int8)", (("MNN", "mnn"),),
+                    "MNN's offline quantization tool (EMA activations, per-channel weights); ptq only"),
     )
 }
 
@@ -376,6 +381,11 @@ def quantize_model(
     out = Path(out)
     if out.suffix.lower() != spec.suffix:
         raise ValueError(f"output {out} for target {target} must end in {spec.suffix}")
+    if target == "mnn" and method != "ptq":
+        raise ValueError(f"--method {method} is not available for target mnn: MNN's int8 tools quantize a trained "
+                         "model after training (ptq); for qat choose x86, xnnpack or onnxruntime")
+    if spec.format == "mnn" and batch is None:
+        batch = 1  # MNN files take a fixed input shape; a predictor runs other batches in chunks of it
     graph = prepare_for_export(model)
     from .export import DEFAULT_EXECUTORCH_MAX_BATCH
 
@@ -391,6 +401,10 @@ def quantize_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     if method == "ptq" and target == "onnxruntime":
         quantize_onnx_static(graph, calib, out, meta, log=stages)
+    elif target == "mnn":
+        from .mnn import quantize_mnn
+
+        quantize_mnn(graph, calib, out, meta, stages, mode="full")
     else:
         if method == "qat":
             if train_batches is None:

@@ -21,6 +21,7 @@ from .extras import quiet_imports, require, silence_native_stderr
 from .formats import WEIGHTS_FORMAT, artifact_format
 from .litert import load_litert
 from .metadata import EXTRA_FILE, METADATA_KEY, ArtifactError, ArtifactMetadata, read_metadata
+from .mnn import load_mnn
 from .ncnn import load_ncnn
 from .predictor import Predictor, check_declared_shape, check_file, default_threads, first_line
 
@@ -279,6 +280,7 @@ LOADERS: dict[str, Callable[..., Predictor]] = {
     "executorch": _load_executorch,
     "litert": load_litert,
     "ncnn": load_ncnn,
+    "mnn": load_mnn,
 }
 
 
