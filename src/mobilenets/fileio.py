@@ -72,11 +72,19 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """Hex digest of a file's bytes, read in 1 MiB chunks (``algorithm``: any hashlib name, e.g. md5)."""
+    """Hex digest of a file's bytes, read in 1 MiB chunks (``algorithm``: any hashlib name, e.g. md5).
+
+    A directory (a Core ML ``.mlpackage``) digests its files' relative paths and bytes in sorted order.
+    """
     h = hashlib.new(algorithm, usedforsecurity=False) if algorithm == "md5" else hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
+    path = Path(path)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 

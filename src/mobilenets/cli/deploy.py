@@ -41,7 +41,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from ..deploy.export import export_model
 
     result = export_model(args.weights, args.format, args.out, batch=args.batch, input_size=args.input_size,
-                          verify=not args.no_verify, threads=args.threads, log=StageLog())
+                          verify=not args.no_verify, threads=args.threads, precision=args.precision,
+                          channels_last_io=args.channels_last_io, log=StageLog())
     print(json.dumps(result.to_dict()) if args.json else result.summary())
     return 0
 
@@ -52,7 +53,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     result = quantize_weights(
         args.weights, method=args.method, target=args.target, out=args.out, calib_batches=args.calib_batches,
         calib_batch_size=args.calib_batch_size, data=args.data, root=args.data_root, split=args.split,
-        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, log=StageLog(),
+        qat_epochs=args.qat_epochs, qat_lr=args.qat_lr, int8_io=args.int8_io,
+        channels_last_io=args.channels_last_io, log=StageLog(),
     )
     print(json.dumps(result.to_dict()) if args.json else result.summary())
     return 0
@@ -79,16 +81,20 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     from ..deploy.formats import FORMATS, format_table
 
     p = subparsers.add_parser(
-        "export", help="export weights to ONNX/TorchScript/pt2/ExecuTorch/OpenVINO, verified in its runtime",
+        "export", help="export weights to ONNX/TorchScript/pt2/ExecuTorch/OpenVINO/LiteRT/NCNN/MNN/Core ML, "
+                       "verified in its runtime",
         formatter_class=RAW,
         description=wrap_description(
             "Export a weights or run directory with BatchNorm folded and dropout removed, reload the file in its "
-            "own runtime and compare with eager PyTorch (fails above 1e-4 max abs difference). Stages are "
-            "printed on stderr."),
+            "own runtime and compare with eager PyTorch (fails above 1e-4 max abs difference; a reduced "
+            "--precision passes only with top-1 unchanged on the weights' evaluation split). Core ML is reported "
+            "as not verified where it cannot predict (outside macOS). Stages are printed on stderr."),
         epilog="formats:\n" + format_table() + "\n\n" + examples(
             "mobilenets export runs/digits --format onnx --out model.onnx",
             "mobilenets export runs/digits --format executorch --out model.pte --batch dynamic",
-            "mobilenets export runs/digits --format openvino --out model.xml --json"),
+            "mobilenets export runs/digits --format openvino --out model.xml --json",
+            "mobilenets export runs/digits --format litert --out model.tflite --channels-last-io",
+            "mobilenets export runs/digits --format ncnn --out model.ncnn.param --precision fp16"),
     )
     p.add_argument("weights", help="weights directory (model.safetensors + config.json) or training run directory")
     p.add_argument("--format", required=True, choices=list(FORMATS), help="output format (table below)")
@@ -96,6 +102,10 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", default="1", help="fixed batch size, or 'dynamic' (default: 1)")
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
     p.add_argument("--threads", type=int, default=None, help="runtime threads for verification (default: all cores)")
+    p.add_argument("--precision", default="fp32", choices=sorted({q for f in FORMATS.values() for q in f.precisions}),
+                   help="float precision of the file where the format offers it (table: notes; default: fp32)")
+    p.add_argument("--channels-last-io", action="store_true",
+                   help="NHWC model input, the layout camera pipelines hand over (litert)")
     p.add_argument("--no-verify", action="store_true", help="skip the reload-and-compare check")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (stages still go to stderr)")
     p.set_defaults(func=_cmd_export)
@@ -116,13 +126,14 @@ def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
         epilog="targets:\n" + targets + "\n\n" + examples(
             "mobilenets quantize runs/digits --out model_int8.pt2",
             "mobilenets quantize runs/digits --target xnnpack --out model_int8.pte",
-            "mobilenets quantize runs/digits --method qat --target onnxruntime --out model_int8.onnx --json"),
+            "mobilenets quantize runs/digits --method qat --target onnxruntime --out model_int8.onnx --json",
+            "mobilenets quantize runs/digits --target litert --out model_int8.tflite --int8-io"),
     )
     p.add_argument("weights", help="weights directory or training run directory")
     p.add_argument("--method", choices=("ptq", "qat"), default="ptq",
                    help="ptq: post-training; qat: quantization-aware fine-tuning (default: ptq)")
     p.add_argument("--target", choices=list(QUANT_TARGETS), default="x86", help="int8 runtime (default: x86)")
-    p.add_argument("--out", required=True, help="output artefact (.pt2 for x86, .pte for xnnpack, .onnx for onnxruntime)")
+    p.add_argument("--out", required=True, help="output artefact, with the target's suffix (table below)")
     p.add_argument("--calib-batches", type=int, default=8,
                    help="calibration batches from the training split (default: 8)")
     p.add_argument("--calib-batch-size", type=int, default=32, help="images per calibration batch (default: 32)")
@@ -132,6 +143,9 @@ def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("val", "test"), help="evaluation split (default: test)")
     p.add_argument("--qat-epochs", type=int, default=2, help="fine-tuning epochs for --method qat (default: 2)")
     p.add_argument("--qat-lr", type=float, default=1e-4, help="AdamW learning rate for --method qat (default: 1e-4)")
+    p.add_argument("--int8-io", action="store_true",
+                   help="litert: int8 input and output tensors (default: float32 with QUANTIZE/DEQUANTIZE inside)")
+    p.add_argument("--channels-last-io", action="store_true", help="litert: NHWC model input")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (stages still go to stderr)")
     p.set_defaults(func=_cmd_quantize)
 

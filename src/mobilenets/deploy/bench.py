@@ -55,6 +55,10 @@ class BuildContext:
     workdir: Path
     calib: list[torch.Tensor]
     keep: list[Any] = field(default_factory=list)
+    weights: Path | None = None
+    """The weights directory the model came from: a reduced float precision is checked on its dataset."""
+    checks: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """Accuracy check of each reduced-precision backend built (``None``: nothing to check it on)."""
 
     @property
     def example(self) -> torch.Tensor:
@@ -107,12 +111,21 @@ def _build_compile(ctx: BuildContext) -> Runner:
     return _torch_runner(module, channels_last=True)
 
 
-def _export_file(ctx: BuildContext, fmt: str) -> Path:
+def _export_file(ctx: BuildContext, fmt: str, precision: str = "fp32") -> Path:
     from .export import export_model
     from .formats import FORMATS
 
-    out = ctx.workdir / f"model_b{ctx.batch}{FORMATS[fmt].suffix}"
-    export_model(ctx.model, fmt, out, batch=ctx.batch, input_size=ctx.input_size, verify=False)
+    suffix = ".ncnn.param" if fmt == "ncnn" else FORMATS[fmt].suffix
+    out = ctx.workdir / f"model_{precision}_b{ctx.batch}{suffix}"
+    if not out.exists():
+        export_model(ctx.model, fmt, out, batch=ctx.batch, input_size=ctx.input_size, verify=False,
+                     precision=precision)
+    if precision != "fp32":
+        from .export import reduced_precision_check
+
+        key = f"{fmt}-{precision}"
+        if key not in ctx.checks:
+            ctx.checks[key] = reduced_precision_check(ctx.weights, out) if ctx.weights is not None else None
     return out
 
 
@@ -132,6 +145,30 @@ def _build_openvino(ctx: BuildContext) -> Runner:
 
 def _build_executorch(ctx: BuildContext) -> Runner:
     return _predictor_runner(_export_file(ctx, "executorch"), ctx)
+
+
+def _build_litert(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "litert"), ctx)
+
+
+def _build_litert_fp16(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "litert", "fp16"), ctx)
+
+
+def _build_ncnn(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "ncnn"), ctx)
+
+
+def _build_ncnn_fp16(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "ncnn", "fp16"), ctx)
+
+
+def _build_mnn(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "mnn"), ctx)
+
+
+def _build_openvino_bf16(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_export_file(ctx, "openvino", "bf16"), ctx)
 
 
 def _quantized_file(ctx: BuildContext, target: str) -> Path:
@@ -156,6 +193,14 @@ def _build_int8_xnnpack(ctx: BuildContext) -> Runner:
     return _predictor_runner(_quantized_file(ctx, "xnnpack"), ctx)
 
 
+def _build_int8_litert(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_quantized_file(ctx, "litert"), ctx)
+
+
+def _build_int8_mnn(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_quantized_file(ctx, "mnn"), ctx)
+
+
 def _build_int8_onnxruntime(ctx: BuildContext) -> Runner:
     return _predictor_runner(_quantized_file(ctx, "onnxruntime"), ctx)
 
@@ -173,6 +218,9 @@ def _build_int8_openvino(ctx: BuildContext) -> Runner:
 
 _ONNX = (("onnx", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx"))
 _QUANT = (("torchao", "quant"),)
+_LITERT = (("litert_torch", "litert"), ("ai_edge_litert", "litert"))
+_NCNN = (("pnnx", "ncnn"), ("ncnn", "ncnn"))
+_MNN = (*_ONNX, ("MNN", "mnn"))
 
 BACKENDS: dict[str, Backend] = {
     b.key: b
@@ -184,32 +232,55 @@ BACKENDS: dict[str, Backend] = {
         Backend("openvino", "fp32", (("openvino", "openvino"),), _build_openvino, "OpenVINO CPU, f32 hint"),
         Backend("executorch", "fp32", (("executorch", "executorch"),), _build_executorch,
                 "ExecuTorch, XNNPACK delegate"),
+        Backend("litert", "fp32", _LITERT, _build_litert, "LiteRT Interpreter, XNNPACK delegate"),
+        Backend("ncnn", "fp32", _NCNN, _build_ncnn, "ncnn, fp16 storage/arithmetic off"),
+        Backend("mnn", "fp32", _MNN, _build_mnn, "MNN CPU, normal precision"),
+        Backend("openvino-bf16", "bf16", (("openvino", "openvino"),), _build_openvino_bf16,
+                "OpenVINO CPU, bf16 hint (AVX512-BF16/AMX kernels; f32 where the CPU has none)"),
+        Backend("litert-fp16", "fp16", _LITERT, _build_litert_fp16, "LiteRT with fp16 weights (XNNPACK)"),
+        Backend("ncnn-fp16", "fp16", _NCNN, _build_ncnn_fp16, "ncnn, fp16 weights, storage and arithmetic"),
         Backend("int8-x86", "int8", (*_QUANT,), _build_int8_x86, "PT2E x86 quantizer + torch.compile (oneDNN)"),
         Backend("int8-xnnpack", "int8", (*_QUANT, ("executorch", "executorch")), _build_int8_xnnpack,
                 "PT2E XNNPACK quantizer, ExecuTorch"),
         Backend("int8-onnxruntime", "int8", _ONNX, _build_int8_onnxruntime, "ORT static QDQ (u8/s8 per-channel)"),
         Backend("int8-openvino", "int8", (*_ONNX, ("openvino", "openvino")), _build_int8_openvino,
                 "the ORT QDQ model run by OpenVINO"),
+        Backend("int8-litert", "int8", (*_QUANT, *_LITERT), _build_int8_litert,
+                "full-integer int8 .tflite, LiteRT Interpreter (XNNPACK)"),
+        Backend("int8-mnn", "int8", _MNN, _build_int8_mnn, "MNN offline-quantized full int8"),
     )
 }
 
-# Fastest first, as measured on the 2-core AVX-512 CPU of docs/benchmarks.md (batch 1 and batch >1).
-# ONNX Runtime led or tied at batch 1 for V1/V3-L and ExecuTorch for V2/V3-S (within ~10%); ORT led every
-# model at batch 32. A fixed order keeps ``best`` cheap: measuring every backend first costs minutes.
+# Preference order for install hints (``mobilenets.analysis.latency``): fastest first on the CPUs of
+# docs/benchmarks.md. ``best`` itself measures (:func:`choose_best`); this order only breaks ties.
 BEST_ORDER: dict[str, tuple[str, ...]] = {
-    "single": ("onnxruntime", "executorch", "openvino", "compile", "channels_last", "eager"),
-    "batched": ("onnxruntime", "openvino", "executorch", "compile", "channels_last", "eager"),
+    "single": ("onnxruntime", "executorch", "openvino", "litert", "mnn", "ncnn", "compile", "channels_last",
+               "eager"),
+    "batched": ("onnxruntime", "openvino", "executorch", "litert", "mnn", "ncnn", "compile", "channels_last",
+                "eager"),
 }
+
+BEST = "best"
+REDUCED_PRECISIONS = ("fp16", "bf16")
+#: What ``best`` measures: every fp32 runtime except ``compile`` (minutes of Inductor build for a backend
+#: that never won on the CPUs measured) and eager, plus the reduced float paths whose top-1 check passed.
+BEST_CANDIDATES = ("channels_last", "onnxruntime", "openvino", "executorch", "litert", "ncnn", "mnn",
+                   "openvino-bf16", "litert-fp16", "ncnn-fp16")
 
 
 def best_backend(batch: int) -> str:
-    """The fastest installed fp32 backend for ``batch`` according to the measured order."""
+    """The first installed fp32 backend of the preference order (a hint; ``best`` measures instead)."""
     order = BEST_ORDER["single" if batch == 1 else "batched"]
     return next(k for k in order if BACKENDS[k].available())
 
 
 def parse_backends(spec: str | list[str], batch: int) -> list[str]:
-    """``"all"``, ``"fp32"``, ``"int8"``, ``"best"`` or a comma list; unknown names are refused."""
+    """``"all"``, ``"fp32"``, ``"int8"``, ``"best"`` or a comma list; unknown names are refused.
+
+    ``best`` stays in the list as :data:`BEST`: :func:`run_bench` resolves it by measuring on this machine.
+    """
+    from .._validate import did_you_mean
+
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     keys: list[str] = []
     for item in (i.strip() for i in items):
@@ -217,15 +288,112 @@ def parse_backends(spec: str | list[str], batch: int) -> list[str]:
             continue
         if item == "all":
             keys += [k for k, b in BACKENDS.items() if b.available()]
-        elif item in ("fp32", "int8"):
+        elif item in ("fp32", "int8", *REDUCED_PRECISIONS):
             keys += [k for k, b in BACKENDS.items() if b.precision == item and b.available()]
-        elif item == "best":
-            keys.append(best_backend(batch))
+        elif item == BEST:
+            keys.append(BEST)
         elif item in BACKENDS:
             keys.append(item)
         else:
-            raise ValueError(f"unknown backend {item!r}; expected all, best, fp32, int8 or one of {', '.join(BACKENDS)}")
+            raise ValueError(f"unknown backend {item!r}{did_you_mean(item, [*BACKENDS, 'all', 'best', 'fp32', 'int8'])}; "
+                             f"expected all, best, fp32, int8, fp16, bf16 or one of {', '.join(BACKENDS)}")
     return list(dict.fromkeys(keys))
+
+
+def cpu_description() -> str:
+    """CPU model and the vector / matrix extensions that decide which runtime wins (for every table)."""
+    model, flags = platform_processor(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name") and model in ("", "x86_64"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
+              "asimddp", "fphp", "i8mm")
+    present = [f for f in wanted if f in flags]
+    return f"{model or 'unknown CPU'}, {os.cpu_count()} CPUs, flags: {' '.join(present) or 'none of ' + '/'.join(wanted[:8])}"
+
+
+def platform_processor() -> str:
+    import platform
+
+    return platform.processor()
+
+
+def _best_cache_path() -> Path:
+    root = os.environ.get("MOBILENETS_CACHE")
+    return Path(root) if root else Path(torch.hub.get_dir()).parent / "mobilenets" / "best_backend.json"
+
+
+def choose_best(ctx: BuildContext, name: str, x: torch.Tensor, log: Callable[[str], None] | None = None) -> str:
+    """Measure every installed candidate on this machine (short runs) and return the fastest key.
+
+    A reduced float precision (fp16 / bf16) is a candidate only when its top-1 on the weights' evaluation
+    split equals fp32's (checked while building it; a model without a dataset cannot pass). The choice is
+    cached on disk keyed by model, input, batch, threads, CPU and runtime versions, so a second ``best``
+    costs nothing; delete the cache file (``$MOBILENETS_CACHE`` overrides its path) to measure again.
+    """
+    import json
+
+    from .. import __version__ as version
+
+    key = "|".join(map(str, (name, tuple(x.shape), ctx.threads, cpu_description(), torch.__version__, version,
+                             ctx.weights is not None)))
+    path = _best_cache_path()
+    cache: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            cache = json.loads(path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+    hit = cache.get(key)
+    if hit and hit.get("backend") in BACKENDS and BACKENDS[hit["backend"]].available():
+        if log:
+            log(f"best: {hit['backend']} (measured before on this machine: {_fmt_times(hit['ms'])}; cache {path})")
+        return str(hit["backend"])
+    times: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for cand in BEST_CANDIDATES:
+        backend = BACKENDS[cand]
+        if not backend.available():
+            continue
+        try:
+            fn = backend.build(ctx)
+            if backend.precision in REDUCED_PRECISIONS:
+                check = ctx.checks.get(cand)  # keyed "<format>-<precision>", like these backends
+                if not (check and check.get("top1_unchanged")):
+                    skipped[cand] = "top-1 check " + ("failed" if check else "not possible (no dataset)")
+                    continue
+            times[cand] = 1e3 * statistics.median(time_callable(fn, x, warmup=3, warmup_s=0.2, min_runs=10,
+                                                                min_time_s=0.3))
+        except Exception as exc:  # a runtime that cannot take this model is skipped, not fatal
+            skipped[cand] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}"
+        finally:
+            ctx.keep.clear()
+            torch.set_num_threads(ctx.threads)
+    if not times:
+        return "eager"
+    best = min(times, key=times.__getitem__)
+    if log:
+        extra = f"; skipped {', '.join(f'{k} ({v})' for k, v in skipped.items())}" if skipped else ""
+        log(f"best: {best} of {_fmt_times(times)}{extra}")
+    cache[key] = {"backend": best, "ms": times, "skipped": skipped}
+    try:
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(path, json.dumps(cache, indent=1))
+    except OSError:
+        pass
+    return best
+
+
+def _fmt_times(times: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(times.items(), key=lambda kv: kv[1]))
 
 
 # -------------------------------------------------------------------------------------------- timing
@@ -292,6 +460,8 @@ class BenchResult:
     runs: int
     speedup_vs_eager: float | None = None
     load_avg: float | None = None
+    accuracy_check: dict[str, Any] | None = None
+    """Reduced float precision: top-1 of fp32 and of this backend on the weights' evaluation split."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -435,6 +605,7 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                kwargs: dict[str, Any] | None, min_time_s: float, min_runs: int,
                log: Callable[[str], None] | None, strict: bool) -> list[BenchResult]:
     name, model, artifact = load_bench_model(spec, kwargs)
+    weights_dir = Path(spec) if Path(spec).is_dir() else None
     timing = {"min_time_s": min_time_s, "min_runs": min_runs}
     results: list[BenchResult] = []
     if artifact is not None:
@@ -455,12 +626,19 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                 raise ValueError(f"--batch {batch} invalid; expected positive integers")
             keys = parse_backends(backends, batch)
             for key in keys:
-                BACKENDS[key].check_installed()
+                if key != BEST:
+                    BACKENDS[key].check_installed()
             if "eager" not in keys:
                 keys.insert(0, "eager")
-            calib = _calibration(model, batch, size) if any(BACKENDS[k].precision == "int8" for k in keys) else []
-            ctx = BuildContext(model, batch, size, threads, Path(tmp), calib)
+            calib = _calibration(model, batch, size) if any(BACKENDS[k].precision == "int8" for k in keys
+                                                            if k != BEST) else []
+            ctx = BuildContext(model, batch, size, threads, Path(tmp), calib, weights=weights_dir)
             x = ctx.example
+            if BEST in keys:
+                if log:
+                    log(f"{name} batch {batch}: measuring the candidates of 'best' on this machine ...")
+                chosen = choose_best(ctx, name, x, log)
+                keys = list(dict.fromkeys(chosen if k == BEST else k for k in keys))
             eager_ms = None
             for key in keys:
                 backend = BACKENDS[key]
@@ -480,6 +658,8 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                 finally:
                     ctx.keep.clear()
                     torch.set_num_threads(threads)
+                if backend.precision in REDUCED_PRECISIONS:
+                    res.accuracy_check = ctx.checks.get(key)
                 if key == "eager":
                     eager_ms = res.median_ms
                 res.speedup_vs_eager = eager_ms / res.median_ms if eager_ms else None
@@ -491,11 +671,22 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
 
 def format_results(results: list[BenchResult]) -> str:
     """A Markdown table (also readable as plain text) of benchmark rows."""
-    head = ("model", "backend", "batch", "median ms", "p90 ms", "images/s", "peak RSS MiB", "+MiB", "vs eager", "runs")
+    head = ("model", "backend", "precision", "batch", "median ms", "p90 ms", "images/s", "peak RSS MiB", "+MiB",
+            "vs eager", "runs")
     rows = [(
-        r.model, r.backend, str(r.batch), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}", f"{r.images_per_s:.1f}",
-        "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
+        r.model, r.backend, _precision_label(r), str(r.batch), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}",
+        f"{r.images_per_s:.1f}", "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
         "-" if r.mem_delta_mb is None else f"{r.mem_delta_mb:.0f}",
         "-" if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x", str(r.runs),
     ) for r in results]
     return render_table(head, rows, align="l" * len(head), markdown=True)
+
+
+def _precision_label(r: BenchResult) -> str:
+    """A reduced precision says whether its top-1 check passed (only then may ``best`` pick it)."""
+    if r.precision not in REDUCED_PRECISIONS:
+        return r.precision
+    check = r.accuracy_check
+    if check is None:
+        return f"{r.precision} (top-1 unchecked)"
+    return f"{r.precision} (top-1 {'same' if check.get('top1_unchanged') else 'CHANGED'})"

@@ -25,11 +25,12 @@ from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, dynamic_shapes, export_program, quiet
+from .coreml import export_coreml
 from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
 from .fuse import InferenceModel, prepare_for_export
 from .litert import export_litert
-from .metadata import ArtifactError, ArtifactMetadata, write_metadata
+from .metadata import ArtifactError, ArtifactMetadata, read_metadata, write_metadata
 from .mnn import export_mnn
 from .ncnn import export_ncnn
 from .runtimes import load_artifact, program_batch_bound
@@ -154,6 +155,7 @@ EXPORTERS: dict[str, Exporter] = {
     "litert": export_litert,
     "ncnn": export_ncnn,
     "mnn": export_mnn,
+    "coreml": export_coreml,
 }
 
 
@@ -402,7 +404,7 @@ def reduced_precision_check(weights: str | Path | nn.Module, path: Path,
         return None
     stages = as_stage_log(log)
     ref = evaluate_weights(wdir, plot=False, log=stages, label="fp32")
-    got = evaluate_weights(path, plot=False, log=stages, label=path.suffix.lstrip("."))
+    got = evaluate_weights(path, plot=False, log=stages, label=f"{path.name} ({read_metadata(path).precision})")
     return {"dataset": ref.get("dataset"), "split": ref.get("split"), "top1_fp32": ref["acc1"], "top1": got["acc1"],
             "top1_unchanged": abs(ref["acc1"] - got["acc1"]) < 1e-9}
 

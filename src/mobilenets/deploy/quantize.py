@@ -53,6 +53,9 @@ class QuantTarget(NeedsExtras):
     requires: tuple[tuple[str, str], ...]
     """(module, pyproject extra) pairs."""
     description: str
+    methods: tuple[str, ...] = ("ptq", "qat")
+    fixed_batch: bool = False
+    """The runtime takes one input shape: the file is written for batch 1 unless a batch is given."""
 
     def check_installed(self) -> None:
         for module, extra in self.requires:
@@ -70,8 +73,16 @@ QUANT_TARGETS: dict[str, QuantTarget] = {
         QuantTarget("onnxruntime", "onnx", ".onnx", "onnxruntime (QDQ int8)",
                     (("onnx", "onnx"), ("onnxruntime", "onnx"), ("onnxscript", "onnx")),
                     "onnxruntime.quantization.quantize_static, QDQ, per-channel"),
+        QuantTarget("litert", "litert", ".tflite", "ai_edge_litert (XNNPACK int8)",
+                    (("torchao", "quant"), ("litert_torch", "litert"), ("ai_edge_litert", "litert")),
+                    "full-integer int8 .tflite (s8 activations, s8 per-channel weights); proven integer from "
+                    "the flatbuffer; --int8-io for int8 input/output", methods=("ptq",), fixed_batch=True),
         QuantTarget("mnn", "mnn", ".mnn", "MNN (int8)", (("MNN", "mnn"),),
-                    "MNN's offline quantization tool (EMA activations, per-channel weights); ptq only"),
+                    "MNN's offline quantization tool (EMA activations, per-channel weights)", methods=("ptq",),
+                    fixed_batch=True),
+        QuantTarget("mnn-weights", "mnn", ".mnn", "MNN (int8 weights, fp32 compute)", (("MNN", "mnn"),),
+                    "MNN converter --weightQuantBits 8: 4x smaller file, float compute", methods=("ptq",),
+                    fixed_batch=True),
     )
 }
 
@@ -337,6 +348,8 @@ class QuantizeResult:
     float_size_bytes: int
     quantize_s: float
     calib_images: int
+    census: dict[str, Any] | None = None
+    """LiteRT: the flatbuffer's tensors by type and ops by input/output type (proof it is integer)."""
 
     @property
     def drop(self) -> float:
@@ -352,6 +365,18 @@ class QuantizeResult:
                 f"drop {self.drop:+.2f} points")
 
 
+def _census(path: Path) -> dict[str, Any] | None:
+    """The int8 census recorded in a LiteRT artefact's sidecar by :func:`quantize_model`."""
+    import json
+
+    from .metadata import sidecar_path
+
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    return json.loads(side.read_text()).get("extra", {}).get("int8_census")
+
+
 def quantize_model(
     model: nn.Module,
     method: str,
@@ -364,6 +389,8 @@ def quantize_model(
     qat_epochs: int = 2,
     qat_lr: float = 1e-4,
     batch: int | None = None,
+    int8_io: bool = False,
+    channels_last_io: bool = False,
     log: StageLog | Callable[[str], None] | None = None,
 ) -> Path:
     """Quantize an in-memory model with given calibration batches and write the int8 artefact.
@@ -381,30 +408,42 @@ def quantize_model(
     out = Path(out)
     if out.suffix.lower() != spec.suffix:
         raise ValueError(f"output {out} for target {target} must end in {spec.suffix}")
-    if target == "mnn" and method != "ptq":
-        raise ValueError(f"--method {method} is not available for target mnn: MNN's int8 tools quantize a trained "
-                         "model after training (ptq); for qat choose x86, xnnpack or onnxruntime")
-    if spec.format == "mnn" and batch is None:
-        batch = 1  # MNN files take a fixed input shape; a predictor runs other batches in chunks of it
+    if method not in spec.methods:
+        others = ", ".join(k for k, t in QUANT_TARGETS.items() if method in t.methods)
+        raise ValueError(f"--method {method} is not available for target {target} (it offers "
+                         f"{', '.join(spec.methods)}); targets with {method}: {others}")
+    if spec.fixed_batch and batch is None:
+        batch = 1  # the runtime takes one input shape; a predictor runs other batches in chunks of it
+    for flag, on in (("--int8-io", int8_io), ("--channels-last-io", channels_last_io)):
+        if on and target != "litert":
+            raise ValueError(f"{flag} is available for target litert, not {target}")
     graph = prepare_for_export(model)
     from .export import DEFAULT_EXECUTORCH_MAX_BATCH
 
     max_batch = DEFAULT_EXECUTORCH_MAX_BATCH if batch is None and spec.format == "executorch" else None
     base = meta or ArtifactMetadata.from_model(graph, spec.format)
     meta = ArtifactMetadata(**{**asdict(base), "format": spec.format, "batch": batch, "max_batch": max_batch,
-                               "precision": "int8",
+                               "precision": "int8", "layout": "NHWC" if channels_last_io else "NCHW",
                                "quantization": {"method": method, "target": target,
                                                 "calib_images": sum(int(x.shape[0]) for x in calib)}})
     example = calib[0][: batch or 2]
     if example.shape[0] < (batch or 2):
         example = example.repeat(math.ceil((batch or 2) / example.shape[0]), 1, 1, 1)[: batch or 2]
     out.parent.mkdir(parents=True, exist_ok=True)
+    census = None
     if method == "ptq" and target == "onnxruntime":
         quantize_onnx_static(graph, calib, out, meta, log=stages)
-    elif target == "mnn":
+    elif target in ("mnn", "mnn-weights"):
         from .mnn import quantize_mnn
 
-        quantize_mnn(graph, calib, out, meta, stages, mode="full")
+        quantize_mnn(graph, calib, out, meta, stages, mode="full" if target == "mnn" else "weight")
+    elif target == "litert":
+        from .litert import quantize_litert
+
+        meta.quantization["int8_io"] = int8_io
+        report = quantize_litert(graph, calib, out, meta, stages, int8_io=int8_io)
+        census = report.to_dict()
+        stages(f"int8 census of {out.name}: {report.summary()}")
     else:
         if method == "qat":
             if train_batches is None:
@@ -416,6 +455,8 @@ def quantize_model(
             converted = quantize_pt2e(graph, calib, target, log=stages)
         writer = {"pt2": _write_pt2, "executorch": _write_pte, "onnx": _write_onnx_qdq}[spec.format]
         writer(converted, example, out, meta, stages)
+    if census is not None:
+        meta.extra["int8_census"] = census
     write_metadata(out, meta)
     return out
 
@@ -434,6 +475,8 @@ def quantize_weights(
     qat_epochs: int = 2,
     qat_lr: float = 1e-4,
     evaluate: bool = True,
+    int8_io: bool = False,
+    channels_last_io: bool = False,
     log: StageLog | Callable[[str], None] | None = None,
 ) -> QuantizeResult:
     """Quantize a weights / run directory and report float vs int8 top-1 on ``split`` of its dataset.
@@ -462,6 +505,7 @@ def quantize_weights(
     stages(f"loaded {len(d.calib)} calibration batches of up to {calib_batch_size} images from {d.dataset}/train")
     meta.dataset = d.dataset
     path = quantize_model(model, method, target, out, d.calib, meta=meta, train_batches=d.train,
+                          int8_io=int8_io, channels_last_io=channels_last_io,
                           qat_epochs=qat_epochs, qat_lr=qat_lr, log=stages)
     seconds = time.perf_counter() - start
     stages(f"wrote {path} ({seconds:.1f}s)")
@@ -478,4 +522,4 @@ def quantize_weights(
     wdir = Path(weights)
     float_size = (wdir / WEIGHTS_NAME).stat().st_size if (wdir / WEIGHTS_NAME).is_file() else 0
     return QuantizeResult(str(path), method, target, d.dataset, split, float_acc, int8_acc, path.stat().st_size,
-                          float_size, seconds, sum(int(x.shape[0]) for x in d.calib))
+                          float_size, seconds, sum(int(x.shape[0]) for x in d.calib), _census(path))

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .coreml import load_coreml
 from .extras import quiet_imports, require, silence_native_stderr
 from .formats import WEIGHTS_FORMAT, artifact_format
 from .litert import load_litert
@@ -80,18 +81,20 @@ class OnnxPredictor(Predictor):
 
 
 class OpenVINOPredictor(Predictor):
-    """OpenVINO on the CPU with the f32 precision hint (its CPU default here is bf16, which loses ~1e-2)."""
+    """OpenVINO on the CPU with the f32 precision hint (its CPU default on bf16-capable CPUs is bf16, which
+    loses ~1e-2), or the bf16 hint for a ``--precision bf16`` export (AVX512-BF16 / AMX-BF16 kernels where the
+    CPU has them; OpenVINO falls back to f32 where it has not)."""
 
     def __init__(self, path: Path, metadata: ArtifactMetadata, threads: int | None = None,
                  model: Any = None) -> None:
-        super().__init__(path, metadata, "openvino")
+        super().__init__(path, metadata, "openvino" if metadata.precision != "bf16" else "openvino (bf16 hint)")
         import openvino as ov
 
         core = ov.Core()
         try:
             model = model if model is not None else core.read_model(str(path))
             self.compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_PRECISION_HINT": "bf16" if metadata.precision == "bf16" else "f32",
                 "INFERENCE_NUM_THREADS": int(threads or default_threads()),
                 "PERFORMANCE_HINT": "LATENCY",
             })
@@ -281,6 +284,7 @@ LOADERS: dict[str, Callable[..., Predictor]] = {
     "litert": load_litert,
     "ncnn": load_ncnn,
     "mnn": load_mnn,
+    "coreml": load_coreml,
 }
 
 
