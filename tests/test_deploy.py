@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import mobilenets
+from deploy_models import randomize
 from mobilenets.deploy.export import (
     FP32_TOLERANCE,
     ExportVerificationError,
@@ -43,29 +44,11 @@ HAS_EXECUTORCH = importlib.util.find_spec("executorch") is not None
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics and a wide classifier, so folding and export errors would show."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
-        elif isinstance(getattr(m, "gamma", None), nn.Parameter):  # MobileNetV4 LayerScale (1e-5 hides branches)
-            m.gamma.data.copy_(torch.rand(m.gamma.shape, generator=g) * 0.5 + 0.25)
-    classifier = getattr(model, "classifier", None)
-    if isinstance(classifier, nn.Linear):
-        nn.init.normal_(classifier.weight, 0, 0.3, generator=g)
-    return model.eval()
-
-
 def _tiny(in_chans: int = 1) -> nn.Module:
     model = mobilenets.create_model("mobilenet_v3_small", width_mult=0.35, small_input=True, in_chans=in_chans,
                                     num_classes=10)
     model.pretrained_cfg.update(mean=(0.3051,) * in_chans, std=(0.3235,) * in_chans)
-    return _randomize_bn(model)
+    return randomize(model)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +68,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 # ------------------------------------------------------------------------------------------ folding
 @pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small"])
 def test_fold_batchnorm_keeps_numerics(name: str) -> None:
-    model = _randomize_bn(mobilenets.create_model(name, num_classes=10, small_input=True, width_mult=0.5))
+    model = randomize(mobilenets.create_model(name, num_classes=10, small_input=True, width_mult=0.5))
     fused = fuse_for_inference(model)
     assert not any(isinstance(m, nn.BatchNorm2d | nn.Dropout) for m in fused.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "the original must be untouched"
@@ -101,7 +84,7 @@ def test_fold_batchnorm_keeps_numerics(name: str) -> None:
 @pytest.mark.parametrize("name", ["mobilenet_v4_conv_medium", "mobilenet_v4_hybrid_medium"])
 def test_fold_batchnorm_keeps_numerics_v4(name: str) -> None:
     """Fused IB, UIB, the normalised head (Linear + BatchNorm1d) and MQA's key/value norms all fold."""
-    model = _randomize_bn(mobilenets.create_model(name, num_classes=10, small_input=True, width_mult=0.25))
+    model = randomize(mobilenets.create_model(name, num_classes=10, small_input=True, width_mult=0.25))
     fused = fuse_for_inference(model)
     left = [m for m in fused.modules() if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d)]
     # only the pre-attention norms of the hybrid (no layer before them to absorb them) remain
@@ -156,7 +139,7 @@ def v4_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("v4")
     model = mobilenets.create_model("mobilenet_v4_hybrid_medium", width_mult=0.25, small_input=True, in_chans=1,
                                     num_classes=10)
-    save_pretrained(_randomize_bn(model), path, extra={"dataset": "digits"})
+    save_pretrained(randomize(model), path, extra={"dataset": "digits"})
     return path
 
 
@@ -190,7 +173,7 @@ def test_export_roundtrip_v4_hybrid(fmt: str, batch: int | str, v4_weights: Path
 def test_verification_fails_on_a_different_model(weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "tiny.pt"
     export_model(weights, "torchscript", out, verify=False)
-    other = _randomize_bn(_tiny(), seed=1)
+    other = randomize(_tiny(), seed=1)
     with pytest.raises(ExportVerificationError, match="exceeds"):
         verify_artifact(out, other)
 
@@ -211,7 +194,7 @@ def test_every_format_has_one_writer_and_one_reader() -> None:
     from mobilenets.deploy.formats import WEIGHTS_FORMAT
     from mobilenets.deploy.runtimes import LOADERS
 
-    assert list(EXPORTERS) == list(FORMATS)
+    assert set(EXPORTERS) == set(FORMATS)
     assert set(LOADERS) == {*FORMATS, WEIGHTS_FORMAT}
 
 

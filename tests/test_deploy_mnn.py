@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import mobilenets
+from deploy_models import MEAN, STD, digits_model, randomize
 from mobilenets.deploy.export import FP32_TOLERANCE, export_model
 from mobilenets.deploy.extras import MissingExtraError
 from mobilenets.deploy.metadata import (
@@ -32,64 +31,12 @@ if importlib.util.find_spec("MNN") is None:  # not importorskip: importing MNN p
     pytest.skip("the mnn extra: pip install 'mobilenets[mnn]'", allow_module_level=True)
 
 SIZE = 16
-MEAN, STD = 0.3051, 0.3235
-
-
-def _digits_model() -> nn.Module:
-    """A tiny MobileNetV3-Small trained on digits: 2 epochs of AdamW, then BatchNorm statistics recomputed
-    over the training split (the running averages of 40 steps lag the weights too much to evaluate)."""
-    from mobilenets.data.tensor import load_digits_splits
-
-    torch.manual_seed(0)
-    model = mobilenets.create_model("mobilenet_v3_small", width_mult=0.35, small_input=True, in_chans=1,
-                                    num_classes=10)
-    model.pretrained_cfg.update(mean=(MEAN,), std=(STD,), input_size=(1, SIZE, SIZE))
-    train = load_digits_splits(SIZE)["train"]
-    x = (train.images.float() / 255 - MEAN) / STD
-    y = train.labels
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(2):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(perm), 64):
-            idx = perm[i:i + 64]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the pass below
-    with torch.no_grad():
-        for i in range(0, len(y), 256):
-            model(x[i:i + 256])
-    return model.eval()
-
-
-def _nontrivial(model: nn.Module) -> nn.Module:
-    """Random BatchNorm statistics and a wide classifier: at init the logits are ~1e-6 (zero-init LayerScale
-    and BN), where any export passes a 1e-4 tolerance."""
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
-        elif isinstance(getattr(m, "gamma", None), nn.Parameter):
-            m.gamma.data.copy_(torch.rand(m.gamma.shape, generator=g) * 0.5 + 0.25)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.3, generator=g)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights")
-    save_pretrained(_digits_model(), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
+    save_pretrained(digits_model(SIZE), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
     return path
 
 
@@ -124,7 +71,7 @@ def test_fp32_roundtrip_and_chunking(weights: Path, fp32: Path) -> None:
 
 @pytest.mark.parametrize("name", ["mobilenet_v4_conv_small"])
 def test_fp32_roundtrip_other_family(name: str, tmp_path: Path) -> None:
-    model = _nontrivial(mobilenets.create_model(name, width_mult=0.25, small_input=True, in_chans=1,
+    model = randomize(mobilenets.create_model(name, width_mult=0.25, small_input=True, in_chans=1,
                                                 num_classes=10))
     model.pretrained_cfg.update(mean=(MEAN,), std=(STD,), input_size=(1, SIZE, SIZE))
     out = tmp_path / "v4.mnn"

@@ -13,43 +13,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 pytest.importorskip("pnnx")
 pytest.importorskip("ncnn")
 
-import mobilenets
+from deploy_models import tiny
 from mobilenets.deploy.export import FP32_TOLERANCE, ExportResult, export_model
 from mobilenets.deploy.extras import MissingExtraError
 from mobilenets.deploy.fuse import prepare_for_export
 from mobilenets.deploy.metadata import ArtifactError, read_metadata, sidecar_path, write_metadata
 from mobilenets.deploy.runtimes import load_artifact
 from mobilenets.weights import from_pretrained, save_pretrained
-
-
-def _randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BN statistics, LayerScale and classifier, so folding or conversion errors would show."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
-        elif isinstance(getattr(m, "gamma", None), nn.Parameter):  # MobileNetV4 LayerScale
-            m.gamma.data.copy_(torch.rand(m.gamma.shape, generator=g) * 0.5 + 0.25)
-    classifier = getattr(model, "classifier", None)
-    if isinstance(classifier, nn.Linear):
-        nn.init.normal_(classifier.weight, 0, 0.3, generator=g)
-    return model.eval()
-
-
-def _tiny(name: str = "mobilenet_v3_small", width: float = 0.35) -> nn.Module:
-    kwargs = {} if name.startswith("resnet") else {"width_mult": width}
-    model = mobilenets.create_model(name, num_classes=10, small_input=True, in_chans=1, **kwargs)
-    model.pretrained_cfg.update(mean=(0.3051,), std=(0.3235,))
-    return _randomize(model)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -65,7 +39,7 @@ def one_thread() -> Iterator[None]:
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny digits model saved like a training run (config.json names the dataset)."""
     path = tmp_path_factory.mktemp("weights")
-    save_pretrained(_tiny(), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
+    save_pretrained(tiny(), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
     return path
 
 
@@ -96,7 +70,7 @@ def test_fp32_round_trip(weights: Path, exported: Path) -> None:
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v4_conv_small"])
 def test_families_round_trip(name: str, tmp_path: Path) -> None:
-    result = export_model(_tiny(name, 0.25), "ncnn", tmp_path / f"{name}.ncnn.param", threads=1)
+    result = export_model(tiny(name, 0.25), "ncnn", tmp_path / f"{name}.ncnn.param", threads=1)
     assert result.passed and result.verified, result.summary()
     assert result.max_abs_diff <= FP32_TOLERANCE
 
@@ -104,7 +78,7 @@ def test_families_round_trip(name: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "resnet18"])
 def test_more_families_round_trip(name: str, tmp_path: Path) -> None:
-    result = export_model(_tiny(name, 0.25), "ncnn", tmp_path / f"{name}.ncnn.param", threads=1)
+    result = export_model(tiny(name, 0.25), "ncnn", tmp_path / f"{name}.ncnn.param", threads=1)
     assert result.passed and result.verified, result.summary()
     assert result.max_abs_diff <= FP32_TOLERANCE
 

@@ -305,6 +305,7 @@ def quantize_litert(graph: nn.Module, calib: list[torch.Tensor], out: Path, meta
     from litert_torch.quantize.quant_config import QuantConfig
 
     with quiet_imports():
+        from torchao.quantization.pt2e import move_exported_model_to_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     stages = as_stage_log(log)
@@ -331,6 +332,7 @@ def quantize_litert(graph: nn.Module, calib: list[torch.Tensor], out: Path, meta
                    f"{progress.elapsed:.1f}s)")
     with quiet():
         converted = convert_pt2e(prepared, fold_quantize=False)
+        move_exported_model_to_eval(converted)  # litert-torch warns about (and keeps) train-mode graphs
     stages("converting the int8 graph with litert-torch")
     # litert-torch reads only "static PT2E" from the config: the q/dq pairs come from our quantizer.
     config = QuantConfig(pt2e_quantizer=PT2EQuantizer().set_global(
