@@ -8,7 +8,12 @@ not depend on the weights' values. Every row comes from ``mobilenets bench`` (th
 all in one process and one run, so the ratios compare numbers measured under the same conditions:
 
 * best fp32 / eager: the fastest fp32 backend against plain eager fp32 of the same model and batch;
-* int8 / best fp32: the fastest int8 backend against that best fp32 backend.
+* int8 / best fp32: the fastest int8 backend against that best fp32 backend;
+* fastest float / best fp32: the fastest float path with the reduced precisions (fp16 / bf16) included,
+  and int8-litert / best fp32 (with its distance to the fastest int8 path).
+
+Every table is headed by the CPU model and the extensions that decide which runtime wins (AVX-512, VNNI,
+BF16, AMX): the winners and the int8 gain change with them.
 
 Rows are appended to ``--json`` as they are measured, so an interrupted run keeps what it measured.
 The 1-minute load average is recorded per row: on a shared machine other processes inflate latency
@@ -20,24 +25,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import torch
 
 from mobilenets.deploy.bench import BenchResult, format_results, run_bench
+from mobilenets.deploy.best import cpu_description
 from mobilenets.deploy.runtimes import default_threads
 
 DEFAULT_MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
 
 
 def ratios(rows: list[BenchResult], model: str, batch: int) -> dict[str, object]:
-    """best fp32 / eager and best int8 / best fp32 for one model and batch."""
+    """best fp32 / eager, best int8 / best fp32, fastest float / best fp32 for one model and batch."""
     sel = [r for r in rows if r.model == model and r.batch == batch]
     eager = next((r for r in sel if r.backend == "eager"), None)
     fp32 = [r for r in sel if r.precision == "fp32"]
     int8 = [r for r in sel if r.precision == "int8"]
+    reduced = [r for r in sel if r.precision in ("fp16", "bf16")]
     out: dict[str, object] = {"model": model, "batch": batch}
     if eager and fp32:
         best = min(fp32, key=lambda r: r.median_ms)
@@ -47,6 +53,14 @@ def ratios(rows: list[BenchResult], model: str, batch: int) -> dict[str, object]
             best8 = min(int8, key=lambda r: r.median_ms)
             out.update(best_int8=best8.backend, best_int8_ms=best8.median_ms,
                        int8_over_best_fp32=best8.median_ms / best.median_ms)
+            lite = next((r for r in int8 if r.backend == "int8-litert"), None)
+            if lite:
+                out.update(int8_litert_ms=lite.median_ms, int8_litert_over_best_fp32=lite.median_ms / best.median_ms,
+                           int8_litert_over_best_int8=lite.median_ms / best8.median_ms)
+        if reduced:
+            fast = min([*fp32, *reduced], key=lambda r: r.median_ms)
+            out.update(fastest_float=fast.backend, fastest_float_ms=fast.median_ms,
+                       fastest_float_over_best_fp32=fast.median_ms / best.median_ms)
     return out
 
 
@@ -62,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     threads = args.threads or default_threads()
     batches = tuple(int(b) for b in args.batch.split(","))
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"threads {threads}, load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"# {cpu_description()}; torch {torch.__version__}, threads {threads}, load average at start "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
     rows: list[BenchResult] = []
     start = time.perf_counter()
     for model in args.models.split(","):
@@ -89,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                 if "int8_over_best_fp32" in r:
                     line += (f"; best int8 {r['best_int8']} {r['best_int8_ms']:.2f} ms = "
                              f"{r['int8_over_best_fp32']:.2f}x best fp32")
+                if "int8_litert_ms" in r:
+                    line += (f"; int8-litert {r['int8_litert_ms']:.2f} ms = {r['int8_litert_over_best_fp32']:.2f}x best "
+                             f"fp32, {r['int8_litert_over_best_int8']:.2f}x best int8")
+                if "fastest_float_ms" in r:
+                    line += (f"; fastest float {r['fastest_float']} {r['fastest_float_ms']:.2f} ms = "
+                             f"{r['fastest_float_over_best_fp32']:.2f}x best fp32")
                 print(line)
     print(f"\n# {time.perf_counter() - start:.0f} s, load average at end {os.getloadavg()[0]:.2f}")
     return 0

@@ -263,7 +263,7 @@ def test_corrupt_and_mismatched_artifacts(weights: Path, exports: dict[str, Path
         load_artifact(empty)
 
     with pytest.raises(ArtifactError, match="unknown artefact type"):
-        load_artifact(_touch(tmp_path / "model.tflite"))
+        load_artifact(_touch(tmp_path / "model.h5"))
     with pytest.raises(FileNotFoundError):
         load_artifact(tmp_path / "missing.onnx")
 
@@ -381,14 +381,36 @@ def test_bench_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_bench_an_artifact_and_best(weights: Path, exports: dict[str, Path], tmp_path: Path) -> None:
-    from mobilenets.deploy.bench import best_backend, parse_backends, run_bench
+    from mobilenets.deploy.bench import BACKENDS, best_backend, parse_backends, run_bench
 
     rows = run_bench(str(_ensure("onnx", weights, exports, tmp_path)), batches=(3,), min_time_s=0.05, min_runs=3,
                      threads=1)
     assert rows[0].backend == "artifact:onnxruntime" and rows[0].batch == 3
-    assert parse_backends("best", 1) == [best_backend(1)]
-    with pytest.raises(ValueError, match="unknown backend"):
-        parse_backends("eager,tensorrt", 1)
+    assert parse_backends("best,eager", 1) == ["best", "eager"]  # resolved by measuring, in run_bench
+    assert BACKENDS[best_backend(1)].available()
+    with pytest.raises(ValueError, match=r"unknown backend 'onnxruntim'.*did you mean 'onnxruntime'"):
+        parse_backends("eager,onnxruntim", 1)
+
+
+def test_best_measures_here_and_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mobilenets.deploy.bench as bench
+
+    monkeypatch.setenv("MOBILENETS_CACHE", str(tmp_path / "best.json"))
+    monkeypatch.setattr(bench, "BEST_CANDIDATES", ("channels_last", "onnxruntime"))
+    logs: list[str] = []
+    kwargs = {"width_mult": 0.35, "small_input": True, "num_classes": 10}
+    rows = bench.run_bench("mobilenet_v3_small", backends="best", kwargs=kwargs, input_size=32, threads=1,
+                           min_time_s=0.05, min_runs=3, log=logs.append)
+    chosen = rows[1].backend
+    assert chosen in ("channels_last", "onnxruntime") and [r.backend for r in rows] == ["eager", chosen]
+    measured = next(m for m in logs if m.startswith("best: "))
+    assert "channels_last" in measured and "onnxruntime" in measured  # both were timed
+    cache = json.loads((tmp_path / "best.json").read_text())
+    assert [v["backend"] for v in cache.values()] == [chosen]
+    logs.clear()
+    bench.run_bench("mobilenet_v3_small", backends="best", kwargs=kwargs, input_size=32, threads=1,
+                    min_time_s=0.05, min_runs=3, log=logs.append)
+    assert any("measured before on this machine" in m for m in logs)
 
 
 def test_cli_export_prints_diff_size_and_time(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

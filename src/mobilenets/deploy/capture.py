@@ -10,6 +10,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,8 +18,9 @@ from torch import nn
 
 from ..engine.stages import StageLog
 from .extras import quiet_loggers
+from .metadata import ArtifactMetadata
 
-__all__ = ["ExportOptions", "dynamic_shapes", "export_program", "quiet"]
+__all__ = ["ExportOptions", "add_onnx_metadata", "dynamic_shapes", "export_onnx", "export_program", "quiet"]
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,28 @@ def export_program(model: nn.Module, x: torch.Tensor, opts: ExportOptions) -> to
     """``torch.export`` of the inference graph; a dynamic batch is traced from a batch-2 example."""
     with quiet(), torch.no_grad():
         return torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(opts), strict=False)
+
+
+def export_onnx(model: nn.Module, x: torch.Tensor, opts: ExportOptions, out: Path, meta: ArtifactMetadata) -> None:
+    """ONNX through the dynamo exporter, metadata embedded (also the input of MNN's converter and ORT's
+    quantizer, hence here beside the capture rather than among the table's writers)."""
+    with quiet(), torch.no_grad():
+        torch.onnx.export(
+            model, (x,), str(out), dynamo=True, dynamic_shapes=dynamic_shapes(opts), input_names=["input"],
+            output_names=["logits"], external_data=False, optimize=True, verbose=False,
+        )
+    add_onnx_metadata(out, meta)
+
+
+def add_onnx_metadata(path: Path, meta: ArtifactMetadata) -> None:
+    """Embed the metadata as an ONNX ``metadata_props`` entry (readable by any ONNX tool)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    for prop in list(proto.metadata_props):
+        if prop.key == "mobilenets":
+            proto.metadata_props.remove(prop)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "mobilenets", meta.to_json()
+    proto.producer_name = "mobilenets"
+    onnx.save(proto, str(path))

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
-from .capture import ExportOptions, dynamic_shapes, export_program, quiet
+from .capture import ExportOptions, export_onnx, export_program, quiet
 from .coreml import export_coreml
 from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
@@ -59,29 +59,6 @@ class ExportVerificationError(ArtifactError):
 
 
 # ------------------------------------------------------------------------------------------ exporters
-def _export_onnx(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path, meta: ArtifactMetadata) -> None:
-    with quiet(), torch.no_grad():
-        torch.onnx.export(
-            model, (x,), str(out), dynamo=True, dynamic_shapes=dynamic_shapes(opts), input_names=["input"],
-            output_names=["logits"], external_data=False, optimize=True, verbose=False,
-        )
-    add_onnx_metadata(out, meta)
-
-
-def add_onnx_metadata(path: Path, meta: ArtifactMetadata) -> None:
-    """Embed the metadata as an ONNX ``metadata_props`` entry (readable by any ONNX tool)."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    for prop in list(proto.metadata_props):
-        if prop.key == "mobilenets":
-            proto.metadata_props.remove(prop)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "mobilenets", meta.to_json()
-    proto.producer_name = "mobilenets"
-    onnx.save(proto, str(path))
-
-
 def _export_torchscript(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path,
                         meta: ArtifactMetadata) -> None:
     with quiet(), torch.no_grad():
@@ -147,7 +124,7 @@ Exporter = Callable[[InferenceModel, torch.Tensor, ExportOptions, Path, Artifact
 
 #: The writer of each row of :data:`FORMATS`, keyed like the table.
 EXPORTERS: dict[str, Exporter] = {
-    "onnx": _export_onnx,
+    "onnx": export_onnx,
     "torchscript": _export_torchscript,
     "pt2": _export_pt2,
     "executorch": _export_executorch,
@@ -290,6 +267,19 @@ def verify_artifact(
     return diff, seconds, predictor.runtime
 
 
+def _check_options(fmt: str, batch: int | None, precision: str, channels_last_io: bool) -> None:
+    """Refuse options the format does not offer, naming what it (or another format) does."""
+    spec = FORMATS[fmt]
+    if precision not in spec.precisions:
+        raise ValueError(f"--precision {precision!r} invalid for {fmt}; expected one of {', '.join(spec.precisions)}")
+    if channels_last_io and not spec.channels_last_io:
+        offer = ", ".join(k for k, f in FORMATS.items() if f.channels_last_io)
+        raise ValueError(f"--channels-last-io is not available for {fmt}; formats that offer it: {offer}")
+    if batch is None and not spec.dynamic_batch:
+        raise ValueError(f"--batch dynamic invalid for {fmt}: its runtime takes a fixed batch; give a number "
+                         "(a predictor runs larger batches in chunks of it)")
+
+
 def export_model(
     weights: str | Path | nn.Module,
     fmt: str,
@@ -322,15 +312,8 @@ def export_model(
     out = Path(out)
     if out.suffix.lower() not in spec.suffixes:
         raise ValueError(f"output {out} for format {fmt} must end in {' or '.join(spec.suffixes)}")
-    if precision not in spec.precisions:
-        raise ValueError(f"--precision {precision!r} invalid for {fmt}; expected one of {', '.join(spec.precisions)}")
-    if channels_last_io and not spec.channels_last_io:
-        offer = ", ".join(k for k, f in FORMATS.items() if f.channels_last_io)
-        raise ValueError(f"--channels-last-io is not available for {fmt}; formats that offer it: {offer}")
     batch = parse_batch(batch)
-    if batch is None and not spec.dynamic_batch:
-        raise ValueError(f"--batch dynamic invalid for {fmt}: its runtime takes a fixed batch; give a number "
-                         "(a predictor runs larger batches in chunks of it)")
+    _check_options(fmt, batch, precision, channels_last_io)
     if batch is None and fmt == "executorch":
         max_batch = max_batch or DEFAULT_EXECUTORCH_MAX_BATCH
     if not isinstance(weights, nn.Module):

@@ -138,6 +138,22 @@ _SHARED = ("flatten.using_ints", "view.default", "reshape.default", "max_pool2d.
            "permute.default", "clone.default", "dropout.default")
 
 
+def _int8_specs() -> tuple[Any, Any, Any]:
+    """Activation (histogram-calibrated, per tensor), constant (min/max) and per-channel weight specs."""
+    with quiet_imports():
+        from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver, PerChannelMinMaxObserver
+        from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    eps = {"eps": 2**-12}
+    act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+                           observer_or_fake_quant_ctr=HistogramObserver.with_args(**eps))
+    const = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
+                             observer_or_fake_quant_ctr=MinMaxObserver.with_args(**eps))
+    weight = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127, qscheme=torch.per_channel_symmetric,
+                              ch_axis=0, observer_or_fake_quant_ctr=PerChannelMinMaxObserver.with_args(**eps))
+    return act, const, weight
+
+
 def int8_quantizer() -> Any:
     """PT2E quantizer for LiteRT's int8 kernels: s8 activations (per tensor), s8 symmetric per-channel
     weights, float bias (the converter makes it int32 with scale = input scale x weight scale).
@@ -147,21 +163,14 @@ def int8_quantizer() -> Any:
     torchao is imported only when int8 is asked for.
     """
     with quiet_imports():
-        from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver, PerChannelMinMaxObserver
         from torchao.quantization.pt2e.quantizer import (
             QuantizationAnnotation,
-            QuantizationSpec,
             Quantizer,
             SharedQuantizationSpec,
         )
 
-    eps = {"eps": 2**-12}
-    act = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
-                           observer_or_fake_quant_ctr=HistogramObserver.with_args(**eps))
-    const = QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127, qscheme=torch.per_tensor_affine,
-                             observer_or_fake_quant_ctr=MinMaxObserver.with_args(**eps))
-    weight = QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127, qscheme=torch.per_channel_symmetric,
-                              ch_axis=0, observer_or_fake_quant_ctr=PerChannelMinMaxObserver.with_args(**eps))
+    act, const, weight = _int8_specs()
+
     def target(n: torch.fx.Node) -> str:
         t = n.target
         return f"{t.__name__}" if not hasattr(t, "_overloadname") else f"{t._opname}.{t._overloadname}"  # type: ignore[union-attr]

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from ..engine.stages import StageLog, as_stage_log
-from .capture import ExportOptions
+from .capture import ExportOptions, export_onnx
 from .extras import require
 from .fuse import InferenceModel
 from .metadata import ArtifactError, ArtifactMetadata, read_metadata
@@ -122,12 +122,11 @@ def _biz_code(meta: ArtifactMetadata) -> str:
 
 def _fixed_batch_onnx(graph: InferenceModel, x: torch.Tensor, opts: ExportOptions, path: Path,
                       meta: ArtifactMetadata) -> None:
-    from .export import _export_onnx  # not at module level: export imports the runtimes that list this module
 
     batch = opts.batch or meta.batch or 1
     if x.shape[0] != batch:
         x = x[:1].expand(batch, *x.shape[1:]).contiguous()
-    _export_onnx(graph, x, ExportOptions(batch, None, opts.input_size, stages=opts.stages), path, meta)
+    export_onnx(graph, x, ExportOptions(batch, None, opts.input_size, stages=opts.stages), path, meta)
 
 
 def export_mnn(graph: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path, meta: ArtifactMetadata) -> None:

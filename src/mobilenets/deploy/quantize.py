@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
-from .capture import ExportOptions, dynamic_shapes, export_program, quiet
-from .export import add_onnx_metadata, executorch_batch_bound, load_model, lower_to_executorch
+from .capture import ExportOptions, add_onnx_metadata, dynamic_shapes, export_onnx, export_program, quiet
+from .export import executorch_batch_bound, load_model, lower_to_executorch
 from .extras import NeedsExtras, quiet_imports, require
 from .fuse import InferenceModel, prepare_for_export
 from .metadata import ArtifactMetadata, write_metadata
@@ -251,8 +251,6 @@ def quantize_onnx_static(
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .export import _export_onnx
-
     # A fixed-batch graph only accepts its batch: feed the calibration images in chunks of it.
     step = meta.batch
     chunks = [c for x in calibration for c in (x.split(step) if step else (x,)) if step is None or c.shape[0] == step]
@@ -273,7 +271,7 @@ def quantize_onnx_static(
         fp32, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         opts = ExportOptions(batch=meta.batch, max_batch=meta.max_batch, input_size=meta.input_size[1])
         stages("exporting the float graph to ONNX")
-        _export_onnx(graph, calibration[0][: meta.batch or 2], opts, fp32, meta)
+        export_onnx(graph, calibration[0][: meta.batch or 2], opts, fp32, meta)
         progress = stages.counted(len(feed), "calibrating (onnxruntime)")
         with quiet():
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
@@ -377,6 +375,26 @@ def _census(path: Path) -> dict[str, Any] | None:
     return json.loads(side.read_text()).get("extra", {}).get("int8_census")
 
 
+def _check_target(method: str, target: str, out: Path, int8_io: bool, channels_last_io: bool) -> QuantTarget:
+    """The target's row, once method, suffix and options are known to be ones it offers."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+    if target not in QUANT_TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(QUANT_TARGETS)}")
+    spec = QUANT_TARGETS[target]
+    spec.check_installed()
+    if out.suffix.lower() != spec.suffix:
+        raise ValueError(f"output {out} for target {target} must end in {spec.suffix}")
+    if method not in spec.methods:
+        others = ", ".join(k for k, t in QUANT_TARGETS.items() if method in t.methods)
+        raise ValueError(f"--method {method} is not available for target {target} (it offers "
+                         f"{', '.join(spec.methods)}); targets with {method}: {others}")
+    for flag, on in (("--int8-io", int8_io), ("--channels-last-io", channels_last_io)):
+        if on and target != "litert":
+            raise ValueError(f"{flag} is available for target litert, not {target}")
+    return spec
+
+
 def quantize_model(
     model: nn.Module,
     method: str,
@@ -399,24 +417,10 @@ def quantize_model(
     each stage (a :class:`~mobilenets.engine.stages.StageLog` also gets progress bars).
     """
     stages = as_stage_log(log)
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    if target not in QUANT_TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(QUANT_TARGETS)}")
-    spec = QUANT_TARGETS[target]
-    spec.check_installed()
     out = Path(out)
-    if out.suffix.lower() != spec.suffix:
-        raise ValueError(f"output {out} for target {target} must end in {spec.suffix}")
-    if method not in spec.methods:
-        others = ", ".join(k for k, t in QUANT_TARGETS.items() if method in t.methods)
-        raise ValueError(f"--method {method} is not available for target {target} (it offers "
-                         f"{', '.join(spec.methods)}); targets with {method}: {others}")
+    spec = _check_target(method, target, out, int8_io, channels_last_io)
     if spec.fixed_batch and batch is None:
         batch = 1  # the runtime takes one input shape; a predictor runs other batches in chunks of it
-    for flag, on in (("--int8-io", int8_io), ("--channels-last-io", channels_last_io)):
-        if on and target != "litert":
-            raise ValueError(f"{flag} is available for target litert, not {target}")
     graph = prepare_for_export(model)
     from .export import DEFAULT_EXECUTORCH_MAX_BATCH
 
