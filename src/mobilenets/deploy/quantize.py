@@ -87,6 +87,8 @@ QUANT_TARGETS: dict[str, QuantTarget] = {
 }
 
 METHODS = ("ptq", "qat")
+LARGE_DROP = 2.0
+"""Top-1 points an int8 file may lose before its summary warns not to deploy it."""
 
 
 def _pt2e_quantizer(target: str, *, is_qat: bool) -> Any:
@@ -354,13 +356,18 @@ class QuantizeResult:
         return self.float_acc1 - self.int8_acc1
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "acc1_drop": self.drop}
+        return {**asdict(self), "acc1_drop": self.drop, "large_drop": self.drop > LARGE_DROP}
 
     def summary(self) -> str:
-        return (f"{self.method} {self.target}: {self.path}  {self.size_bytes / 2**20:.2f} MiB "
+        line = (f"{self.method} {self.target}: {self.path}  {self.size_bytes / 2**20:.2f} MiB "
                 f"(fp32 weights {self.float_size_bytes / 2**20:.2f} MiB)  {self.quantize_s:.1f}s | "
                 f"{self.dataset}/{self.split} top-1 float {self.float_acc1:.2f}%  int8 {self.int8_acc1:.2f}%  "
                 f"drop {self.drop:+.2f} points")
+        if self.drop > LARGE_DROP:
+            others = ", ".join(k for k in QUANT_TARGETS if k != self.target)
+            line += (f"\nWARNING: int8 lost {self.drop:.1f} points of top-1 with target {self.target}; do not deploy "
+                     f"this file: try another target ({others}) or --method qat")
+        return line
 
 
 def _census(path: Path) -> dict[str, Any] | None:
