@@ -116,9 +116,10 @@ def _export_file(ctx: BuildContext, fmt: str, precision: str = "fp32") -> Path:
     from .formats import FORMATS
 
     suffix = ".ncnn.param" if fmt == "ncnn" else FORMATS[fmt].suffix
-    out = ctx.workdir / f"model_{precision}_b{ctx.batch}{suffix}"
+    batch = _file_batch(fmt, ctx.batch)
+    out = ctx.workdir / f"model_{precision}_b{batch}{suffix}"
     if not out.exists():
-        export_model(ctx.model, fmt, out, batch=ctx.batch, input_size=ctx.input_size, verify=False,
+        export_model(ctx.model, fmt, out, batch=batch, input_size=ctx.input_size, verify=False,
                      precision=precision)
     if precision != "fp32":
         from .export import reduced_precision_check
@@ -129,10 +130,17 @@ def _export_file(ctx: BuildContext, fmt: str, precision: str = "fp32") -> Path:
     return out
 
 
+def _file_batch(fmt: str, batch: int) -> int:
+    """ncnn runs one image at a time and MNN's offline int8 tool crashes on batched graphs (32: SIGSEGV /
+    SIGABRT in 3.6.1): their files take batch 1 and the predictor runs a larger batch image by image."""
+    return 1 if fmt in ("ncnn", "mnn-int8") else batch
+
+
 def _predictor_runner(path: Path, ctx: BuildContext) -> Runner:
     predictor = load_artifact(path, threads=ctx.threads)
     ctx.keep.append(predictor)
-    return predictor._run
+    # A file of another batch runs through the predictor's chunking (one call per image for batch 1).
+    return predictor._run if predictor.metadata.batch in (None, ctx.batch) else predictor
 
 
 def _build_onnxruntime(ctx: BuildContext) -> Runner:
@@ -174,9 +182,10 @@ def _build_openvino_bf16(ctx: BuildContext) -> Runner:
 def _quantized_file(ctx: BuildContext, target: str) -> Path:
     from .quantize import QUANT_TARGETS, quantize_model
 
-    out = ctx.workdir / f"int8_{target}_b{ctx.batch}{QUANT_TARGETS[target].suffix}"
+    batch = _file_batch("mnn-int8", ctx.batch) if target == "mnn" else ctx.batch
+    out = ctx.workdir / f"int8_{target}_b{batch}{QUANT_TARGETS[target].suffix}"
     if not out.exists():
-        quantize_model(ctx.model, "ptq", target, out, ctx.calib, batch=ctx.batch)
+        quantize_model(ctx.model, "ptq", target, out, ctx.calib, batch=batch)
     return out
 
 
