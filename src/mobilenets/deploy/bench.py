@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -143,40 +144,9 @@ def _predictor_runner(path: Path, ctx: BuildContext) -> Runner:
     return predictor._run if predictor.metadata.batch in (None, ctx.batch) else predictor
 
 
-def _build_onnxruntime(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "onnx"), ctx)
-
-
-def _build_openvino(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "openvino"), ctx)
-
-
-def _build_executorch(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "executorch"), ctx)
-
-
-def _build_litert(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "litert"), ctx)
-
-
-def _build_litert_fp16(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "litert", "fp16"), ctx)
-
-
-def _build_ncnn(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "ncnn"), ctx)
-
-
-def _build_ncnn_fp16(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "ncnn", "fp16"), ctx)
-
-
-def _build_mnn(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "mnn"), ctx)
-
-
-def _build_openvino_bf16(ctx: BuildContext) -> Runner:
-    return _predictor_runner(_export_file(ctx, "openvino", "bf16"), ctx)
+def _build_export(ctx: BuildContext, fmt: str, precision: str = "fp32") -> Runner:
+    """Export to ``fmt`` (at ``precision``) and run the file in its runtime."""
+    return _predictor_runner(_export_file(ctx, fmt, precision), ctx)
 
 
 def _quantized_file(ctx: BuildContext, target: str) -> Path:
@@ -237,17 +207,17 @@ BACKENDS: dict[str, Backend] = {
         Backend("eager", "fp32", (), _build_eager, "plain PyTorch eval model (BatchNorm unfused), NCHW"),
         Backend("channels_last", "fp32", (), _build_channels_last, "BN folded, channels_last memory format"),
         Backend("compile", "fp32", (), _build_compile, "torch.compile (Inductor, freezing), channels_last"),
-        Backend("onnxruntime", "fp32", _ONNX, _build_onnxruntime, "ONNX Runtime CPU, all graph optimisations"),
-        Backend("openvino", "fp32", (("openvino", "openvino"),), _build_openvino, "OpenVINO CPU, f32 hint"),
-        Backend("executorch", "fp32", (("executorch", "executorch"),), _build_executorch,
+        Backend("onnxruntime", "fp32", _ONNX, partial(_build_export, fmt="onnx"), "ONNX Runtime CPU, all graph optimisations"),
+        Backend("openvino", "fp32", (("openvino", "openvino"),), partial(_build_export, fmt="openvino"), "OpenVINO CPU, f32 hint"),
+        Backend("executorch", "fp32", (("executorch", "executorch"),), partial(_build_export, fmt="executorch"),
                 "ExecuTorch, XNNPACK delegate"),
-        Backend("litert", "fp32", _LITERT, _build_litert, "LiteRT Interpreter, XNNPACK delegate"),
-        Backend("ncnn", "fp32", _NCNN, _build_ncnn, "ncnn, fp16 storage/arithmetic off"),
-        Backend("mnn", "fp32", _MNN, _build_mnn, "MNN CPU, normal precision"),
-        Backend("openvino-bf16", "bf16", (("openvino", "openvino"),), _build_openvino_bf16,
+        Backend("litert", "fp32", _LITERT, partial(_build_export, fmt="litert"), "LiteRT Interpreter, XNNPACK delegate"),
+        Backend("ncnn", "fp32", _NCNN, partial(_build_export, fmt="ncnn"), "ncnn, fp16 storage/arithmetic off"),
+        Backend("mnn", "fp32", _MNN, partial(_build_export, fmt="mnn"), "MNN CPU, normal precision"),
+        Backend("openvino-bf16", "bf16", (("openvino", "openvino"),), partial(_build_export, fmt="openvino", precision="bf16"),
                 "OpenVINO CPU, bf16 hint (AVX512-BF16/AMX kernels; f32 where the CPU has none)"),
-        Backend("litert-fp16", "fp16", _LITERT, _build_litert_fp16, "LiteRT with fp16 weights (XNNPACK)"),
-        Backend("ncnn-fp16", "fp16", _NCNN, _build_ncnn_fp16, "ncnn, fp16 weights, storage and arithmetic"),
+        Backend("litert-fp16", "fp16", _LITERT, partial(_build_export, fmt="litert", precision="fp16"), "LiteRT with fp16 weights (XNNPACK)"),
+        Backend("ncnn-fp16", "fp16", _NCNN, partial(_build_export, fmt="ncnn", precision="fp16"), "ncnn, fp16 weights, storage and arithmetic"),
         Backend("int8-x86", "int8", (*_QUANT,), _build_int8_x86, "PT2E x86 quantizer + torch.compile (oneDNN)"),
         Backend("int8-xnnpack", "int8", (*_QUANT, ("executorch", "executorch")), _build_int8_xnnpack,
                 "PT2E XNNPACK quantizer, ExecuTorch"),
