@@ -8,6 +8,8 @@ answers 10% whatever the precision, so int8 accuracy is measured on :func:`digit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,3 +93,11 @@ def digits_batch(n: int, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 
     test = load_digits_splits(size)["test"]
     return (test.images[:n].float() / 255 - MEAN) / STD, test.labels[:n]
+
+
+def save_digits_model(path: Path, size: int = 16) -> Path:
+    """:func:`digits_model` saved like a training run (class names, ``dataset: digits`` in config.json)."""
+    from mobilenets.weights import save_pretrained
+
+    save_pretrained(digits_model(size), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
+    return path

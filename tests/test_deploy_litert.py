@@ -18,13 +18,13 @@ import torch
 if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_litert") is None:
     pytest.skip("the litert extra: pip install 'mobilenets[litert]'", allow_module_level=True)
 
-from deploy_models import digits_batch, digits_model, randomize, tiny
+from deploy_models import digits_batch, randomize, save_digits_model, tiny
 from mobilenets.deploy.export import FP32_TOLERANCE, export_model
 from mobilenets.deploy.extras import MissingExtraError
 from mobilenets.deploy.litert import check_integer, inspect_tflite
 from mobilenets.deploy.metadata import ArtifactError, sidecar_path
 from mobilenets.deploy.runtimes import load_artifact
-from mobilenets.weights import from_pretrained, save_pretrained
+from mobilenets.weights import from_pretrained
 
 SIZE = 16
 
@@ -32,9 +32,7 @@ SIZE = 16
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained tiny digits model: int8 accuracy is measured on something that has accuracy to lose."""
-    path = tmp_path_factory.mktemp("weights")
-    save_pretrained(digits_model(SIZE), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
-    return path
+    return save_digits_model(tmp_path_factory.mktemp("weights"), SIZE)
 
 
 @pytest.fixture(scope="module")

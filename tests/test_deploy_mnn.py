@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import mobilenets
-from deploy_models import MEAN, STD, digits_model, randomize
+from deploy_models import MEAN, STD, randomize, save_digits_model
 from mobilenets.deploy.export import FP32_TOLERANCE, export_model
 from mobilenets.deploy.extras import MissingExtraError
 from mobilenets.deploy.metadata import (
@@ -25,7 +25,7 @@ from mobilenets.deploy.metadata import (
     write_metadata,
 )
 from mobilenets.deploy.runtimes import load_artifact
-from mobilenets.weights import from_pretrained, save_pretrained
+from mobilenets.weights import from_pretrained
 
 if importlib.util.find_spec("MNN") is None:  # not importorskip: importing MNN prints its CPU features
     pytest.skip("the mnn extra: pip install 'mobilenets[mnn]'", allow_module_level=True)
@@ -35,9 +35,7 @@ SIZE = 16
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights")
-    save_pretrained(digits_model(SIZE), path, class_names=[str(i) for i in range(10)], extra={"dataset": "digits"})
-    return path
+    return save_digits_model(tmp_path_factory.mktemp("weights"), SIZE)
 
 
 @pytest.fixture(scope="module")

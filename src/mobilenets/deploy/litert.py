@@ -190,8 +190,7 @@ def int8_quantizer() -> Any:
 
     class _Quantizer(Quantizer):
         def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            _decompose_hardswish(model)
-            _decompose_hardsigmoid(model)
+            _decompose_hard_activations(model)
             _scalars_to_constants(model)
             return model
 
@@ -234,42 +233,32 @@ def int8_quantizer() -> Any:
     return _Quantizer()
 
 
-def _decompose_hardsigmoid(gm: torch.fx.GraphModule) -> None:
-    """``hardsigmoid(x)`` -> ``hardtanh(x + 3, 0, 6) * (1/6)``: LiteRT has no int8 hard-sigmoid, but has
-    int8 ADD (with the ReLU6 fused) and MUL, so the SE gate stays integer."""
-    aten = torch.ops.aten
-    for n in list(gm.graph.nodes):
-        if n.op == "call_function" and n.target in (aten.hardsigmoid.default, aten.hardsigmoid_.default):
-            with gm.graph.inserting_before(n):
-                add = gm.graph.call_function(aten.add.Tensor, (n.args[0], 3.0))
-                clamp = gm.graph.call_function(aten.hardtanh.default, (add, 0.0, 6.0))
-                mul = gm.graph.call_function(aten.mul.Tensor, (clamp, 1.0 / 6.0))
-            for new in (add, clamp, mul):
-                new.meta["val"] = n.meta.get("val")
-            n.replace_all_uses_with(mul)
-            gm.graph.erase_node(n)
-    gm.graph.lint()
-    gm.recompile()
+def _decompose_hard_activations(gm: torch.fx.GraphModule) -> None:
+    """``hardsigmoid(x)`` -> ``hardtanh(x + 3, 0, 6) * (1/6)`` and ``hardswish(x)`` -> ``x * hardsigmoid(x)``
+    written the same way.
 
-
-def _decompose_hardswish(gm: torch.fx.GraphModule) -> None:
-    """``hardswish(x)`` -> ``x * (hardtanh(x + 3, 0, 6) * 1/6)``. LiteRT has an int8 HARD_SWISH, but its
-    XNNPACK delegate does not take it: each one splits the delegated graph and runs in the reference
-    kernel. MobileNetV3-Large measured 13.3-16.2 ms with HARD_SWISH (22 XNNPACK partitions) against
-    5.9-6.8 ms decomposed (one partition), same CPU, same run."""
+    LiteRT has no int8 hard-sigmoid but has int8 ADD (with the ReLU6 fused) and MUL, so the SE gate stays
+    integer. It has an int8 HARD_SWISH, but its XNNPACK delegate does not take it: each one splits the
+    delegated graph and runs in the reference kernel. MobileNetV3-Large measured 13.3-16.2 ms with HARD_SWISH
+    (22 XNNPACK partitions) against 5.9-6.8 ms decomposed (one partition), same CPU, same run.
+    """
     aten = torch.ops.aten
+    sigmoid = (aten.hardsigmoid.default, aten.hardsigmoid_.default)
+    swish = (aten.hardswish.default, aten.hardswish_.default)
     for n in list(gm.graph.nodes):
-        if n.op == "call_function" and n.target in (aten.hardswish.default, aten.hardswish_.default):
-            x = n.args[0]
-            with gm.graph.inserting_before(n):
-                add = gm.graph.call_function(aten.add.Tensor, (x, 3.0))
-                clamp = gm.graph.call_function(aten.hardtanh.default, (add, 0.0, 6.0))
-                gate = gm.graph.call_function(aten.mul.Tensor, (clamp, 1.0 / 6.0))
-                mul = gm.graph.call_function(aten.mul.Tensor, (x, gate))
-            for new in (add, clamp, gate, mul):
-                new.meta["val"] = n.meta.get("val")
-            n.replace_all_uses_with(mul)
-            gm.graph.erase_node(n)
+        if n.op != "call_function" or n.target not in (*sigmoid, *swish):
+            continue
+        x = n.args[0]
+        with gm.graph.inserting_before(n):
+            add = gm.graph.call_function(aten.add.Tensor, (x, 3.0))
+            clamp = gm.graph.call_function(aten.hardtanh.default, (add, 0.0, 6.0))
+            out = gate = gm.graph.call_function(aten.mul.Tensor, (clamp, 1.0 / 6.0))
+            if n.target in swish:
+                out = gm.graph.call_function(aten.mul.Tensor, (x, gate))
+        for new in {add, clamp, gate, out}:
+            new.meta["val"] = n.meta.get("val")
+        n.replace_all_uses_with(out)
+        gm.graph.erase_node(n)
     gm.graph.lint()
     gm.recompile()
 
