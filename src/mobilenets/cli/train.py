@@ -90,6 +90,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
     """The two lines ``mobilenets train`` ends with: the figures, then the run directory."""
     split = summary.get("test_split", "test")
     held_out = split == "test"
+    if summary.get("task") == "detect":
+        where = "test" if held_out else f"val ({split}: not a held-out figure)"
+        print(f"{where} mAP {summary['test_map']:.3f} (AP50 {summary['test_map50']:.3f}, AP75 "
+              f"{summary['test_map75']:.3f}) | best val mAP {summary['best_val_map']:.3f} at epoch "
+              f"{summary['best_epoch']} ({summary['best_weights']} weights) | {summary['train_time_s']:.1f}s training, "
+              f"{summary['wall_time_s']:.1f}s wall")
+        print(f"run directory: {summary['run_dir']}  (summary.json, metrics.csv, config.yaml, model.safetensors, "
+              "checkpoints/, tb/, *.png)")
+        return
     first = (f"test top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%)" if held_out else
              f"val top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%; {split}: not a held-out figure)")
     print(
@@ -115,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"mobilenets train: error: {exc}", file=sys.stderr)
         return 3
-    if "test_acc1" not in summary:  # a non-zero rank of a distributed run: rank 0 reports
+    if "rank" in summary:  # a non-zero rank of a distributed run: rank 0 reports
         return 0
     _print_summary(summary)
     return 0
@@ -136,6 +145,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps({k: v for k, v in result.items() if k != "confusion"}))
         return 0
     print(f"{result['weights']} on {result['dataset']}/{result['split']} ({result['n']} images)")
+    if result.get("task") == "detect":
+        print(f"mAP {result['map']:.3f}  AP50 {result['map50']:.3f}  AP75 {result['map75']:.3f}  "
+              f"small/medium/large {result['map_small']:.3f}/{result['map_medium']:.3f}/{result['map_large']:.3f}")
+        for name, ap in result["per_class"].items():
+            print(f"  {name:>12s}  " + ("   n/a" if ap is None else f"{ap:6.3f}"))
+        return 0
     print(f"top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  loss {result['loss']:.4f}")
     names = result["class_names"]
     for name, acc in zip(names, result["per_class_acc1"]):
@@ -150,11 +165,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.topk < 1:
         raise ValueError(f"--topk {args.topk} invalid; expected a positive integer")
-    results = predict_images(args.images, args.weights, topk=args.topk, device=args.device)
+    results = predict_images(args.images, args.weights, topk=args.topk, device=args.device,
+                             min_score=args.min_score, out=args.out)
     if args.json:
         print(json.dumps(results))
         return 0
     for item in results:
+        if "detections" in item:  # a detector
+            print(f"{item['image']}: {len(item['detections'])} detections (score >= {args.min_score:g})"
+                  + (f", drawn to {item['out']}" if item.get("out") else ""))
+            for d in item["detections"]:
+                x0, y0, x1, y1 = d["box"]
+                print(f"  {d['class']:>12s} {d['score']:.3f}  [{x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}]")
+            continue
         preds = ", ".join(f"{p['class']} {100 * p['prob']:.1f}%" for p in item["top"])
         print(f"{item['image']}: {preds}")
     return 0
@@ -192,7 +215,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="evaluate weights or an exported/quantized artifact on a dataset split", formatter_class=RAW,
-        description=wrap_description("Top-1, top-5, per-class accuracy and a confusion-matrix PNG. A training run "
+        description=wrap_description("Top-1, top-5, per-class accuracy and a confusion-matrix PNG (a detector: COCO "
+                          "box mAP, AP50, AP75, by size and per class). A training run "
                           "directory brings its dataset and data.root from its config.yaml, so --data and "
                           "--data-root are only needed for other data."),
         epilog=examples("mobilenets eval runs/digits", "mobilenets eval model_int8.pte --json",
@@ -208,24 +232,31 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N, mps or auto (default: auto; artifacts always run on the CPU)")
     p.add_argument("--out", default=None, help="where to write confusion_<split>.png (default: the weights directory)")
-    p.add_argument("--json", action="store_true", help="print one JSON object with acc1 and acc5 in percent")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object with acc1 and acc5 in percent (a detector: map, map50, map75, per_class)")
     p.set_defaults(func=_cmd_eval)
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "predict", help="top-k classes of image files", formatter_class=RAW,
-        description="Classify image files with weights or any exported/quantized artifact, using its own preprocessing.",
+        "predict", help="top-k classes (or a detector's boxes) of image files", formatter_class=RAW,
+        description="Classify image files with weights or any exported/quantized artifact, using its own "
+        "preprocessing; a detector's weights print each image's boxes and draw them with --out.",
         epilog=examples("mobilenets predict docs/digit_7.png --weights runs/digits",
-                        "mobilenets predict a.jpg b.jpg --weights model.onnx --topk 3 --json"),
+                        "mobilenets predict a.jpg b.jpg --weights model.onnx --topk 3 --json",
+                        "mobilenets predict scene.png --weights runs/digit_scenes --out scene_boxes.png"),
     )
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--weights", required=True, help="run/weights directory or an exported/quantized artifact")
     p.add_argument("--topk", type=int, default=5, help="how many classes to show per image (default: 5)")
     p.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N, mps or auto (default: auto; artifacts always run on the CPU)")
+    p.add_argument("--min-score", type=float, default=0.3,
+                   help="detectors: show boxes scoring at least this (default: 0.3)")
+    p.add_argument("--out", default=None, metavar="FILE.png",
+                   help="detectors: write the image with boxes and labels drawn (several images: a directory)")
     p.add_argument("--json", action="store_true",
-                   help="print a JSON list: per image its top classes with index and probability")
+                   help="print a JSON list: per image its top classes with index and probability (a detector: boxes)")
     p.set_defaults(func=_cmd_predict)
 
 

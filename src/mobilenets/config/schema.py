@@ -34,12 +34,14 @@ __all__ = [
     "OptimizerName",
     "SchedConfig",
     "SchedulerName",
+    "TaskName",
     "TrainConfig",
     "field_help",
 ]
 
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"]
+DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic", "digit_scenes", "coco", "voc"]
+TaskName = Literal["auto", "classify", "detect"]
 CropMode = Literal["none", "pad", "rrc"]
 AutoAugment = Literal["none", "randaugment", "trivialaugment", "autoaugment-imagenet", "autoaugment-cifar10"]
 OptimizerName = Literal["sgd", "rmsprop_tf", "adamw"]
@@ -111,7 +113,7 @@ class DataConfig:
     """Where the images come from and how they are fed."""
 
     # sklearn's 8x8 digits ship with scikit-learn: no download, runs anywhere (CI included).
-    name: DatasetName = field(default="digits", metadata=_help("dataset: digits, cifar10, cifar100, imagefolder (root/train, root/val), synthetic"))
+    name: DatasetName = field(default="digits", metadata=_help("dataset: digits, cifar10, cifar100, imagefolder (root/train, root/val), synthetic, digit_scenes, coco, voc"))
     # None: the dataset's own default location (digits and synthetic need none at all).
     root: str | None = field(default=None, metadata=_help("dataset directory (cifar: the archive or its folder; imagefolder: holds train/ val/)"))
     # Off: a training run should never reach the network unless asked to (CI, air-gapped hosts).
@@ -174,6 +176,13 @@ class AugConfig:
     mix_prob: float = field(default=1.0, metadata=_help("probability that a batch is mixed (mixup/cutmix on)"))
     # 0.1: the Inception-v3 / MobileNetV2-V3 recipe value; cheap and calibrates the EMA model.
     label_smoothing: float = field(default=0.1, metadata=_help("label smoothing of the cross-entropy"))
+    # Detection only (data.augment.boxes.BoxAugment); all off by default so a recipe says what it uses.
+    # SSD's random IoU crop and zoom-out teach scale changes; digits need neither flips nor colour.
+    iou_crop: float = field(default=0.0, metadata=_help("detection: probability of SSD's random IoU crop"))
+    zoom_out: float = field(default=0.0, metadata=_help("detection: probability of zoom-out (image placed on a larger canvas)"))
+    # 4: SSD's expansion ratio (the canvas up to 4x the image side).
+    zoom_out_max: float = field(default=4.0, metadata=_help("detection: largest zoom-out canvas side, in image sides"))
+    photometric: float = field(default=0.0, metadata=_help("detection: probability of photometric jitter"))
 
     def validate(self) -> None:
         if self.padding is not None:
@@ -190,6 +199,10 @@ class AugConfig:
         _require(self.mixup_alpha >= 0.0, "mixup_alpha", self.mixup_alpha, ">= 0 (0 disables mixup)")
         _require(self.cutmix_alpha >= 0.0, "cutmix_alpha", self.cutmix_alpha, ">= 0 (0 disables cutmix)")
         _require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", self.label_smoothing, "in [0, 1)")
+        for name in ("iou_crop", "zoom_out", "photometric"):
+            value = getattr(self, name)
+            _require(0.0 <= value <= 1.0, name, value, "a probability in [0, 1]")
+        _require(self.zoom_out_max >= 1.0, "zoom_out_max", self.zoom_out_max, ">= 1")
 
 
 @dataclass
@@ -278,6 +291,8 @@ class TrainConfig:
     sched: SchedConfig = field(default_factory=SchedConfig, metadata=_help("the learning-rate schedule"))
     # 20 epochs x 19 steps: the small V3 plateaus (~99% val) on digits in about a CPU minute;
     # V3-Small at 32x32 trains at ~400 images/s on 2 cores, so each epoch costs ~3 s.
+    # auto: the dataset's own task (DATASET_INFO[name].task): digits classify, digit_scenes detect.
+    task: TaskName = field(default="auto", metadata=_help("auto (the dataset's), classify or detect"))
     epochs: int = field(default=20, metadata=_help("training epochs (may be raised when resuming)"))
     # None: 64 (~19 steps per epoch on the digits train split -- enough steps for BN and warm-up),
     # capped on a small dataset so that an epoch still has at least 16 optimizer steps: with 2 steps per

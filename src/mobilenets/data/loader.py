@@ -53,11 +53,19 @@ def make_batches(dataset: Any, batch_size: int, *, shuffle: bool, seed: int, dev
     return loader, len(loader)
 
 
-def device_batches(loader: Iterable, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The loader's ``(images, labels)`` batches on ``device`` (a no-op for device-resident data)."""
+def device_batches(loader: Iterable, device: torch.device) -> Iterator[tuple[torch.Tensor, Any]]:
+    """The loader's ``(images, targets)`` batches on ``device`` (a no-op for device-resident data).
+
+    ``targets`` is a label tensor (classification) or a dict of tensors (detection: boxes, labels,
+    image ids, original sizes); every tensor moves, anything else is passed through.
+    """
     for images, labels in loader:
         images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
+        if isinstance(labels, dict):
+            labels = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                      for k, v in labels.items()}
+        else:
+            labels = labels.to(device, non_blocking=True)
         yield images, labels
 
 

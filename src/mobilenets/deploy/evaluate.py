@@ -18,12 +18,12 @@ import torch
 from torch import nn
 
 from ..data.loader import device_batches, make_batches
-from ..engine.evaluate import build_eval_datasets, evaluate
+from ..engine.evaluate import build_eval_datasets, evaluate, evaluate_detection, recorded_data
 from ..engine.runtime import resolve_device
 from ..engine.stages import StageLog, as_stage_log
 from ..weights import from_pretrained, read_config
 
-__all__ = ["evaluate_weights", "predict_images"]
+__all__ = ["draw_detections", "evaluate_weights", "predict_images"]
 
 
 def _counted(batches: Any, progress: Any) -> Iterator[Any]:
@@ -87,6 +87,15 @@ class _Loaded:
         self.runtime = "pytorch"
         self.run_source = wdir
 
+    @property
+    def is_detector(self) -> bool:
+        return self.cfg.get("task") == "detect"
+
+    def require_pytorch_detector(self) -> None:
+        if self.runtime != "pytorch":
+            raise ValueError(f"{self.source} is a {self.runtime} artefact of a detector; eval and predict take a "
+                             "detector's weights or run directory (artefacts are verified by export)")
+
 
 def evaluate_weights(
     weights: str | Path,
@@ -118,6 +127,9 @@ def evaluate_weights(
         raise ValueError(f"--batch-size {batch_size} invalid; expected a positive integer")
     stages = as_stage_log(log)
     loaded = _Loaded(weights, resolve_device(device))
+    if loaded.is_detector:
+        return _evaluate_detector(loaded, data=data, root=root, split=split, batch_size=batch_size, stages=stages,
+                                  label=label)
     wdir, dev, model, cfg = loaded.source, loaded.device, loaded.model, loaded.cfg
     size = int(cfg["input_size"][-1])
     dataset, _, datasets = build_eval_datasets(
@@ -157,14 +169,113 @@ def evaluate_weights(
     return result
 
 
+def _evaluate_detector(loaded: _Loaded, *, data: str | None, root: str | None, split: str, batch_size: int,
+                       stages: StageLog, label: str | None) -> dict[str, Any]:
+    """COCO box metrics of a detector's weights on a split (at the pixel size its run trained on)."""
+    from ..config import AugConfig
+    from ..data.detection import make_detection_batches
+    from ..data.registry import test_split_label
+    from ..engine.task import detection_preprocess
+
+    loaded.require_pytorch_detector()
+    wdir, dev, model, cfg = loaded.source, loaded.device, loaded.model, loaded.cfg
+    recorded = recorded_data(loaded.run_source)
+    size = recorded.image_size if recorded and recorded.image_size else int(cfg["input_size"][-1])
+    dataset, _, datasets = build_eval_datasets(loaded.run_source, data=data, root=root, known_dataset=loaded.dataset,
+                                               image_size=size, crop_pct=1.0, interpolation="bilinear",
+                                               num_classes=loaded.num_classes)
+    if split not in datasets:
+        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(datasets)}")
+    split_label = test_split_label(datasets) if split == "test" else split
+    ds = datasets[split]
+    classes = list(ds.classes)
+    if loaded.num_classes != len(classes):
+        raise ValueError(f"{wdir} predicts {loaded.num_classes} classes (background included) but {dataset} has "
+                         f"{len(classes)}")
+    batches, n_batches = make_detection_batches(ds, batch_size, shuffle=False, seed=0, device=dev, drop_last=False,
+                                                rank=0, world_size=1, num_workers=0)
+    pre = detection_preprocess(AugConfig(), size).to(dev)
+    desc = f"evaluating {label or loaded.runtime} on {dataset}/{split_label}"
+    progress = stages.counted(n_batches, desc)
+    result = evaluate_detection(model, _counted(device_batches(batches, dev), progress), pre, dataset=ds)
+    progress.close(f"{desc}: {progress.step}/{n_batches} batches, mAP {result['map']:.3f} AP50 {result['map50']:.3f} "
+                   f"({progress.elapsed:.1f}s)")
+    result.update(weights=str(wdir), dataset=dataset, split=split_label, class_names=classes, runtime=loaded.runtime,
+                  task="detect")
+    return result
+
+
+def draw_detections(image: Any, detections: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write ``image`` (PIL) with each detection's box and ``class score`` label drawn on it (PNG)."""
+    from PIL import ImageDraw
+
+    canvas = image.convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    palette = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+               (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128))
+    for det in detections:
+        colour = palette[det["label"] % len(palette)]
+        x0, y0, x1, y1 = det["box"]
+        draw.rectangle((x0, y0, x1, y1), outline=colour, width=max(1, round(min(canvas.size) / 200)))
+        text = f"{det['class']} {det['score']:.2f}"
+        left, top, right, bottom = draw.textbbox((x0, y0), text)
+        ty = y0 - (bottom - top) - 2 if y0 - (bottom - top) - 2 >= 0 else y0 + 1
+        draw.rectangle((x0, ty, x0 + right - left + 2, ty + bottom - top + 2), fill=colour)
+        draw.text((x0 + 1, ty), text, fill=(255, 255, 255))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def _out_path(out: str | Path, image: str | Path, several: bool) -> Path:
+    """``--out``: the file itself for one image; for several, a directory holding ``<stem>.png`` each."""
+    return Path(out) / f"{Path(image).stem}.png" if several else Path(out)
+
+
+def _predict_detections(loaded: _Loaded, images: list[str], *, min_score: float,
+                        out: str | Path | None) -> list[dict[str, Any]]:
+    """Detections (boxes in the image's own pixels) above ``min_score`` per image; drawn to ``out``."""
+    import numpy as np
+
+    from ..data.folder import load_rgb
+
+    loaded.require_pytorch_detector()
+    names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
+    results = []
+    for path in images:
+        img = load_rgb(path)
+        if loaded.in_chans == 1:
+            img = img.convert("L")
+        arr = torch.from_numpy(np.array(img, dtype=np.uint8))
+        x = (arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)).float().div(255).to(loaded.device)
+        with torch.no_grad():
+            det = loaded.model([x])[0]
+        dets = [{"class": names[int(lab)], "label": int(lab), "score": float(sc), "box": [float(v) for v in box]}
+                for box, sc, lab in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist())
+                if sc >= min_score]
+        item: dict[str, Any] = {"image": str(path), "detections": dets}
+        if out is not None:
+            item["out"] = str(draw_detections(img, dets, _out_path(out, path, len(images) > 1)))
+        results.append(item)
+    return results
+
+
 def predict_images(
-    images: list[str], weights: str | Path, *, topk: int = 5, device: str = "auto"
+    images: list[str], weights: str | Path, *, topk: int = 5, device: str = "auto", min_score: float = 0.3,
+    out: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Top-k class names and probabilities for each image file (weights directory or any artefact)."""
+    """Top-k class names and probabilities for each image file (weights directory or any artefact).
+
+    A detector's weights give each image's ``detections`` instead (class, label, score, box xyxy in the
+    image's pixels; those scoring at least ``min_score``), drawn onto a PNG at ``out`` when given.
+    """
     from ..data.augment import eval_preprocess
     from ..data.folder import eval_transform, load_rgb
 
     loaded = _Loaded(weights, resolve_device(device))
+    if loaded.is_detector:
+        return _predict_detections(loaded, images, min_score=min_score, out=out)
     dev, model, cfg = loaded.device, loaded.model, loaded.cfg
     size = int(cfg["input_size"][-1])
     transform = eval_transform(size, float(cfg.get("crop_pct") or 1.0), str(cfg.get("interpolation") or "bilinear"))

@@ -30,10 +30,12 @@ def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], 
     return datasets, info
 
 
-def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, extra: dict[str, Any] | None = None) -> nn.Module:
+    """``cfg.model`` built by ``create_model``; ``extra`` are defaults ``cfg.model.kwargs`` may override
+    (a detector's ``image_mean`` / ``image_std`` from its dataset)."""
     from ..weights import create_model
 
-    kwargs = dict(cfg.model.kwargs)
+    kwargs = {**(extra or {}), **dict(cfg.model.kwargs)}
     kwargs.setdefault("num_classes", num_classes)
     kwargs.setdefault("in_chans", in_chans)
     if cfg.model.dropout is not None:

@@ -16,12 +16,22 @@ from .ema import ModelEMA
 from .progress import Progress
 from .runtime import amp_context, prepare_input
 
-__all__ = ["EpochStats", "train_one_epoch"]
+__all__ = ["EpochStats", "classification_loss", "train_one_epoch"]
+
+#: ``loss_fn(model, x, targets, amp_ctx) -> scalar loss``: the forward pass and loss of one batch (a task's).
+LossFn = Callable[[nn.Module, torch.Tensor, Any, Any], torch.Tensor]
 
 
 def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     # Soft targets (mixup/cutmix/label smoothing, built by BatchAugment) and hard labels alike.
     return F.cross_entropy(logits.float(), targets)
+
+
+def classification_loss(model: nn.Module, x: torch.Tensor, targets: Any, amp_ctx: Any) -> torch.Tensor:
+    """Forward under ``amp_ctx``, then the cross-entropy in float32 (outside autocast)."""
+    with amp_ctx:
+        logits = model(x)
+    return _loss(logits, targets)
 
 
 @dataclass
@@ -81,6 +91,7 @@ def train_one_epoch(
     start_step: int = 0,
     carried: tuple[float, int, float] = (0.0, 0, 0.0),
     should_stop: Callable[[], bool] | None = None,
+    loss_fn: LossFn | None = None,
 ) -> EpochStats:
     """One pass over ``batches``: augment on the device, forward, backward, step (every ``accum_steps``).
 
@@ -88,7 +99,8 @@ def train_one_epoch(
     The loss is read back to the host only every ``sync_every`` steps (1 on CPU, where it is free).
     An epoch interrupted by ``should_stop`` (checked after each optimizer step) returns
     ``completed=False`` and ``next_step``; it continues from there with ``start_step`` and the
-    ``carried`` (loss sum, images, seconds) of its first part.
+    ``carried`` (loss sum, images, seconds) of its first part. ``loss_fn`` is the task's forward and
+    loss (:mod:`mobilenets.engine.task`; default: classification's cross-entropy).
     """
     model.train()
     augment.train()
@@ -100,12 +112,11 @@ def train_one_epoch(
     amp_ctx = amp_context(amp, device)
     last_loss = float("nan")
     completed, step = True, start_step - 1
+    forward_loss = loss_fn or classification_loss
     for step, (images, labels) in enumerate(batches, start=start_step):
         x, targets = augment(images, labels)
         x = prepare_input(x, channels_last)
-        with amp_ctx:
-            logits = model(x)
-        loss = _loss(logits, targets)
+        loss = forward_loss(model, x, targets, amp_ctx)
         if scaler is not None:
             scaler.scale(loss / accum_steps).backward()
         else:

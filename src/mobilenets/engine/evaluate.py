@@ -19,10 +19,11 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from .distributed import all_reduce_sum
+from .distributed import all_gather_object, all_reduce_sum
 from .runtime import amp_context, prepare_input
 
-__all__ = ["DATA_ROOT_FLAG", "RecordedData", "build_eval_datasets", "evaluate", "recorded_data"]
+__all__ = ["DATA_ROOT_FLAG", "RecordedData", "build_eval_datasets", "coco_detections", "evaluate",
+           "evaluate_detection", "recorded_data"]
 
 DATA_ROOT_FLAG = "--data-root"
 """The option of ``eval`` and ``quantize`` that sets the dataset directory (named in their errors)."""
@@ -43,6 +44,7 @@ class RecordedData:
     val_size: int | None = None
     synthetic_size: int | None = None
     model_num_classes: int | None = None
+    image_size: int | None = None
 
 
 def recorded_data(source: str | Path | None) -> RecordedData | None:
@@ -77,6 +79,7 @@ def recorded_data(source: str | Path | None) -> RecordedData | None:
         config_path=config, name=str(data["name"]) if data.get("name") else None,
         root=str(root) if root not in (None, "") else None, val_size=_int(data.get("val_size")),
         synthetic_size=_int(data.get("synthetic_size")), model_num_classes=_int(model.get("num_classes")),
+        image_size=_int(data.get("image_size")),
     )
 
 
@@ -187,3 +190,66 @@ def evaluate(
         per_class = cm.diag().double() / cm.sum(1).clamp(min=1).double()
         out["per_class_acc1"] = (100.0 * per_class).tolist()
     return out
+
+
+def coco_detections(outputs: list[dict[str, torch.Tensor]], targets: dict[str, torch.Tensor], size_hw: tuple[int, int],
+                    label_to_category: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """A batch's detections as COCO results, per image id: boxes from the ``size_hw`` input pixels the
+    model saw to the original image (``targets["orig_size"]``), xyxy -> xywh, labels -> category ids."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    h, w = size_hw
+    ids, sizes = targets["image_id"].tolist(), targets["orig_size"].tolist()
+    for det, image_id, (oh, ow) in zip(outputs, ids, sizes):
+        boxes = det["boxes"].float().cpu() * torch.tensor([ow / w, oh / h, ow / w, oh / h])
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+        out[int(image_id)] = [
+            {"image_id": int(image_id), "category_id": int(label_to_category[int(lab)]), "bbox": box, "score": float(sc)}
+            for box, sc, lab in zip(xywh, det["scores"].float().cpu().tolist(), det["labels"].cpu().tolist())
+        ]
+    return out
+
+
+@torch.no_grad()
+def evaluate_detection(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    preprocess: nn.Module,
+    *,
+    dataset: Any,
+    amp: str = "none",
+    channels_last: bool = False,
+    distributed: bool = False,
+) -> dict[str, Any]:
+    """COCO box metrics (:func:`~mobilenets.engine.coco_eval.coco_evaluate`) of a detector on a split.
+
+    The detector's eval forward gives boxes in the pixels of the batch; they are scaled to each
+    image's original size and scored against ``dataset.coco_ground_truth()``. With
+    ``distributed=True`` every rank's detections are gathered first (one set per image id, so a
+    padded shard does not count an image twice).
+    """
+    from .coco_eval import coco_evaluate
+
+    was_training = model.training
+    model.eval()
+    preprocess.eval()
+    device = next(model.parameters()).device
+    per_image: dict[int, list[dict[str, Any]]] = {}
+    with amp_context(amp, device):
+        for images, targets in batches:
+            x, targets = preprocess(images, targets)
+            outputs = model(prepare_input(x, channels_last))
+            per_image.update(coco_detections(outputs, targets, tuple(x.shape[-2:]), dataset.label_to_category))
+    model.train(was_training)
+    if distributed:
+        merged: dict[int, list[dict[str, Any]]] = {}
+        for part in all_gather_object(per_image):
+            for image_id, dets in part.items():
+                merged.setdefault(image_id, dets)
+        per_image = merged
+    if not per_image:
+        raise ValueError("evaluation split is empty")
+    gt = dataset.coco_ground_truth()
+    names = dict(zip(dataset.label_to_category[1:], list(dataset.classes)[1:]))
+    result = coco_evaluate(gt, [d for dets in per_image.values() for d in dets], names)
+    result["n"] = len(per_image)
+    return result

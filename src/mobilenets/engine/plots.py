@@ -24,16 +24,17 @@ def _pyplot():
     return plt
 
 
-def best_epoch(rows: list[dict[str, float | None]]) -> tuple[int, float, str] | None:
-    """``(epoch, val top-1, "model" | "ema")`` of the weights a run kept, as training chooses them.
+def best_epoch(rows: list[dict[str, float | None]], metric: str = "acc1") -> tuple[int, float, str] | None:
+    """``(epoch, val score, "model" | "ema")`` of the weights a run kept, as training chooses them.
 
     The same rule as :mod:`mobilenets.engine.train`: per epoch the better of the raw and the EMA
-    validation top-1 (raw on a tie), and over epochs the first one reaching the maximum (a later
-    equal score does not replace the saved weights). ``None`` when no row has a validation score.
+    validation ``metric`` (``acc1``; a detector's ``map``; raw on a tie), and over epochs the first one
+    reaching the maximum (a later equal score does not replace the saved weights). ``None`` when no
+    row has a validation score.
     """
     best: tuple[int, float, str] | None = None
     for row in rows:
-        candidates = [(src, row.get(key)) for src, key in (("model", "val_acc1"), ("ema", "ema_val_acc1"))]
+        candidates = [(src, row.get(key)) for src, key in (("model", f"val_{metric}"), ("ema", f"ema_val_{metric}"))]
         scored = [(src, float(v)) for src, v in candidates if v is not None]
         if not scored or row.get("epoch") is None:
             continue
@@ -58,8 +59,16 @@ def _run_label_smoothing(metrics_csv: Path) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+# What the score panel of each task's metric shows: file name, y label, title, value format.
+_SCORE_PANELS = {
+    "acc1": ("accuracy.png", "top-1 accuracy (%)", "validation top-1", "{:.2f}%"),
+    "map": ("map.png", "box mAP@[.5:.95]", "validation mAP", "{:.3f}"),
+}
+
+
 def training_curve_figures(
-    metrics_csv: str | Path, *, run_name: str | None = None, label_smoothing: float | None = None
+    metrics_csv: str | Path, *, run_name: str | None = None, label_smoothing: float | None = None,
+    metric: str = "acc1",
 ) -> dict[str, Any]:
     """The ``loss.png`` / ``accuracy.png`` / ``lr.png`` figures of a run, not yet saved (name → Figure).
 
@@ -68,7 +77,8 @@ def training_curve_figures(
     marked because those are the weights the run kept (``model.safetensors``), not the last ones; and
     with label smoothing on, the training loss is measured against smoothed targets (and augmented
     images) so it sits above the validation loss by design, which the loss plot says instead of
-    leaving it to look like a bug. ``run_name`` defaults to the run directory's name and
+    leaving it to look like a bug. ``metric`` is the task's validation score (``acc1``: ``accuracy.png``;
+    a detector's ``map``: ``map.png``). ``run_name`` defaults to the run directory's name and
     ``label_smoothing`` to the value in the run's ``config.yaml`` (no note when neither is known).
     """
     plt = _pyplot()
@@ -78,12 +88,12 @@ def training_curve_figures(
     rows = read_metrics(metrics_csv)
     name = run_name if run_name is not None else metrics_csv.resolve().parent.name
     smoothing = label_smoothing if label_smoothing is not None else _run_label_smoothing(metrics_csv)
-    best = best_epoch(rows)
+    best = best_epoch(rows, metric)
     epochs = [r["epoch"] for r in rows]
+    score_png, score_label, score_what, fmt = _SCORE_PANELS[metric]
     panels = {
         "loss.png": ("loss", "loss", [("train_loss", "train"), ("val_loss", "val"), ("ema_val_loss", "val (EMA)")]),
-        "accuracy.png": ("top-1 accuracy (%)", "validation top-1",
-                         [("val_acc1", "val"), ("ema_val_acc1", "val (EMA)")]),
+        score_png: (score_label, score_what, [(f"val_{metric}", "val"), (f"ema_val_{metric}", "val (EMA)")]),
         "lr.png": ("learning rate", "learning rate", [("lr", "lr (end of epoch)")]),
     }
     figures: dict[str, Any] = {}
@@ -96,8 +106,9 @@ def training_curve_figures(
         if best is not None:
             weights = "EMA" if best[2] == "ema" else "raw"
             ax.axvline(best[0], color="0.4", linestyle="--", linewidth=1,
-                       label=f"best epoch {best[0]} ({weights} val top-1 {best[1]:.2f}%)")
-            if fname == "accuracy.png":
+                       label=f"best epoch {best[0]} ({weights} val {score_what.removeprefix('validation ')} "
+                             f"{fmt.format(best[1])})")
+            if fname == score_png:
                 ax.plot([best[0]], [best[1]], marker="*", markersize=12, color="#cc3311", linestyle="none")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlabel("epoch")
@@ -122,16 +133,17 @@ def training_curve_figures(
 
 def plot_training_curves(
     metrics_csv: str | Path, out_dir: str | Path, *, run_name: str | None = None,
-    label_smoothing: float | None = None,
+    label_smoothing: float | None = None, metric: str = "acc1",
 ) -> list[Path]:
-    """Write ``loss.png``, ``accuracy.png`` and ``lr.png``; returns their paths.
+    """Write ``loss.png``, ``accuracy.png`` (a detector: ``map.png``) and ``lr.png``; returns their paths.
 
     See :func:`training_curve_figures` for what they show and the defaults of the keywords.
     """
     plt = _pyplot()
     out_dir = Path(out_dir)
     written = []
-    for fname, fig in training_curve_figures(metrics_csv, run_name=run_name, label_smoothing=label_smoothing).items():
+    figures = training_curve_figures(metrics_csv, run_name=run_name, label_smoothing=label_smoothing, metric=metric)
+    for fname, fig in figures.items():
         fig.savefig(out_dir / fname)
         plt.close(fig)
         written.append(out_dir / fname)

@@ -44,10 +44,11 @@ def new_run_dir(cfg: TrainConfig, *, claim: bool = True, parent: Path = Path("ru
     raise AssertionError("unreachable")
 
 
-def write_metrics_csv(rows: list[dict[str, float]], path: Path) -> None:
-    lines = [",".join(METRIC_FIELDS)]
+def write_metrics_csv(rows: list[dict[str, float]], path: Path, fields: tuple[str, ...] = METRIC_FIELDS) -> None:
+    """``metrics.csv``: one row per epoch in the task's ``fields`` (default: classification's columns)."""
+    lines = [",".join(fields)]
     for row in rows:
-        lines.append(",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in METRIC_FIELDS))
+        lines.append(",".join("" if row.get(k) is None else f"{row[k]:.6g}" for k in fields))
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 

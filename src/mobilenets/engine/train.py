@@ -5,11 +5,14 @@ over the batches), :func:`~mobilenets.engine.evaluate.evaluate` (the evaluation 
 
 Speed comes from keeping in-memory datasets on the training device and augmenting whole batches there
 (no per-sample Python work), channels_last, and few host synchronisations; each speed feature sits
-behind one config switch. Everything a run produces goes into its run directory:
+behind one config switch. What is task-specific (batches, model, augmentation, loss, evaluation, the
+metric that picks the best weights, the metrics columns and summary keys) is asked of the run's
+:class:`~mobilenets.engine.task.Task`; the loop itself is the same for every task. Everything a run produces goes into its run directory:
 
 * ``config.yaml`` (resolved), ``metrics.csv`` (one row per epoch), TensorBoard events in ``tb/``,
 * ``checkpoints/last.pt`` (atomic; everything needed for a bit-identical resume),
-* ``model.safetensors`` + ``config.json``: the best weights by validation top-1 (never chosen on test),
+* ``model.safetensors`` + ``config.json``: the best weights by the task's validation metric (top-1,
+  or box mAP for detection; never chosen on test),
 * ``summary.json`` and PNG plots of loss, accuracy and learning rate.
 """
 
@@ -30,9 +33,9 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, TrainConfig, save_yaml
-from ..data.loader import device_batches, make_batches, shard
+from ..data.loader import device_batches
 from ..models.depthwise import use_fast_depthwise_backward
-from .build import build_augment, build_data, build_model
+from .build import build_data, build_model
 from .checkpoint import atomic_torch_save, capture_rng, load_checkpoint, restore_rng
 from .defaults import clamp_warmup, resolve_batch_size, resolve_dataset_defaults
 from .distributed import (
@@ -52,6 +55,7 @@ from .progress import Progress, format_duration
 from .resume import check_resume_changes, resume_command
 from .rundir import TensorBoard, checkpoint_state, clean_copy, new_run_dir, write_metrics_csv
 from .runtime import Logger, StopRequest, resolve_device, setup_runtime
+from .task import Task, get_task, resolve_task
 
 __all__ = [
     "RunState", "TrainingDiverged", "TrainingInterrupted", "build_model", "evaluate", "resolve_device", "train",
@@ -77,6 +81,7 @@ class RunState:
     """
 
     cfg: TrainConfig
+    task: Task
     device: torch.device
     dist: DistInfo
     run_dir: Path
@@ -181,6 +186,7 @@ def _resolve_config(cfg: TrainConfig, device: torch.device, dist_info: DistInfo,
                     resume_state: dict[str, Any] | None) -> tuple[TrainConfig, list[str], dict[str, Any], Any]:
     """Fields left null take the dataset's / the run's own defaults; each choice is one line at start."""
     cfg, notes = resolve_dataset_defaults(cfg)
+    cfg = dataclasses.replace(cfg, task=resolve_task(cfg))  # saved resolved: config.yaml says what ran
     cfg, more = clamp_warmup(cfg)
     notes += more
     datasets, info = build_data(cfg, device)
@@ -206,15 +212,12 @@ def _check_classes(cfg: TrainConfig, train_ds: Any, info: Any, dist_info: DistIn
     return classes, num_classes, channels
 
 
-def _model_on_device(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, info: Any, num_classes: int,
-                     channels: int) -> tuple[nn.Module, Any, Any]:
+def _model_on_device(cfg: TrainConfig, task: Task, device: torch.device, dist_info: DistInfo, info: Any,
+                     num_classes: int, channels: int) -> tuple[nn.Module, Any, Any]:
     """The model (initialised from ``cfg.seed``) on ``device`` in its memory format, and its mean/std."""
-    model = build_model(cfg, num_classes, channels)
-    if not cfg.model.pretrained:
-        # Trained from scratch: the dataset's own statistics become the model's preprocessing.
-        model.pretrained_cfg.update(mean=tuple(info.mean), std=tuple(info.std),
-                                    input_size=(channels, cfg.data.image_size, cfg.data.image_size))
-    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    model = task.build_model(cfg, info, num_classes, channels)
+    pcfg = getattr(model, "pretrained_cfg", {})
+    mean, std = pcfg.get("mean", tuple(info.mean)), pcfg.get("std", tuple(info.std))
     if cfg.sync_bn and dist_info.enabled:
         model = convert_sync_batchnorm(model, device.type)
     model.to(device)
@@ -246,40 +249,38 @@ def _setup(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, run_dir:
            resume_state: dict[str, Any] | None) -> RunState:
     """Defaults, data, model, loaders, augmentation and optimisation, in the order that fixes every
     random draw: the model's initial weights from ``cfg.seed``, then per-rank seeds for the rest."""
-    from ..data.augment import BatchAugment
     from ..data.registry import test_split_label
 
     cfg, notes, datasets, info = _resolve_config(cfg, device, dist_info, resume_state)
+    task = get_task(cfg.task)
     test_split = test_split_label(datasets)
     if test_split != "test":
         notes.append(f"note: {cfg.data.root} has no test/ folder, so the final 'test' figure is measured on the "
                      "val split, which also chooses the best epoch: it is not a held-out result")
     train_ds = datasets["train"]
     classes, num_classes, channels = _check_classes(cfg, train_ds, info, dist_info)
-    model, mean, std = _model_on_device(cfg, device, dist_info, info, num_classes, channels)
+    model, mean, std = _model_on_device(cfg, task, device, dist_info, info, num_classes, channels)
     # Every rank built the same initial weights from cfg.seed; from here on each rank draws its own
     # random numbers (dropout, drop path, augmentation) so the replicas do not augment alike.
     rank, world = dist_info.rank, dist_info.world_size
     torch.manual_seed(cfg.seed + 1000 * rank)
     random.seed(cfg.seed + 1000 * rank)
 
-    data = cfg.data
-    train_batches, steps_per_epoch = make_batches(
-        train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, device=device, device_resident=data.device_resident,
-        num_workers=data.num_workers, drop_last=True, rank=rank, world_size=world, repeated_aug=cfg.repeated_aug,
-    )
-    val_batches = make_batches(shard(datasets["val"], rank, world), cfg.eval_batch_size, shuffle=False, seed=0,
-                               device=device, device_resident=data.device_resident, num_workers=data.num_workers)[0]
+    train_batches, steps_per_epoch = task.batches(train_ds, cfg.batch_size, cfg=cfg, shuffle=True, seed=cfg.seed,
+                                                  device=device, drop_last=True, rank=rank, world_size=world)
+    val_batches = task.eval_batches(datasets["val"], cfg.eval_batch_size, cfg=cfg, device=device, rank=rank,
+                                    world_size=world)
     aug_gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(cfg.seed + 1 + 1000 * rank)
-    augment = build_augment(cfg, num_classes, mean, std, aug_gen).to(device)
-    eval_pre = BatchAugment(mean=mean, std=std).to(device).eval()
+    augment = task.augment(cfg, num_classes, mean, std, aug_gen).to(device)
+    eval_pre = task.eval_preprocess(cfg, mean, std).to(device).eval()
     optimizer, scheduler, scaler, ema, train_model = _optimisation(cfg, model, device, dist_info, steps_per_epoch)
     return RunState(
-        cfg=cfg, device=device, dist=dist_info, run_dir=run_dir, log=Logger(enabled=dist_info.is_main), notes=notes,
+        cfg=cfg, task=task, device=device, dist=dist_info, run_dir=run_dir, log=Logger(enabled=dist_info.is_main), notes=notes,
         datasets=datasets, test_split=test_split, classes=classes, num_classes=num_classes,
         channels=channels, mean=mean, std=std, model=model, train_model=train_model, ema=ema, optimizer=optimizer,
         scheduler=scheduler, scaler=scaler, train_batches=train_batches, steps_per_epoch=steps_per_epoch,
         val_batches=val_batches, augment=augment, eval_pre=eval_pre, generators={"augment": aug_gen},
+        best={task.metric: -1.0, "epoch": -1, "source": None},
     )
 
 
@@ -330,7 +331,7 @@ def _open_run_dir(st: RunState) -> None:
     log(f"{cfg.model.name}: {n_params:,} params | {cfg.data.name}: {len(st.datasets['train'])} train / "
         f"{len(st.datasets['val'])} val / {len(st.datasets['test'])} {test_txt} | {st.device}{ranks} | "
         f"run dir {st.run_dir}")
-    log(_settings_line(cfg, st.steps_per_epoch, st.mean, st.std))
+    log(_settings_line(cfg, st.task, st.steps_per_epoch, st.mean, st.std))
     log(f"interrupted? continue with: {resume_command(st.run_dir)}")
 
 
@@ -357,12 +358,11 @@ def _epoch_loop(st: RunState, stop: StopRequest) -> None:
         if st.main:
             if (cfg.save_every and (epoch + 1) % cfg.save_every == 0) or last_epoch or stop():
                 st.save_checkpoint(epoch, rng_all)
-            write_metrics_csv(st.history, st.run_dir / "metrics.csv")
+            write_metrics_csv(st.history, st.run_dir / "metrics.csv", st.task.fields)
             if st.tb is not None:
                 st.tb.log(row)
-            ema_txt = f" ema {ema_val['acc1']:.2f}" if ema_val else ""
             progress.close(
-                f"epoch {epoch + 1}/{cfg.epochs} loss {stats.loss:.4f} val {val['acc1']:.2f}{ema_txt} "
+                f"epoch {epoch + 1}/{cfg.epochs} loss {stats.loss:.4f} {st.task.epoch_text(val, ema_val)} "
                 f"lr {stats.lr:.2e} {stats.images_per_s:,.0f} img/s {stats.seconds:.1f}s "
                 f"(ETA {format_duration((cfg.epochs - epoch - 1) * st.train_time / len(st.history))})"
             )
@@ -391,7 +391,7 @@ def _train_epoch(st: RunState, stop: StopRequest) -> tuple[EpochStats, Progress]
         steps=st.steps_per_epoch, ema=st.ema, scaler=st.scaler, amp=cfg.amp, channels_last=cfg.channels_last,
         clip_grad=cfg.optim.clip_grad, accum_steps=cfg.optim.grad_accum_steps, progress=progress,
         sync_every=1 if st.device.type == "cpu" else 25, on_nonfinite=functools.partial(_diverged, st),
-        start_step=first_step, carried=carried,
+        start_step=first_step, carried=carried, loss_fn=st.task.loss,
         # Under DDP every rank must stop at the same step: signals are honoured at epoch ends there.
         should_stop=None if st.dist.enabled else stop,
     )
@@ -428,21 +428,14 @@ def _stop_mid_epoch(st: RunState, stats: EpochStats, progress: Progress, stop: S
 
 def _validate(st: RunState, stats: EpochStats) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """Validation of the raw (and EMA) weights; the epoch's metrics row, appended to the history."""
-    cfg = st.cfg
-    eval_kw = {"num_classes": st.num_classes, "amp": cfg.amp, "channels_last": cfg.channels_last,
+    eval_kw = {"cfg": st.cfg, "dataset": st.datasets["val"], "num_classes": st.num_classes,
                "distributed": st.dist.enabled}
-    val = evaluate(st.model, device_batches(st.val_batches, st.device), st.eval_pre, **eval_kw)
-    ema_val = (evaluate(st.ema.module, device_batches(st.val_batches, st.device), st.eval_pre, **eval_kw)
+    val = st.task.evaluate(st.model, device_batches(st.val_batches, st.device), st.eval_pre, **eval_kw)
+    ema_val = (st.task.evaluate(st.ema.module, device_batches(st.val_batches, st.device), st.eval_pre, **eval_kw)
                if st.ema is not None else None)
     st.train_time += stats.seconds
-    row = {
-        "epoch": st.epoch + 1, "lr": stats.lr, "train_loss": stats.loss, "val_loss": val["loss"],
-        "val_acc1": val["acc1"], "val_acc5": val["acc5"],
-        "ema_val_loss": ema_val["loss"] if ema_val else None,
-        "ema_val_acc1": ema_val["acc1"] if ema_val else None,
-        "ema_val_acc5": ema_val["acc5"] if ema_val else None,
-        "images_per_s": stats.images_per_s, "epoch_s": stats.seconds,
-    }
+    row = {"epoch": st.epoch + 1, "lr": stats.lr, "train_loss": stats.loss, **st.task.row(val, ema_val),
+           "images_per_s": stats.images_per_s, "epoch_s": stats.seconds}
     st.history.append(row)
     return row, val, ema_val
 
@@ -451,18 +444,19 @@ def _keep_best(st: RunState, val: dict[str, Any], ema_val: dict[str, Any] | None
     """Save the weights when they are the best so far; returns every rank's random state (for the checkpoint)."""
     from ..weights import save_pretrained
 
-    # Best by validation top-1 (never test), raw or EMA weights, whichever is better.
-    candidates = [("model", val["acc1"], st.model)]
+    # Best by the task's validation metric (top-1 / mAP; never test), raw or EMA weights, whichever is better.
+    metric = st.task.metric
+    candidates = [("model", val[metric], st.model)]
     if ema_val and st.ema is not None:
-        candidates.append(("ema", ema_val["acc1"], st.ema.module))
-    source, acc, module = max(candidates, key=lambda c: c[1])
+        candidates.append(("ema", ema_val[metric], st.ema.module))
+    source, score, module = max(candidates, key=lambda c: c[1])
     rng_all = all_gather_object(capture_rng(st.generators))
-    if acc > st.best["acc1"]:
+    if score > st.best[metric]:
         epoch = st.epoch + 1
-        st.best = {"acc1": acc, "epoch": epoch, "source": source}
+        st.best = {metric: score, "epoch": epoch, "source": source}
         if st.main:
             save_pretrained(clean_copy(module, st.model), st.run_dir, class_names=st.classes or None,
-                            extra={"dataset": st.cfg.data.name, "epoch": epoch, "val_acc1": acc,
+                            extra={"dataset": st.cfg.data.name, "epoch": epoch, f"val_{metric}": score,
                                    "weights_source": source})
     return rng_all
 
@@ -474,38 +468,34 @@ def _finish(st: RunState, t_start: float) -> dict[str, Any]:
     from ..weights import from_pretrained
     from .plots import plot_training_curves
 
-    cfg, device = st.cfg, st.device
-    test_src = make_batches(st.datasets["test"], cfg.eval_batch_size, shuffle=False, seed=0, device=device,
-                            device_resident=cfg.data.device_resident, num_workers=cfg.data.num_workers)[0]
+    cfg, device, task = st.cfg, st.device, st.task
+    test_src = task.eval_batches(st.datasets["test"], cfg.eval_batch_size, cfg=cfg, device=device)
     best_model = from_pretrained(st.run_dir).to(device)
     if cfg.channels_last:
         best_model.to(memory_format=torch.channels_last)
-    test = evaluate(best_model, device_batches(test_src, device), st.eval_pre,
-                    num_classes=st.num_classes, amp=cfg.amp, channels_last=cfg.channels_last)
-    prof = profile(best_model.cpu().float(), (st.channels, cfg.data.image_size, cfg.data.image_size))
+    test = task.evaluate(best_model, device_batches(test_src, device), st.eval_pre, cfg=cfg,
+                         dataset=st.datasets["test"], num_classes=st.num_classes)
+    prof = profile(best_model.cpu().float(), task.profile_size(best_model, cfg, st.channels))
     best, history = st.best, st.history
     summary = {
-        "model": cfg.model.name, "dataset": cfg.data.name, "params": prof.params, "macs": prof.macs,
-        "epochs": cfg.epochs, "best_epoch": best["epoch"], "best_weights": best["source"],
-        "best_val_acc1": best["acc1"], "test_acc1": test["acc1"], "test_acc5": test["acc5"],
-        "test_loss": test["loss"], "train_time_s": st.train_time,
+        "model": cfg.model.name, "dataset": cfg.data.name, "task": task.name, "params": prof.params,
+        "macs": prof.macs, "epochs": cfg.epochs, "best_epoch": best["epoch"], "best_weights": best["source"],
+        **task.summary(best[task.metric], test), "train_time_s": st.train_time,
         "images_per_s": sum(r["images_per_s"] for r in history) / max(len(history), 1),
         "wall_time_s": time.perf_counter() - t_start, "device": str(device), "torch": torch.__version__,
         "world_size": st.dist.world_size, "run_dir": str(st.run_dir), "test_split": st.test_split,
     }
     (st.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     try:
-        plot_training_curves(st.run_dir / "metrics.csv", st.run_dir)
+        plot_training_curves(st.run_dir / "metrics.csv", st.run_dir, metric=task.metric)
     except Exception as exc:  # plots are a convenience; never fail a finished run over them
         st.log(f"warning: could not draw plots ({exc})")
     return summary
 
 
-def _settings_line(cfg: TrainConfig, steps_per_epoch: int, mean: Any, std: Any) -> str:
+def _settings_line(cfg: TrainConfig, task: Task, steps_per_epoch: int, mean: Any, std: Any) -> str:
     """The resolved values that decide what a run learns, in one line (printed at start)."""
-    a = cfg.aug
-    crop = {"pad": f"pad-and-crop {a.padding} px", "rrc": f"random-resized-crop {tuple(a.scale)}"}.get(str(a.crop), "no crop")
     stats = "/".join(f"{v:.3g}" for v in mean) + " std " + "/".join(f"{v:.3g}" for v in std)
-    return (f"settings: {cfg.data.image_size} px, {crop}, hflip {a.hflip:g}, mean {stats} | batch {cfg.batch_size}, "
+    return (f"settings: {task.name}, {cfg.data.image_size} px, {task.aug_text(cfg)}, mean {stats} | batch {cfg.batch_size}, "
             f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs | {cfg.optim.name} lr {cfg.optim.lr:g}, "
             f"{cfg.sched.name} warm-up {cfg.sched.warmup_epochs:g} | EMA {'on' if cfg.ema else 'off'}")
