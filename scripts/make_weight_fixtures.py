@@ -12,6 +12,10 @@ How to run (from the repository root, CPU is enough, about a minute)::
     pip install keras h5py torch==2.13.0                  # torch pinned so pip never swaps it
     KERAS_BACKEND=torch python scripts/make_weight_fixtures.py
 
+The detection fixtures (``--only det``: torchvision's SSDLite, raw head outputs and anchors in
+``detection_expected.safetensors``, described by ``detection.json``) are checked by
+``tests/test_detection_models.py``.
+
 torchvision's compiled ops do not load against the CPU torch build used here; the model code does not
 need them, so the script stubs ``torchvision._meta_registrations`` before importing torchvision (timm
 imports torchvision too). Pass ``--only tv,timm,keras`` to rebuild one source.
@@ -260,6 +264,81 @@ FIXTURES = [
 ]
 
 
+# ------------------------------------------------------------------------------------ detection side
+# torchvision's SSDLite320 (reduced-tail MobileNetV3-Large, extras 512/256/256/128) at width 0.25 and 5
+# classes, run at 128x128 (its transform's fixed size changed) on two images of different sizes, so the
+# resize, the backbone cut, extras, heads and anchors are all compared. Raw outputs, not detections:
+# torchvision's NMS is a compiled op that does not load here.
+DET_SIZE = 128
+DET_FIXTURES = {
+    "tv_ssdlite320_mobilenet_v3_large": {
+        "file": "tv_ssdlite320_mobilenet_v3_large.pth", "arch": "ssdlite320_mobilenet_v3_large",
+        "kwargs": {"num_classes": NUM_CLASSES, "image_size": DET_SIZE, "backbone_kwargs": {"width_mult": 0.25}},
+        "build": {"num_classes": NUM_CLASSES, "width_mult": 0.25},
+    },
+}
+
+
+class _SSDNet(torch.nn.Module):
+    """torchvision SSD's network alone (backbone + head), for statistics and raw outputs."""
+
+    def __init__(self, ssd: Any) -> None:
+        super().__init__()
+        self.backbone, self.head = ssd.backbone, ssd.head
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.head(list(self.backbone(x).values()))
+
+
+def make_detection_fixtures() -> None:
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+    from torchvision.models.detection.image_list import ImageList
+
+    gen = torch.Generator().manual_seed(4321)
+    # Images as uint8 (the tests divide by 255 too) and weights stored in float16 after rounding the
+    # model's own to float16 values, so the outputs are exact for what the file holds at half the size.
+    raw = [torch.randint(0, 256, (3, 100, 120), generator=gen, dtype=torch.uint8),
+           torch.randint(0, 256, (3, DET_SIZE, DET_SIZE), generator=gen, dtype=torch.uint8)]
+    images = [r.float() / 255 for r in raw]
+    arrays: dict[str, torch.Tensor] = {"image0": raw[0], "image1": raw[1]}
+    manifest: dict[str, Any] = {"size": DET_SIZE, "images": ["image0", "image1"], "fixtures": {}}
+    for i, (name, fx) in enumerate(DET_FIXTURES.items()):
+        torch.manual_seed(200 + i)
+        ssd = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, **fx["build"])
+        ssd.transform.fixed_size = (DET_SIZE, DET_SIZE)
+        ssd.transform.min_size, ssd.transform.max_size = (DET_SIZE,), DET_SIZE
+        net = _SSDNet(ssd)
+        _randomise_torch(net, torch.rand(4, 3, DET_SIZE, DET_SIZE, generator=gen) * 2 - 1, gen)
+        ssd.eval()
+        with torch.no_grad():
+            for t in ssd.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+            batch, _ = ssd.transform(images)
+            out = net(batch.tensors)
+            peak = float(out["cls_logits"].abs().max())
+            if peak > 10:  # keep logits within +-10 (see the classifiers' note above)
+                for block in ssd.head.classification_head.module_list:
+                    for t in (block[1].weight, block[1].bias):
+                        t.copy_((t * (10 / peak)).half().float())
+                out = net(batch.tensors)
+            feats = list(ssd.backbone(batch.tensors).values())
+            anchors = ssd.anchor_generator(ImageList(batch.tensors, batch.image_sizes), feats)[0]
+        state = {k: (v.half() if v.is_floating_point() else v).detach().clone().contiguous()
+                 for k, v in ssd.state_dict().items()}
+        torch.save(state, OUT / fx["file"])
+        for key in ("cls_logits", "bbox_regression"):
+            arrays[f"{name}.{key}"] = out[key].contiguous()
+        arrays[f"{name}.anchors"] = anchors.contiguous()
+        manifest["fixtures"][name] = {"file": fx["file"], "arch": fx["arch"], "kwargs": fx["kwargs"],
+                                      "num_classes": NUM_CLASSES, "anchors": int(anchors.shape[0])}
+        print(f"{name:40s} {(OUT / fx['file']).stat().st_size / 1024:8.1f} KiB  "
+              f"logits in [{out['cls_logits'].min():.2f}, {out['cls_logits'].max():.2f}]")
+    save_file(arrays, OUT / "detection_expected.safetensors")
+    manifest["generated_with"] = _versions()
+    (OUT / "detection.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def _versions() -> dict[str, str]:
     out = {"torch": torch.__version__}
     for mod in ("torchvision", "timm", "keras", "h5py"):
@@ -270,10 +349,15 @@ def _versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="tv,timm,keras", help="comma-separated sources to rebuild")
+    parser.add_argument("--only", default="tv,timm,keras,det", help="comma-separated sources to rebuild")
     args = parser.parse_args()
-    wanted = {"tv": "torchvision", "timm": "timm", "keras": "keras"}
+    wanted = {"tv": "torchvision", "timm": "timm", "keras": "keras", "det": "detection"}
     only = {wanted[s.strip()] for s in args.only.split(",") if s.strip()}
+    if "detection" in only:
+        OUT.mkdir(parents=True, exist_ok=True)
+        make_detection_fixtures()
+        if only == {"detection"}:
+            return
 
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

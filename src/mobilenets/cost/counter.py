@@ -306,8 +306,11 @@ def _counted_forward(model: nn.Module, x: torch.Tensor, counter: FlopCounterMode
     try:
         model.eval()
         try:
+            # A model whose forward does more than its network (a detector resizes and runs NMS) names
+            # the pass to count; every module hook still fires inside it.
+            run = getattr(model, "profile_forward", None) or model
             with torch.no_grad(), counter:
-                model(x)
+                run(x)
         except Exception as error:
             raise _forward_error(x, error) from error
     finally:

@@ -46,7 +46,9 @@ class DatasetInfo:
     in_memory: bool
     defaults: TrainDefaults
     build: Callable[..., dict[str, Any]] = field(repr=False, compare=False)
-
+    #: "classify" (labels per image) or "detect" (boxes: :mod:`.detection`'s item and batch formats);
+    #: a training config's ``task: auto`` follows it.
+    task: str = "classify"
 
 
 class DataRootError(ValueError):
@@ -142,6 +144,68 @@ def _build_imagefolder(root: str | Path | None, image_size: int, **kw: Any) -> d
     return {"train": train, "val": val, "test": test}
 
 
+def _build_digit_scenes(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
+    from .scenes import SCENE_SIZES, load_scene_splits
+
+    sizes = tuple(kw.get("scene_sizes") or SCENE_SIZES)
+    return load_scene_splits(canvas=image_size, seed=int(kw.get("seed", 0)), sizes=sizes,  # type: ignore[arg-type]
+                             masks=bool(kw.get("scene_masks", True)))
+
+
+def _build_coco(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
+    """train2017 less a fixed ``val_size`` carve-out (seed 0) for model selection; "test" is the
+    official val2017, the split COCO results are reported on (test-dev has no public labels)."""
+    import numpy as np
+
+    from .coco import CocoDetection, coco_paths
+
+    year = kw.get("year") or 2017
+    layout = (f"a COCO directory holding annotations/instances_train{year}.json, "
+              f"annotations/instances_val{year}.json, train{year}/ and val{year}/")
+    if root is None:
+        raise DataRootError("coco", layout)
+    if not Path(root).expanduser().is_dir():
+        raise DataRootError("coco", layout, root, "does not exist")
+    for split in ("train", "val"):
+        ann, images = coco_paths(root, split, year)
+        for p in (ann, images):
+            if not p.exists():
+                raise DataRootError("coco", layout, root, f"has no {p.relative_to(Path(root).expanduser())}")
+    common = {"year": year, "image_size": image_size, "contiguous": bool(kw.get("contiguous", True))}
+    full = CocoDetection(root, "train", remove_empty=bool(kw.get("remove_empty", False)), **common)
+    val_size = min(int(kw.get("val_size") or 5000), max(1, len(full) // 2))
+    order = np.random.default_rng(0).permutation(len(full))
+    train_idx, val_idx = np.sort(order[val_size:]), np.sort(order[:val_size])
+    return {"train": full.subset(train_idx), "val": full.subset(val_idx),
+            "test": CocoDetection(root, "val", **common)}
+
+
+def _build_voc(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
+    """VOC2007 train (+ VOC2012 trainval when present) / VOC2007 val / VOC2007 test, the usual "07+12"
+    protocol with the 07 val list held out for model selection (VOC2012 alone: its train / val / val)."""
+    from .voc import VOCDetection, voc_year_dir
+
+    layout = ("a directory holding VOC2007/ (or VOCdevkit/VOC2007/) with Annotations/, JPEGImages/ and "
+              "ImageSets/Main/{train,val,test}.txt; VOC2012/ is added to training when present")
+    if root is None:
+        raise DataRootError("voc", layout)
+    if not Path(root).expanduser().is_dir():
+        raise DataRootError("voc", layout, root, "does not exist")
+    years = {y: d for y in ("2007", "2012") if (d := voc_year_dir(root, y)) is not None}
+    if not years:
+        raise DataRootError("voc", layout, root, "has no VOC2007/Annotations or VOC2012/Annotations folder")
+    main = "2007" if "2007" in years else "2012"
+    for name in ("train", "val"):
+        if not (years[main] / "ImageSets" / "Main" / f"{name}.txt").is_file():
+            raise DataRootError("voc", layout, root, f"has no VOC{main}/ImageSets/Main/{name}.txt")
+    train_sets = [(main, "train")] + [(y, "trainval") for y in years if y != main]
+    common = {"image_size": image_size, "keep_difficult": bool(kw.get("keep_difficult", False))}
+    val = VOCDetection(root, [(main, "val")], **common)
+    has_test = (years[main] / "ImageSets" / "Main" / "test.txt").is_file()
+    return {"train": VOCDetection(root, train_sets, **common), "val": val,
+            "test": VOCDetection(root, [(main, "test")], **common) if has_test else val}
+
+
 def _build_synthetic(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, SyntheticDataset]:
     seed = int(kw.get("seed", 0))
     sizes = tuple(kw.get("synthetic_sizes", (2048, 512, 512)))
@@ -159,6 +223,10 @@ def _build_synthetic(root: str | Path | None, image_size: int, **kw: Any) -> dic
 _DIGITS_DEFAULTS = TrainDefaults(32, "pad", 3, 0.0, True)  # 8x8 upsampled to 32x32, +-3 px shifts
 _CIFAR_DEFAULTS = TrainDefaults(32, "pad", 4, 0.5, True)  # the classic CIFAR recipe
 _PHOTO_DEFAULTS = TrainDefaults(None, "rrc", 0, 0.5, False)  # ImageNet-style
+# detection: the scenes at their 128-px canvas, never mirrored (a mirrored digit is not a digit);
+# photos at the detector's own input size, flipped half the time (the SSD recipe)
+_SCENES_DEFAULTS = TrainDefaults(128, "none", 0, 0.0, False)
+_DETECT_PHOTO_DEFAULTS = TrainDefaults(None, "none", 0, 0.5, False)
 
 #: The registry: name → :class:`DatasetInfo` (facts, defaults and builder).  Adding a dataset is one
 #: entry here (or :func:`register_dataset`); :data:`DATASETS` is a view of it, and a test checks that the
@@ -176,6 +244,14 @@ DATASET_INFO: dict[str, DatasetInfo] = {
     # synthetic patterns are smooth 4x4 grids: trained like digits (no flip needed to learn them)
     "synthetic": DatasetInfo("synthetic", None, 3, None, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True,
                              _DIGITS_DEFAULTS, _build_synthetic),
+    # detection (num_classes counts the background, label 0): scenes composed from the real digits
+    # (statistics of the 128-px training scenes), COCO-format and Pascal VOC folders
+    "digit_scenes": DatasetInfo("digit_scenes", 11, 1, 128, (0.0926,), (0.2099,), True, _SCENES_DEFAULTS,
+                                _build_digit_scenes, task="detect"),
+    "coco": DatasetInfo("coco", 81, 3, None, IMAGENET_MEAN, IMAGENET_STD, False, _DETECT_PHOTO_DEFAULTS,
+                        _build_coco, task="detect"),
+    "voc": DatasetInfo("voc", 21, 3, None, IMAGENET_MEAN, IMAGENET_STD, False, _DETECT_PHOTO_DEFAULTS,
+                       _build_voc, task="detect"),
 }
 
 
@@ -221,6 +297,7 @@ def build_datasets(
     interpolation: str = "bilinear",
     on_bad_image: str = "skip",
     verify_images: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
     """Build the ``"train"``, ``"val"`` and ``"test"`` datasets for ``name``.
 
@@ -233,6 +310,15 @@ def build_datasets(
     * ``imagefolder``: ``root/train`` and ``root/val`` (ImageNet layout); "test" is ``root/test`` when
       it exists, otherwise **the same dataset as "val"** (ImageNet has no public labelled test set).
     * ``synthetic``: :class:`SyntheticDataset` splits of ``synthetic_sizes`` sharing class patterns.
+    * ``digit_scenes`` (detection): :func:`~.scenes.load_scene_splits` on an ``image_size`` canvas,
+      composed from the digits' matching splits; options ``scene_sizes`` (train per epoch, val, test)
+      and ``scene_masks``.
+    * ``coco`` (detection): train2017 less a ``val_size`` carve-out (fixed seed 0) / that carve-out /
+      the official val2017 as "test"; options ``year``, ``contiguous``, ``remove_empty``.
+    * ``voc`` (detection): VOC2007 train (+ VOC2012 trainval) / VOC2007 val / VOC2007 test; option
+      ``keep_difficult``.
+
+    ``options`` go to the builder as they are (builders read the ones they know).
 
     Unknown names raise ValueError with the closest registered name.
     """
@@ -255,6 +341,7 @@ def build_datasets(
         interpolation=interpolation,
         on_bad_image=on_bad_image,
         verify_images=verify_images,
+        **options,
     )
 
 

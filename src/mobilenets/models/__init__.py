@@ -1,6 +1,7 @@
 """Models: layers, blocks, the one builder, the architecture tables and the registry (no weights: see
 :mod:`mobilenets.weights`, which builds on this package)."""
 
+from . import detection  # registers the detectors
 from .archs import (
     mobilenet_v1,
     mobilenet_v2,
@@ -26,6 +27,7 @@ __all__ = [
     "BlockType",
     "MobileNet",
     "build_model",
+    "detection",
     "get_model_kwargs",
     "list_models",
     "make_divisible",

@@ -48,11 +48,14 @@ def get_model_kwargs(name: str) -> dict[str, Any]:
         for p in inspect.signature(fn).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
     }
+    # Entry points that forward **kwargs to the builder take its keywords too; one with an explicit
+    # signature only (the detectors) takes exactly its own.
+    forwards = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
     common = {
         p.name: p.default
         for p in inspect.signature(MobileNet.__init__).parameters.values()
         if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    } if forwards else {}
     return {**common, **own}
 
 

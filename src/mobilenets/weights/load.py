@@ -120,7 +120,8 @@ def load_weights(
             mapped = sources.MappedState(tensors=dict(state), origin={k: k for k in state},
                                          description="mobilenets state dict")
         elif source == "torchvision":
-            mapped = sources.torchvision.to_native(state, model)
+            tv = sources.torchvision_detection if sources.torchvision_detection.looks_like(state) else sources.torchvision
+            mapped = tv.to_native(state, model)
         else:
             mapped = sources.timm.to_native(state, model)
     result = _apply(model, mapped, path, source, strict, skip_classifier)
@@ -138,6 +139,12 @@ def _apply(
 
     file_w, own_w = tensors.get("classifier.weight"), own.get("classifier.weight")
     no_classifier = own_w is None
+    differ = _detector_classes(model, tensors, what)
+    if differ is not None:  # a detector: its class-dependent tensors are its class heads' last convs
+        no_classifier = False
+        skip_classifier = bool(differ) if skip_classifier is None else skip_classifier
+        if differ and not skip_classifier:
+            raise WeightsError(differ)
     if skip_classifier is None:
         skip_classifier = file_w is not None and (no_classifier or own_w.shape != file_w.shape)
     if file_w is not None and own_w is not None and not skip_classifier and file_w.shape != own_w.shape \
@@ -149,7 +156,7 @@ def _apply(
             "to keep a fresh one for fine-tuning"
         )
     if skip_classifier or no_classifier:
-        for key in [k for k in tensors if k.startswith("classifier.")]:
+        for key in [k for k in tensors if k.startswith(_CLASS_PREFIXES)]:
             result.skipped.append(mapped.origin.get(key, key))
             del tensors[key]
 
@@ -163,7 +170,7 @@ def _apply(
     result.missing = [
         k for k in own
         if k not in tensors and not k.endswith("num_batches_tracked")
-        and not (skip_classifier and k.startswith("classifier."))
+        and not (skip_classifier and k.startswith(_CLASS_PREFIXES))
     ]
     if features_only:  # a backbone drops the head and the blocks past its deepest level on purpose
         result.unexpected = []
@@ -190,6 +197,31 @@ def _apply(
     return result
 
 
+# What a class count changes: a classifier's Linear, or the 1x1 convs ending a detector's class heads.
+_CLASS_PREFIXES = ("classifier.", *(f"cls_head.{level}.1." for level in range(16)))
+
+
+def _detector_classes(model: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> str | None:
+    """For a detector (a model with ``cls_head``): ``""`` if the file's class count is the model's, else why not.
+
+    ``None`` for any other model. The class count is read from the first level, whose class and box
+    outputs are ``classes x anchors`` and ``4 x anchors``.
+    """
+    if not hasattr(model, "cls_head"):
+        return None
+    own = model.state_dict()
+    cls, box = tensors.get("cls_head.0.1.weight"), tensors.get("box_head.0.1.weight")
+    mine = own.get("cls_head.0.1.weight")
+    if cls is None or box is None or mine is None or cls.shape == mine.shape or cls.shape[1:] != mine.shape[1:]:
+        return ""
+    anchors = box.shape[0] // 4
+    file_classes = cls.shape[0] // anchors if anchors else "?"
+    return (f"{what} has {file_classes} classes but the model has {getattr(model, 'num_classes', '?')} "
+            f"(cls_head.0.1.weight {tuple(cls.shape)} vs {tuple(mine.shape)}): build the model with "
+            f"num_classes={file_classes} to use the file's class heads, or load with skip_classifier=True "
+            "to keep fresh ones for fine-tuning")
+
+
 def _structural_issue(model: nn.Module, source: str) -> str | None:
     """Architecture choices a file cannot carry but its outputs depend on (activation functions)."""
     arch = getattr(model, "arch", None)
@@ -204,7 +236,8 @@ def _structural_issue(model: nn.Module, source: str) -> str | None:
 def _adopt_source_settings(model: nn.Module, source: str, result: LoadResult) -> None:
     """Give the model the source's BatchNorm eps, padding and input normalisation (recorded for saving)."""
     kwargs = getattr(model, "model_kwargs", None)
-    options = sources.architecture_options(source, getattr(getattr(model, "arch", None), "family", ""))
+    arch = getattr(model, "arch", None)
+    options = sources.architecture_options(source, arch.family if arch is not None else getattr(model, "family", ""))
     eps = options.get("bn_eps")
     if eps is not None:
         for m in model.modules():
@@ -220,7 +253,8 @@ def _adopt_source_settings(model: nn.Module, source: str, result: LoadResult) ->
     cfg = getattr(model, "pretrained_cfg", None)
     if isinstance(cfg, dict) and source != "native":
         cfg["source"] = source
-        if source in _SOURCE_MEAN_STD and getattr(model, "in_chans", 3) == 3:
+        # A detector normalises its own input (torchvision's SSDLite: 0.5 / 0.5), whatever the source.
+        if source in _SOURCE_MEAN_STD and getattr(model, "in_chans", 3) == 3 and cfg.get("task") != "detect":
             cfg["mean"], cfg["std"] = _SOURCE_MEAN_STD[source]
     log.info("loaded %s weights from %s (bn eps %s, padding %r)", source, result.path, eps, pad)
 

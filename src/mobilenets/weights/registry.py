@@ -65,6 +65,7 @@ class PretrainedEntry:
     num_classes: int = 1000
     top1: float | None = None
     top5: float | None = None
+    box_map: float | None = None  # detectors: COCO val2017 box mAP@[.5:.95], in percent
     metrics_from: str = ""
     mean: tuple[float, ...] = IMAGENET_MEAN_STD[0]
     std: tuple[float, ...] = IMAGENET_MEAN_STD[1]
@@ -135,6 +136,16 @@ _ENTRIES: tuple[PretrainedEntry, ...] = (
     _tv("mobilenet_v3_large.tv2_in1k", "mobilenet_v3_large", "mobilenet_v3_large-5c1a4163.pth", 75.274, 92.566,
         resize=232),
     _tv("mobilenet_v3_small.tv_in1k", "mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth", 67.668, 87.402),
+    # torchvision's COCO detector (SSDLite320, MobileNetV3-Large with the reduced tail, inputs in [-1, 1]).
+    # The full SHA-256 is the one projects pinning this file record; torchvision's file name carries its
+    # first 8 digits, so a mistake here would show as a refused download, never as a wrong file accepted.
+    PretrainedEntry("ssdlite320_mobilenet_v3_large.tv_coco", "ssdlite320_mobilenet_v3_large", "torchvision",
+                    "https://download.pytorch.org/models/ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
+                    "ssdlite320_mobilenet_v3_large_coco-a79551df.pth",
+                    sha256="a79551df90c79834bcd3bb3845ef9d966b5449a3a9b2833ae8404778ca5d65d2",
+                    sha256_prefix="a79551df", num_classes=91, box_map=21.3,
+                    metrics_from="torchvision weights meta (COCO-val2017 box mAP)", mean=(0.5, 0.5, 0.5),
+                    std=(0.5, 0.5, 0.5), crop_pct=1.0, input_size=(3, 320, 320)),
     # timm, trained in PyTorch (Hugging Face files; SHA-256 from the hub's LFS pointers)
     PretrainedEntry("mobilenet_v3_large.timm_ra_in1k", "mobilenet_v3_large", "timm",
                     *_hf("mobilenetv3_large_100.ra_in1k"), kwargs={"width_convention": "timm", "bn_eps": 1e-5},

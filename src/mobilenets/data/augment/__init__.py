@@ -19,11 +19,13 @@ batch.  Without a generator the global torch RNG of the batch's device is used.
 
 The ops live by concern: :mod:`.geometry` (affine warps, flips, crops, the crop box sampler, resize),
 :mod:`.color`, :mod:`.policies` (RandAugment / TrivialAugment / AutoAugment), :mod:`.erasing`,
-:mod:`.mixing` (mixup / cutmix, label smoothing) and :mod:`.pipeline` (normalisation,
-:func:`eval_preprocess`, :class:`BatchAugment`); this package re-exports all of them.
+:mod:`.mixing` (mixup / cutmix, label smoothing), :mod:`.pipeline` (normalisation,
+:func:`eval_preprocess`, :class:`BatchAugment`) and :mod:`.boxes` (:class:`BoxAugment`, detection:
+boxes move with the pixels); this package re-exports all of them.
 """
 
 from .base import to_float
+from .boxes import BoxAugment
 from .color import (
     adjust_brightness,
     adjust_contrast,
@@ -79,6 +81,7 @@ __all__ = [
     "OP_NAMES",
     "RA_OPS",
     "BatchAugment",
+    "BoxAugment",
     "adjust_brightness",
     "adjust_contrast",
     "adjust_saturation",

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import keras, timm, torchvision
+from . import keras, timm, torchvision, torchvision_detection
 from ._common import MappedState
 
-__all__ = ["SOURCES", "MappedState", "architecture_options", "detect_source", "keras", "timm", "torchvision"]
+__all__ = ["SOURCES", "MappedState", "architecture_options", "detect_source", "keras", "timm", "torchvision",
+           "torchvision_detection"]
 
 # "timm_tf": timm's tf_ ports of the TensorFlow weights (TF "same" padding, BN eps 1e-3, mean = std = 0.5).
 SOURCES = ("auto", "native", "torchvision", "timm", "timm_tf", "keras")
@@ -25,9 +26,9 @@ def detect_source(state: Mapping[str, Any]) -> str | None:
 
     Only the names are read, so a mapping of names to shapes works as well as one of tensors.
     """
-    if "stem.conv.weight" in state:
+    if "stem.conv.weight" in state or "backbone.stem.conv.weight" in state:  # a classifier or a detector
         return "native"
-    if torchvision.looks_like(state):
+    if torchvision.looks_like(state) or torchvision_detection.looks_like(state):
         return "torchvision"
     if timm.looks_like(state):
         return "timm"
@@ -46,6 +47,8 @@ def architecture_options(source: str, arch: str) -> dict[str, Any]:
     """
     if source in ("auto", "native"):
         return {}
+    if arch.startswith("ssdlite"):  # the detectors (family "ssdlite" or a registered ssdlite name)
+        return {"bn_eps": torchvision_detection.BN_EPS} if source == "torchvision" else {}
     if source == "torchvision":
         options: dict[str, Any] = {"bn_eps": torchvision.BN_EPS.get(arch, 1e-5), "pad_type": ""}
     elif source == "timm":
