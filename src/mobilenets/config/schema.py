@@ -131,6 +131,8 @@ class DataConfig:
     # CIFAR has no official validation split: this many training images (stratified, fixed seed) are
     # held out so the best epoch is never chosen on the test set. 5000 = 10% of CIFAR's 50k.
     val_size: int = field(default=5000, metadata=_help("CIFAR training images held out as the validation split"))
+    # None: the scenes module's own counts (8192 fresh training scenes per epoch, 512 val, 1024 test).
+    scene_sizes: tuple[int, int, int] | None = field(default=None, metadata=_help("digit_scenes: scenes per split (train per epoch, val, test); null: 8192, 512, 1024"))
 
     def validate(self) -> None:
         if self.image_size is not None:
@@ -143,6 +145,9 @@ class DataConfig:
                  f">= 0 and <= {max_workers} (4 per CPU, at least 16)")
         _require(self.synthetic_size >= 1, "synthetic_size", self.synthetic_size, ">= 1")
         _require(self.val_size >= 1, "val_size", self.val_size, ">= 1")
+        if self.scene_sizes is not None:
+            _require(all(n >= 1 for n in self.scene_sizes), "scene_sizes", self.scene_sizes,
+                     "three counts >= 1 (train per epoch, val, test), or null")
         if self.name == "imagefolder":
             _require(bool(self.root), "root", self.root, "set to a directory when name is 'imagefolder'")
 

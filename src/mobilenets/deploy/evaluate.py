@@ -172,7 +172,6 @@ def evaluate_weights(
 def _evaluate_detector(loaded: _Loaded, *, data: str | None, root: str | None, split: str, batch_size: int,
                        stages: StageLog, label: str | None) -> dict[str, Any]:
     """COCO box metrics of a detector's weights on a split (at the pixel size its run trained on)."""
-    from ..config import AugConfig
     from ..data.detection import make_detection_batches
     from ..data.registry import test_split_label
     from ..engine.task import detection_preprocess
@@ -194,7 +193,7 @@ def _evaluate_detector(loaded: _Loaded, *, data: str | None, root: str | None, s
                          f"{len(classes)}")
     batches, n_batches = make_detection_batches(ds, batch_size, shuffle=False, seed=0, device=dev, drop_last=False,
                                                 rank=0, world_size=1, num_workers=0)
-    pre = detection_preprocess(AugConfig(), size).to(dev)
+    pre = detection_preprocess().to(dev)
     desc = f"evaluating {label or loaded.runtime} on {dataset}/{split_label}"
     progress = stages.counted(n_batches, desc)
     result = evaluate_detection(model, _counted(device_batches(batches, dev), progress), pre, dataset=ds)

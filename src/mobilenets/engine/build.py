@@ -26,6 +26,7 @@ def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], 
         val_size=cfg.data.val_size,
         num_classes=cfg.model.num_classes if cfg.data.name == "synthetic" else None,
         synthetic_sizes=(cfg.data.synthetic_size, max(cfg.data.synthetic_size // 4, 1), max(cfg.data.synthetic_size // 4, 1)),
+        **({"scene_sizes": tuple(cfg.data.scene_sizes)} if cfg.data.scene_sizes else {}),
     )
     return datasets, info
 

@@ -45,6 +45,7 @@ class RecordedData:
     synthetic_size: int | None = None
     model_num_classes: int | None = None
     image_size: int | None = None
+    scene_sizes: tuple[int, ...] | None = None
 
 
 def recorded_data(source: str | Path | None) -> RecordedData | None:
@@ -80,6 +81,7 @@ def recorded_data(source: str | Path | None) -> RecordedData | None:
         root=str(root) if root not in (None, "") else None, val_size=_int(data.get("val_size")),
         synthetic_size=_int(data.get("synthetic_size")), model_num_classes=_int(model.get("num_classes")),
         image_size=_int(data.get("image_size")),
+        scene_sizes=tuple(int(n) for n in data["scene_sizes"]) if isinstance(data.get("scene_sizes"), list) else None,
     )
 
 
@@ -118,6 +120,8 @@ def build_eval_datasets(
         if recorded.synthetic_size is not None:  # the sizes engine.build.build_data derives from it
             n = recorded.synthetic_size
             options["synthetic_sizes"] = (n, max(n // 4, 1), max(n // 4, 1))
+        if recorded.scene_sizes is not None:  # digit_scenes: the same (val, test) scenes as the run's
+            options["scene_sizes"] = recorded.scene_sizes
     if dataset == "synthetic":  # as engine.train builds it: the model's class count, 3 channels
         options["num_classes"] = num_classes
     try:

@@ -220,7 +220,7 @@ class DetectionTask(Task):
         return BoxAugment.from_config(cfg.aug, size=cfg.data.image_size, generator=generator)
 
     def eval_preprocess(self, cfg: TrainConfig, mean: Any, std: Any) -> nn.Module:
-        return detection_preprocess(cfg.aug, int(cfg.data.image_size or 0))
+        return detection_preprocess()
 
     def loss(self, model: nn.Module, x: torch.Tensor, targets: Any, amp_ctx: Any) -> torch.Tensor:
         from ..data.detection import unpad_targets
@@ -260,11 +260,12 @@ class DetectionTask(Task):
         return tuple(size) if size else super().profile_size(model, cfg, channels)  # type: ignore[return-value]
 
 
-def detection_preprocess(aug: Any, size: int) -> nn.Module:
-    """Evaluation preprocessing of a detection batch: uint8 -> float in 0..1, boxes unchanged."""
+def detection_preprocess() -> nn.Module:
+    """Evaluation preprocessing of a detection batch: uint8 -> float in 0..1, boxes unchanged (the
+    detector resizes and normalises itself)."""
     from ..data.augment.boxes import BoxAugment
 
-    return BoxAugment.from_config(aug, size=size, generator=torch.Generator()).eval()
+    return BoxAugment().eval()
 
 
 TASKS: dict[str, type[Task]] = {"classify": ClassificationTask, "detect": DetectionTask}
