@@ -54,6 +54,19 @@ def test_task_follows_the_dataset() -> None:
         load_config(TrainConfig, None, ["task=segment"])
 
 
+def test_resume_of_a_run_saved_before_the_task_keys() -> None:
+    """A run whose config.yaml predates ``task`` and the box-augmentation keys resumes (they read as
+    their defaults); an actual change of task is refused."""
+    from mobilenets.config import to_dict
+    from mobilenets.engine.resume import check_resume_changes
+
+    saved = to_dict(TrainConfig())
+    del saved["task"], saved["aug"]["iou_crop"], saved["data"]["scene_sizes"]
+    assert check_resume_changes(saved, TrainConfig()) == []
+    with pytest.raises(ConfigError, match="task"):
+        check_resume_changes(saved, load_config(TrainConfig, None, ["task=detect"]))
+
+
 def test_run_directory_and_summary(detection_run: tuple[Path, dict[str, Any]]) -> None:
     run, summary = detection_run
     for name in ("config.yaml", "metrics.csv", "summary.json", "model.safetensors", "config.json",
@@ -73,7 +86,7 @@ def test_run_directory_and_summary(detection_run: tuple[Path, dict[str, Any]]) -
     # The weights kept are the best on val mAP, as the plots' rule reads it back.
     assert best_epoch(rows, "map") == (summary["best_epoch"], pytest.approx(summary["best_val_map"]),
                                        summary["best_weights"])
-    assert "task: detect" in (run / "config.yaml").read_text()
+    assert "task: auto" in (run / "config.yaml").read_text()  # as given; summary.json names the task
 
 
 def test_resume_is_exact(tmp_path: Path, detection_run: tuple[Path, dict[str, Any]],

@@ -50,11 +50,16 @@ def check_resume_changes(saved: Mapping[str, Any], cfg: TrainConfig, completed_e
 
     Returns notes for the changes allowed (``epochs`` extended, ``optim.lr`` changed); raises
     :class:`ConfigError` naming the first key whose change the checkpoint's state cannot follow.
+    Keys missing from ``saved`` (added to the config since the run was written) count as their defaults.
     """
     before, after = _flatten(dict(saved)), _flatten(to_dict(cfg))
+    # A key the saved config lacks was added to the config after the run started: the run used what is
+    # now its default (e.g. ``task: auto``), so it is compared with that default.
+    defaults = _flatten(to_dict(TrainConfig()))
     notes: list[str] = []
     for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
+        old = before[key] if key in before else defaults.get(key)
+        new = after.get(key)
         if old == new:
             continue
         if key not in RESUMABLE_KEYS:

@@ -186,7 +186,6 @@ def _resolve_config(cfg: TrainConfig, device: torch.device, dist_info: DistInfo,
                     resume_state: dict[str, Any] | None) -> tuple[TrainConfig, list[str], dict[str, Any], Any]:
     """Fields left null take the dataset's / the run's own defaults; each choice is one line at start."""
     cfg, notes = resolve_dataset_defaults(cfg)
-    cfg = dataclasses.replace(cfg, task=resolve_task(cfg))  # saved resolved: config.yaml says what ran
     cfg, more = clamp_warmup(cfg)
     notes += more
     datasets, info = build_data(cfg, device)
@@ -252,7 +251,7 @@ def _setup(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, run_dir:
     from ..data.registry import test_split_label
 
     cfg, notes, datasets, info = _resolve_config(cfg, device, dist_info, resume_state)
-    task = get_task(cfg.task)
+    task = get_task(resolve_task(cfg))  # cfg.task stays as given ("auto"): summary.json records the task
     test_split = test_split_label(datasets)
     if test_split != "test":
         notes.append(f"note: {cfg.data.root} has no test/ folder, so the final 'test' figure is measured on the "
