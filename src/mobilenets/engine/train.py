@@ -7,13 +7,14 @@ Speed comes from keeping in-memory datasets on the training device and augmentin
 (no per-sample Python work), channels_last, and few host synchronisations; each speed feature sits
 behind one config switch. What is task-specific (batches, model, augmentation, loss, evaluation, the
 metric that picks the best weights, the metrics columns and summary keys) is asked of the run's
-:class:`~mobilenets.engine.task.Task`; the loop itself is the same for every task. Everything a run produces goes into its run directory:
+:class:`~mobilenets.engine.task.Task`; the loop itself is the same for every task. Everything a run
+produces goes into its run directory:
 
 * ``config.yaml`` (resolved), ``metrics.csv`` (one row per epoch), TensorBoard events in ``tb/``,
 * ``checkpoints/last.pt`` (atomic; everything needed for a bit-identical resume),
 * ``model.safetensors`` + ``config.json``: the best weights by the task's validation metric (top-1,
   or box mAP for detection; never chosen on test),
-* ``summary.json`` and PNG plots of loss, accuracy and learning rate.
+* ``summary.json`` and PNG plots of loss, accuracy (a detector: ``map.png``) and learning rate.
 """
 
 from __future__ import annotations
