@@ -35,7 +35,7 @@ from ..mobilenet import MobileNet
 from ..native import save_pretrained as write_native
 from ..registry import build_model
 from .anchors import DefaultBoxes
-from .boxes import BoxCoder, clip_boxes, postprocess, ssd_loss
+from .boxes import SSD_BOX_WEIGHTS, BoxCoder, clip_boxes, postprocess, ssd_loss
 
 __all__ = ["DEFAULT_EXTRA_CHANNELS", "SSDLite", "Targets"]
 
@@ -224,7 +224,7 @@ class SSDLite(nn.Module):
         self.cls_head = nn.ModuleList(_prediction_block(c, num_classes * a, norm_layer) for c, a in zip(chans, per_loc))
         self.box_head = nn.ModuleList(_prediction_block(c, 4 * a, norm_layer) for c, a in zip(chans, per_loc))
         _normal_init(self)  # the backbone too: torchvision does so when it is not pretrained
-        self.box_coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+        self.box_coder = BoxCoder(SSD_BOX_WEIGHTS)
         self.image_mean = tuple(float(v) for v in (image_mean or (0.5,) * in_chans))
         self.image_std = tuple(float(v) for v in (image_std or (0.5,) * in_chans))
         if len(self.image_mean) != in_chans or len(self.image_std) != in_chans:
