@@ -20,11 +20,12 @@ from torch import nn
 import mobilenets
 from mobilenets import create_model, from_pretrained, load_weights, profile
 from mobilenets.models.detection import SSDLite, postprocess
-from mobilenets.weights import WeightsError
+from mobilenets.models.registry import model_task
+from mobilenets.weights import WeightsError, pretrained_defaults
 from mobilenets.weights.registry import get_pretrained
 
 FIXTURES = Path(__file__).parent / "fixtures" / "weights"
-DETECTORS = [n for n in mobilenets.list_models("ssdlite*") if n != "ssdlite"]
+DETECTORS = [n for n in mobilenets.list_models(task="detect") if n != "ssdlite"]
 ANY_BACKBONE = ["resnet18", "mobilenet_v4_hybrid_medium", "mobilenet_v3_large"]
 SMALL = {"num_classes": 3, "image_size": 64, "extra_channels": (32, 32, 16, 16)}
 
@@ -111,6 +112,8 @@ def test_registry_tag_for_the_coco_weights():
     assert entry.url.endswith(entry.filename) and entry.sha256 and entry.sha256.startswith(entry.sha256_prefix)
     assert entry.sha256_prefix in entry.filename and entry.box_map == 21.3 and entry.num_classes == 91
     assert entry.mean == entry.std == (0.5, 0.5, 0.5) and entry.input_size == (3, 320, 320)
+    # what the tag implies for create_model, known without the file
+    assert pretrained_defaults(entry.arch, entry.tag) == {"num_classes": 91, "bn_eps": 1e-3}
 
 
 # ------------------------------------------------------------------------------ every backbone
@@ -118,6 +121,9 @@ CASES = DETECTORS + ANY_BACKBONE
 
 
 def test_registered_detectors():
+    # classifier code (list_models() with its default task) never meets a detector by accident
+    assert not mobilenets.list_models("ssdlite*") and mobilenets.list_models("ssdlite", task=None) == ["ssdlite"]
+    assert model_task("ssdlite_mobilenet_v2") == "detect" and model_task("mobilenet_v2") == "classify"
     assert set(DETECTORS) == {"ssdlite320_mobilenet_v3_large", "ssdlite_mobilenet_v1", "ssdlite_mobilenet_v2",
                               "ssdlite_mobilenet_v3_small", "ssdlite_mobilenet_v4_conv_small",
                               "ssdlite_mobilenet_v4_conv_medium"}
