@@ -158,7 +158,7 @@ EXPORTED = [pytest.param(n, marks=pytest.mark.slow) if n == "ssdlite_mobilenet_v
 
 
 @pytest.mark.parametrize("name", EXPORTED)
-def test_decoded_exports_with_static_shapes(name):
+def test_decoded_exports_with_static_shapes(name, tmp_path):
     torch.manual_seed(0)
     model = _small(name).eval()
     x, _ = model.transform(torch.rand(2, 3, 48, 80))
@@ -172,10 +172,10 @@ def test_decoded_exports_with_static_shapes(name):
             return self.m.decoded(t)
 
     wrapper = Decoded(model).eval()
-    program = torch.export.export(wrapper, (x,))
+    torch.export.save(torch.export.export(wrapper, (x,)), tmp_path / "decoded.pt2")
     with torch.no_grad():
         want = wrapper(x)
-        got = program.module()(x)
+        got = torch.export.load(tmp_path / "decoded.pt2").module()(x)
     a = model.anchors_for(x).shape[0]
     assert want[0].shape == (2, a, 4) and want[1].shape == (2, a, 3)
     for w, g in zip(want, got):
@@ -199,6 +199,22 @@ def test_eval_boxes_are_in_input_pixels():
         model([torch.zeros(3, 64, 64, dtype=torch.uint8)])
     with pytest.raises(ValueError, match="targets are needed"):
         model.train()(images)
+
+
+def test_padded_batch_targets_equal_the_list():
+    torch.manual_seed(3)
+    model = _small("ssdlite_mobilenet_v3_small").train()
+    images = torch.rand(2, 3, 64, 64)
+    padded = {"boxes": torch.tensor([[[4.0, 6.0, 40.0, 30.0], [50.0, 10.0, 70.0, 50.0]], [[0.0] * 4] * 2]),
+              "labels": torch.tensor([[1, 2], [-1, -1]])}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    a = model(images, _targets())
+    model.load_state_dict(state)  # the same BatchNorm statistics for the second pass
+    b = model(images, padded)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+    with pytest.raises(ValueError, match="positive width and height"):
+        model(images, [{"boxes": torch.tensor([[5.0, 5.0, 5.0, 9.0]]), "labels": torch.tensor([1])}] * 2)
 
 
 def test_levels_follow_the_architecture():
