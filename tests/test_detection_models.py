@@ -267,3 +267,14 @@ def test_native_round_trip_keeps_options(tmp_path):
         for key in a:
             torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
     assert from_pretrained(tmp_path / "det").class_names == ["__background__", "a", "b"]
+
+
+def test_an_imagenet_backbone_loads_into_the_detector_backbone():
+    # the backbone is a features_only classifier: classifier checkpoints load into it (head skipped)
+    path = FIXTURES / "tv_mobilenet_v3_large.safetensors"
+    model = create_model("ssdlite320_mobilenet_v3_large", num_classes=3, image_size=64,
+                         backbone_kwargs={"width_mult": 0.1, "reduced_tail": False})
+    result = load_weights(model.backbone, path)
+    assert not result.missing and model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+    reference = create_model("mobilenet_v3_large", width_mult=0.1, num_classes=5, pretrained=str(path))
+    torch.testing.assert_close(model.backbone.blocks[-1][-1].conv.weight, reference.blocks[-1][-1].conv.weight)
