@@ -304,10 +304,11 @@ class SSDLite(nn.Module):
         """
         out = self.head_outputs(x)
         anchors = self.anchors_for(x)
-        deltas = out["bbox_regression"]
-        boxes = self.box_coder.decode(deltas, anchors.unsqueeze(0).expand(deltas.shape[0], -1, -1))
+        # Decoding and softmax in float32 even under autocast: bf16 would move a 320-px box by pixels.
+        deltas = out["bbox_regression"].float()
+        boxes = self.box_coder.decode(deltas, anchors.float().unsqueeze(0).expand(deltas.shape[0], -1, -1))
         boxes = clip_boxes(boxes, (int(x.shape[-2]), int(x.shape[-1])))
-        return boxes, F.softmax(out["cls_logits"], dim=-1)
+        return boxes, F.softmax(out["cls_logits"].float(), dim=-1)
 
     # ---------------------------------------------------------------------------------- interface
     def transform(self, images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
