@@ -277,6 +277,10 @@ def test_postprocess_thresholds_topk_and_limit():
     clipped = postprocess(boxes, scores, score_thresh=0.35, nms_thresh=0.5, image_sizes=[(8, 9)])
     # clipped first, as torchvision does: class 1 keeps b0 and the (now empty) b2; class 2 keeps b3
     assert clipped[0]["boxes"].tolist() == [[0, 0, 9, 8], [9, 8, 9, 8], [0, 8, 9, 8]]
+    as_tensor = postprocess(
+        boxes, scores, score_thresh=0.35, nms_thresh=0.5, image_sizes=torch.tensor([[8, 9]])
+    )
+    assert torch.equal(as_tensor[0]["boxes"], clipped[0]["boxes"])
     none = postprocess(boxes, scores, score_thresh=0.9, nms_thresh=0.5)
     assert none[0]["boxes"].shape == (0, 4) and none[0]["labels"].shape == (0,)
 
