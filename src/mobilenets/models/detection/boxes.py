@@ -47,9 +47,9 @@ SSD_BOX_WEIGHTS: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
 """torchvision SSD's box-coding weights for (dx, dy, dw, dh): offsets are learnt 10x / 5x scaled."""
 
 _DEFAULT_CLAMP = math.log(1000.0 / 16)
-# The most pairs one IoU matrix of NMS may hold (4M floats, 16 MB); bigger problems go block by block.
-_PAIR_BUDGET = 1 << 22
-_BLOCK = 2048
+# The most pairs one IoU matrix of NMS may hold (1M floats, 4 MB: small enough to stay in cache); bigger problems go block by block.
+_PAIR_BUDGET = 1 << 20
+_BLOCK = 1024
 
 
 def _check_boxes(name: str, boxes: object, *, ndim: int | None = None) -> Tensor:
@@ -79,12 +79,14 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """
     a = _upcast(_check_boxes("boxes1", boxes1))
     b = _upcast(_check_boxes("boxes2", boxes2))
-    lt = torch.max(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.min(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
-    return inter / union
+    # One contiguous plane per coordinate (not [..., 2] pairs of strided views): the same values, many
+    # times faster on CPU, where NMS spends most of its time here.
+    ax1, ay1, ax2, ay2 = a.movedim(-1, 0).contiguous().unsqueeze(-1)
+    bx1, by1, bx2, by2 = b.movedim(-1, 0).contiguous().unsqueeze(-2)
+    inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    inter = inter.mul_(torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0))
+    union = ((ax2 - ax1) * (ay2 - ay1)).add((bx2 - bx1) * (by2 - by1)).sub_(inter)
+    return inter.div_(union)
 
 
 def clip_boxes(boxes: Tensor, size_hw: Sequence[float]) -> Tensor:
@@ -171,8 +173,8 @@ def _greedy(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
     point in at most ``n`` steps (a few in practice) and, once two steps agree, the answer is exact.
     """
     n = boxes.shape[-2]
-    later = torch.ones(n, n, dtype=torch.bool, device=boxes.device).triu_(1)
-    suppress = ((box_iou(boxes, boxes) > iou_threshold) & later).to(torch.float32)
+    # suppress[g, i, j] = 1.0 when box i (earlier) overlaps box j (later) by more than the threshold.
+    suppress = box_iou(boxes, boxes).float().triu_(1).gt_(iou_threshold)
     keep = valid
     for _ in range(n + 1):
         hit = torch.bmm(keep.to(torch.float32).unsqueeze(-2), suppress).squeeze(-2) > 0
@@ -486,7 +488,7 @@ def postprocess(
     nms_thresh: float = 0.55,
     topk_candidates: int = 300,
     detections_per_img: int = 300,
-    image_sizes: Sequence[Sequence[int]] | None = None,
+    image_sizes: Sequence[Sequence[int]] | Sequence[int] | Tensor | None = None,
 ) -> list[dict[str, Tensor]]:
     """Detections from decoded boxes ``[N, A, 4]`` and softmaxed scores ``[N, A, C]`` (torchvision SSD's
     ``postprocess_detections`` after decoding): one ``{"boxes", "scores", "labels"}`` per image.
@@ -509,6 +511,8 @@ def postprocess(
     n = boxes.shape[0]
     sizes: list[Sequence[int] | None] = [None] * n
     if image_sizes is not None:
+        if isinstance(image_sizes, Tensor):  # e.g. a batch's "orig_size" [N, 2]
+            image_sizes = image_sizes.tolist()
         one = len(image_sizes) == 2 and all(isinstance(v, int | float) for v in image_sizes)
         sizes = [image_sizes] * n if one else list(image_sizes)  # type: ignore[list-item]
         if len(sizes) != n:
