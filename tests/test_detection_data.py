@@ -27,7 +27,7 @@ from mobilenets.data import (
     unpad_targets,
 )
 from mobilenets.data.folder import BadImageError
-from mobilenets.data.scenes import SceneSpec, compose_scenes
+from mobilenets.data.scenes import SceneSpec, compose_scenes, digit_bank
 from mobilenets.data.tensor import load_digits_splits
 from mobilenets.data.voc import VOC_CLASSES
 
@@ -270,6 +270,8 @@ def test_scene_boxes_are_tight_on_the_ink_and_masks_agree():
         assert torch.equal(covered, ink[i])  # every ink pixel lies in a box of its own label
     noisy = compose_scenes(digits.images, digits.labels, 40, SceneSpec(), seed=3)
     assert torch.equal(noisy["boxes"], out["boxes"]) and torch.equal(noisy["masks"], out["masks"])
+    banked = compose_scenes(digits.images, digits.labels, 40, SceneSpec(), seed=3, bank=digit_bank(digits.images, SceneSpec()))
+    assert all(torch.equal(banked[k], noisy[k]) for k in ("images", "masks", "boxes", "labels"))  # same scenes either way
     background = noisy["images"][:, 0][noisy["masks"] == 0].float()
     assert 0 < background.mean() < 12 and background.std() > 2  # a little noise
 
@@ -345,6 +347,8 @@ def test_collate_unpad_and_targets_to():
     empty = collate_detection(items[1:])[1]
     assert empty["boxes"].shape == (1, 1, 4) and empty["labels"].tolist() == [[-1]]  # M >= 1
     assert targets_to(t, "cpu")["boxes"].device.type == "cpu"
+    with pytest.raises(ValueError, match="batch_size: got 9, larger than the 2-image"):
+        make_detection_batches(items, 9, shuffle=False, seed=0, device="cpu", drop_last=True)
     with pytest.raises(ValueError, match="share a size"):
         collate_detection([items[0], (torch.zeros(1, 4, 4, dtype=torch.uint8), items[1][1])])
 
