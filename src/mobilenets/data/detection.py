@@ -230,7 +230,9 @@ def make_detection_batches(dataset: Any, batch_size: int, *, shuffle: bool, seed
     """``(loader, steps)``: a re-iterable :class:`DetectionLoader` of ``(images uint8 [N, C, S, S],
     padded targets)`` batches on ``device`` and the number of batches it yields per epoch."""
     if drop_last and batch_size > len(dataset):
-        raise ValueError(f"batch_size={batch_size} invalid; expected <= the {len(dataset)} images of the split")
+        from ..config import ConfigError
+
+        raise ConfigError(f"got {batch_size}, larger than the {len(dataset)}-image training split", key="batch_size")
     loader = DetectionLoader(dataset, batch_size, shuffle=shuffle, seed=seed, device=device, drop_last=drop_last,
                              rank=rank, world_size=world_size, num_workers=num_workers)
     return loader, len(loader)

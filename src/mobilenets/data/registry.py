@@ -246,7 +246,7 @@ DATASET_INFO: dict[str, DatasetInfo] = {
                              _DIGITS_DEFAULTS, _build_synthetic),
     # detection (num_classes counts the background, label 0): scenes composed from the real digits
     # (statistics of the 128-px training scenes), COCO-format and Pascal VOC folders
-    "digit_scenes": DatasetInfo("digit_scenes", 11, 1, 128, (0.0926,), (0.2099,), True, _SCENES_DEFAULTS,
+    "digit_scenes": DatasetInfo("digit_scenes", 11, 1, 128, (0.0918,), (0.2086,), True, _SCENES_DEFAULTS,
                                 _build_digit_scenes, task="detect"),
     "coco": DatasetInfo("coco", 81, 3, None, IMAGENET_MEAN, IMAGENET_STD, False, _DETECT_PHOTO_DEFAULTS,
                         _build_coco, task="detect"),

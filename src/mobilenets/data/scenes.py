@@ -1,10 +1,11 @@
 """Digit scenes: a detection dataset **composed** from scikit-learn's real handwritten digits.
 
 The scenes are synthetic compositions, not photographs: each is a ``canvas x canvas`` (default 128)
-black image holding 1-6 of the real 8x8 digits of :func:`~.tensor.load_digits_splits`, each upsampled
+image holding 1-6 of the real 8x8 digits of :func:`~.tensor.load_digits_splits`, each upsampled
 (bilinear) to a random square size of 16-56 px and placed at a random position, squares overlapping at
-most ``max_overlap`` of the smaller one, where overlapping ink keeps the brighter pixel; then a little
-Gaussian noise (std 4% of full intensity) is added. The digits are real, their arrangement is not.
+most ``max_overlap`` (20%) of the smaller one; the background is a little Gaussian noise on black (std 4%
+of full intensity, clipped at 0) and every pixel keeps the brightest of the noise and the digits'
+ink there. The digits are real, their arrangement is not.
 
 * **Splits never share a digit**: train scenes use only the classifier's train digits, val scenes its
   val digits, test scenes its test digits (``source_rows`` records the ``load_digits`` row of every
@@ -12,15 +13,16 @@ Gaussian noise (std 4% of full intensity) is added. The digits are real, their a
   and the test scenes both use fixed seeds); val scenes follow ``seed``.
 * **Exact targets**: a digit's box is the tight box of its own rendered ink (clean pixels >= ``ink``,
   default 64 of 255: a quarter of full intensity, far above the noise), in canvas pixels; ``masks`` hold
-  the label of the ink at each pixel (0 = background; where two digits' ink overlaps, the brighter one),
-  kept on the dataset for segmentation.
+  the label of the ink at each pixel (0 = background; where ink of two digits overlaps, the larger
+  label, a deterministic rule), kept on the dataset for segmentation (``masks=False`` skips them).
 * **Fresh training scenes**: the training split is regenerated for every epoch, deterministically in
   ``(seed, epoch)`` (:meth:`DigitScenes.set_epoch`), so a resumed run sees exactly the scenes it would
   have seen; val and test are generated once.
-* **Fast**: layout is drawn for all scenes at once (a loop over the 6 slots only), digits are upsampled
-  per size in one ``interpolate`` each and pasted with one ``scatter_reduce`` per size, on the dataset's
-  device; the noise comes from a per-epoch bank of Gaussian rows (each scene row picks one at random),
-  which costs a gather instead of 2M fresh normal draws per 128 scenes.
+* **Fast**: the layout is drawn for all scenes at once (a loop over the 6 slots only); the digits of
+  one size are rendered by two matrix products (or gathered from a bank pre-rendered at every size, for
+  a training split) and pasted with one ``scatter_reduce`` per size, on the dataset's device; the noise
+  comes from a per-epoch bank of Gaussian rows (each scene row picks one at random), a gather instead of
+  2M fresh normal draws per 128 scenes. About a second per 8192-scene epoch on one CPU core.
 
 Defaults: 8192 training scenes per epoch (about 28k digits, twenty passes over the 1257 train digits in
 new places, and an epoch short enough on a CPU to evaluate and checkpoint often), 512 val scenes (about
@@ -50,6 +52,7 @@ SCENE_SIZES: tuple[int, int, int] = (8192, 512, 1024)
 SCENES_TEST_SEED = 0
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 _NOISE_ROWS = 4096
+_BANK_FROM = 1024  # training scenes per epoch from which the digits are pre-rendered at every size
 
 
 @dataclass(frozen=True)
@@ -112,25 +115,28 @@ def _layout(n: int, spec: SceneSpec, num_digits: int, g: torch.Generator) -> tup
     return squares.gather(1, order[..., None].expand(-1, -1, 3)), placed.gather(1, order), pick.gather(1, order)
 
 
-def digit_bank(digits: Tensor, spec: SceneSpec, device: torch.device | str = "cpu") -> dict[int, tuple[Tensor, Tensor]]:
-    """Every digit upsampled (bilinear) to every side ``min_size..max_size``: side -> (uint8 patches
-    [D, s, s], tight ink boxes [D, 4] as patch-relative ``(x0, y0, x1, y1)``). Built once per split
-    (72 MiB for the 1257 train digits at 16..56 px), so an epoch only gathers and pastes."""
-    src = digits.to(device).float()[:, 0]
+def _render(src: Tensor, s: int, ink: int) -> tuple[Tensor, Tensor]:
+    """Digits ``src`` (float [D, 8, 8], 0..255) upsampled bilinearly to ``s x s``: (uint8 patches
+    [D, s, s], tight ink boxes [D, 4] as patch-relative ``(x0, y0, x1, y1)``)."""
     eye = torch.eye(src.shape[-1], device=src.device)
-    bank = {}
-    for s in range(spec.min_size, spec.max_size + 1):
-        # bilinear upsampling (align_corners=False) is separable: W @ x @ W^T with W the 1-D weights,
-        # three times faster than interpolate on a CPU
-        w = F.interpolate(eye[:, None], size=s, mode="linear", align_corners=False)[:, 0]  # [8, s]
-        patch = torch.matmul(torch.matmul(w.t(), src), w).round_().clamp_(0, 255)
-        rows, cols = patch.amax(2) >= spec.ink, patch.amax(1) >= spec.ink  # [D, s]; every digit has ink
-        ar = torch.arange(s, device=patch.device)
-        big = torch.full_like(ar, s)
-        box = torch.stack([torch.where(cols, ar, big).amin(1), torch.where(rows, ar, big).amin(1),
-                           torch.where(cols, ar, -1).amax(1) + 1, torch.where(rows, ar, -1).amax(1) + 1], -1)
-        bank[s] = (patch.to(torch.uint8).contiguous(), box)
-    return bank
+    # bilinear upsampling (align_corners=False) is separable: W^T @ x @ W with W the 1-D weights [8, s],
+    # three times faster than interpolate on a CPU
+    w = F.interpolate(eye[:, None], size=s, mode="linear", align_corners=False)[:, 0]
+    patch = torch.matmul(torch.matmul(w.t(), src), w).round_().clamp_(0, 255)
+    rows, cols = patch.amax(2) >= ink, patch.amax(1) >= ink  # [D, s]; every digit has ink (its peak is 255)
+    ar = torch.arange(s, device=patch.device)
+    big = torch.full_like(ar, s)
+    box = torch.stack([torch.where(cols, ar, big).amin(1), torch.where(rows, ar, big).amin(1),
+                       torch.where(cols, ar, -1).amax(1) + 1, torch.where(rows, ar, -1).amax(1) + 1], -1)
+    return patch.to(torch.uint8), box
+
+
+def digit_bank(digits: Tensor, spec: SceneSpec, device: torch.device | str = "cpu") -> dict[int, tuple[Tensor, Tensor]]:
+    """Every digit rendered at every side ``min_size..max_size``: side -> :func:`_render`'s pair. Built
+    once for a training split (72 MiB for the 1257 train digits at 16..56 px), so an epoch only gathers
+    and pastes."""
+    src = digits.to(device).float()[:, 0]
+    return {s: _render(src, s, spec.ink) for s in range(spec.min_size, spec.max_size + 1)}
 
 
 def _paste(images: Tensor, masks: Tensor | None, patch: Tensor, labels: Tensor, scene: Tensor, sq: Tensor,
@@ -155,14 +161,13 @@ def compose_scenes(digits: Tensor, digit_labels: Tensor, n: int, spec: SceneSpec
     ``images`` uint8 [n, 1, S, S], ``masks`` uint8 [n, S, S] (None when ``masks=False``), ``boxes``
     float32 [n, K, 4], ``labels`` int64 [n, K] (digit + 1, -1 = empty slot), ``pick`` [n, K] (the
     digit's row in ``digits``, -1 empty), ``counts`` [n] (CPU). ``bank`` is :func:`digit_bank` of
-    ``digits`` (built here when not given).
+    ``digits``; without one each placed digit is rendered on the fly (cheaper for a few scenes).
 
     The layout and the noise picks come from one CPU generator, so boxes and masks never depend on the
     device; the noise bank is drawn on ``device``. Each size group is one gather from the bank and one
     ``scatter_reduce`` straight into the uint8 output: on a CPU generation is bound by memory traffic.
     """
     device = torch.device(device)
-    bank = bank if bank is not None else digit_bank(digits, spec, device)
     g = torch.Generator().manual_seed(seed)
     squares, placed, pick = _layout(n, spec, int(digits.shape[0]), g)
     c, k_max = spec.canvas, spec.max_digits
@@ -173,6 +178,7 @@ def compose_scenes(digits: Tensor, digit_labels: Tensor, n: int, spec: SceneSpec
     images = noise.index_select(0, noise_rows).view(-1)
     mask_canvas = torch.zeros(n * c * c, dtype=torch.uint8, device=device) if masks else None
     lab = digit_labels.to(device)
+    src = None if bank is not None else digits.to(device).float()[:, 0]
     inst = torch.nonzero(placed.view(-1)).view(-1)  # CPU: (scene * K + slot) of every placed digit
     flat_sq = squares.view(-1, 3)[inst]
     boxes = torch.zeros((n * k_max, 4), dtype=torch.float32, device=device)
@@ -181,9 +187,13 @@ def compose_scenes(digits: Tensor, digit_labels: Tensor, n: int, spec: SceneSpec
         sel = inst[in_group]
         d = pick.view(-1)[sel].to(device)
         sq = flat_sq[in_group].to(device)
-        patches, rel = bank[s]
-        _paste(images, mask_canvas, patches.index_select(0, d), lab[d] + 1, (sel // k_max).to(device), sq, spec)
-        boxes[sel.to(device)] = (rel.index_select(0, d) + sq[:, :2].repeat(1, 2)).float()
+        if bank is not None:
+            patches, rel = (t.index_select(0, d) for t in bank[s])
+        else:
+            assert src is not None
+            patches, rel = _render(src.index_select(0, d), s, spec.ink)
+        _paste(images, mask_canvas, patches, lab[d] + 1, (sel // k_max).to(device), sq, spec)
+        boxes[sel.to(device)] = (rel + sq[:, :2].repeat(1, 2)).float()
     placed_dev = placed.to(device)
     return {"images": images.view(n, 1, c, c), "masks": None if mask_canvas is None else mask_canvas.view(n, c, c),
             "boxes": boxes.view(n, k_max, 4), "labels": torch.where(placed_dev, lab[pick.to(device)] + 1, -1),
@@ -217,7 +227,8 @@ class DigitScenes(torch.utils.data.Dataset):
         self.classes = ["__background__", *(str(i) for i in range(10))]
         self.label_to_category = list(range(len(self.classes)))
         self.epoch = -1
-        self._bank = digit_bank(digits.images, self.spec, self.device)
+        # a bank pays off over many epochs of many scenes; a few scenes render their digits directly
+        self._bank = digit_bank(digits.images, self.spec, self.device) if fresh_each_epoch and num_scenes >= _BANK_FROM else None
         self.set_epoch(0, force=True)
 
     @property
@@ -270,7 +281,8 @@ class DigitScenes(torch.utils.data.Dataset):
             return self
         new = copy.copy(self)
         new.device = device
-        new._bank = {k: (p.to(device), b.to(device)) for k, (p, b) in self._bank.items()}
+        if self._bank is not None:
+            new._bank = {k: (p.to(device), b.to(device)) for k, (p, b) in self._bank.items()}
         for name in ("images", "masks", "boxes", "labels"):
             value = getattr(self, name)
             setattr(new, name, None if value is None else value.to(device))

@@ -18,7 +18,7 @@ from .archs import (
 from .blocks import BLOCK_TYPES, BlockSpec, BlockType
 from .layers import make_divisible
 from .mobilenet import ArchSpec, MobileNet
-from .registry import build_model, get_model_kwargs, list_models, register_model
+from .registry import build_model, get_model_kwargs, list_models, model_task, register_model
 
 __all__ = [
     "BLOCK_TYPES",
@@ -40,6 +40,7 @@ __all__ = [
     "mobilenet_v4_conv_small",
     "mobilenet_v4_hybrid_large",
     "mobilenet_v4_hybrid_medium",
+    "model_task",
     "register_model",
     "resnet18",
     "resnet50",

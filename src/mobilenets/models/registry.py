@@ -20,24 +20,43 @@ from torch import nn
 from .._validate import did_you_mean
 from .mobilenet import MobileNet
 
-__all__ = ["build_model", "check_model_kwargs", "get_model_kwargs", "instantiate", "list_models", "register_model"]
+__all__ = ["TASKS", "build_model", "check_model_kwargs", "get_model_kwargs", "instantiate", "list_models", "model_task",
+           "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 # Keywords every entry point forwards to the builder (MobileNet.__init__), beside its own.
 _COMMON_KWARGS: set[str] = set()
 
 
+TASKS = ("classify", "detect")
+
+
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register an entry point under its function name."""
+    """Register an entry point under its function name; its ``task`` attribute (default ``"classify"``)
+    says what it builds (``"detect"``: a detector, whose forward takes images and targets)."""
     if fn.__name__ in _MODELS:
         raise ValueError(f"model {fn.__name__!r} registered twice")
+    if getattr(fn, "task", "classify") not in TASKS:
+        raise ValueError(f"model {fn.__name__!r} has task {fn.task!r}; expected one of {TASKS}")  # type: ignore[attr-defined]
     _MODELS[fn.__name__] = fn
     return fn
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern, sorted."""
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
+def list_models(pattern: str = "*", task: str | None = "classify") -> list[str]:
+    """Registered model names matching a shell-style pattern, sorted.
+
+    ``task`` picks the kind: ``"classify"`` (the default: every name a classifier's code can take),
+    ``"detect"`` (the SSDLite detectors) or ``None`` for all.
+    """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task={task!r} invalid; expected one of {TASKS} or None")
+    return sorted(n for n, fn in _MODELS.items() if fnmatch.fnmatch(n, pattern)
+                  and (task is None or getattr(fn, "task", "classify") == task))
+
+
+def model_task(name: str) -> str:
+    """What a registered model builds: ``"classify"`` or ``"detect"``."""
+    return getattr(_entry(name), "task", "classify")
 
 
 def get_model_kwargs(name: str) -> dict[str, Any]:

@@ -48,6 +48,7 @@ def _entry(name: str, doc: str, *, backbone: str | None, base_kwargs: Mapping[st
     entry.__signature__ = inspect.Signature(params, return_annotation=SSDLite)  # type: ignore[attr-defined]
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = doc
+    entry.task = "detect"  # type: ignore[attr-defined]
     return register_model(entry)
 
 

@@ -49,7 +49,7 @@ SSD_BOX_WEIGHTS: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
 _DEFAULT_CLAMP = math.log(1000.0 / 16)
 # The most pairs one IoU matrix of NMS may hold (1M floats, 4 MB: small enough to stay in cache); bigger problems go block by block.
 _PAIR_BUDGET = 1 << 20
-_BLOCK = 2048
+_BLOCK = 1024
 
 
 def _check_boxes(name: str, boxes: object, *, ndim: int | None = None) -> Tensor:
@@ -488,7 +488,7 @@ def postprocess(
     nms_thresh: float = 0.55,
     topk_candidates: int = 300,
     detections_per_img: int = 300,
-    image_sizes: Sequence[Sequence[int]] | None = None,
+    image_sizes: Sequence[Sequence[int]] | Sequence[int] | Tensor | None = None,
 ) -> list[dict[str, Tensor]]:
     """Detections from decoded boxes ``[N, A, 4]`` and softmaxed scores ``[N, A, C]`` (torchvision SSD's
     ``postprocess_detections`` after decoding): one ``{"boxes", "scores", "labels"}`` per image.
@@ -511,6 +511,8 @@ def postprocess(
     n = boxes.shape[0]
     sizes: list[Sequence[int] | None] = [None] * n
     if image_sizes is not None:
+        if isinstance(image_sizes, Tensor):  # e.g. a batch's "orig_size" [N, 2]
+            image_sizes = image_sizes.tolist()
         one = len(image_sizes) == 2 and all(isinstance(v, int | float) for v in image_sizes)
         sizes = [image_sizes] * n if one else list(image_sizes)  # type: ignore[list-item]
         if len(sizes) != n:

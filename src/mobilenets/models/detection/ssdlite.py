@@ -35,7 +35,7 @@ from ..mobilenet import MobileNet
 from ..native import save_pretrained as write_native
 from ..registry import build_model
 from .anchors import DefaultBoxes
-from .boxes import BoxCoder, clip_boxes, postprocess, ssd_loss
+from .boxes import SSD_BOX_WEIGHTS, BoxCoder, clip_boxes, postprocess, ssd_loss
 
 __all__ = ["DEFAULT_EXTRA_CHANNELS", "SSDLite", "Targets"]
 
@@ -224,7 +224,7 @@ class SSDLite(nn.Module):
         self.cls_head = nn.ModuleList(_prediction_block(c, num_classes * a, norm_layer) for c, a in zip(chans, per_loc))
         self.box_head = nn.ModuleList(_prediction_block(c, 4 * a, norm_layer) for c, a in zip(chans, per_loc))
         _normal_init(self)  # the backbone too: torchvision does so when it is not pretrained
-        self.box_coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+        self.box_coder = BoxCoder(SSD_BOX_WEIGHTS)
         self.image_mean = tuple(float(v) for v in (image_mean or (0.5,) * in_chans))
         self.image_std = tuple(float(v) for v in (image_std or (0.5,) * in_chans))
         if len(self.image_mean) != in_chans or len(self.image_std) != in_chans:
@@ -304,10 +304,11 @@ class SSDLite(nn.Module):
         """
         out = self.head_outputs(x)
         anchors = self.anchors_for(x)
-        deltas = out["bbox_regression"]
-        boxes = self.box_coder.decode(deltas, anchors.unsqueeze(0).expand(deltas.shape[0], -1, -1))
+        # Decoding and softmax in float32 even under autocast: bf16 would move a 320-px box by pixels.
+        deltas = out["bbox_regression"].float()
+        boxes = self.box_coder.decode(deltas, anchors.float().unsqueeze(0).expand(deltas.shape[0], -1, -1))
         boxes = clip_boxes(boxes, (int(x.shape[-2]), int(x.shape[-1])))
-        return boxes, F.softmax(out["cls_logits"], dim=-1)
+        return boxes, F.softmax(out["cls_logits"].float(), dim=-1)
 
     # ---------------------------------------------------------------------------------- interface
     def transform(self, images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
