@@ -172,6 +172,17 @@ def test_nms_block_path_matches_one_matrix(monkeypatch):
     assert whole.tolist() == brute_nms(boxes, scores, 0.25)
 
 
+def test_nms_long_suppression_chain_takes_the_scan_and_stays_exact():
+    # Boxes 2.5 px apart: each overlaps its neighbour (IoU 0.6) but not the next one (0.33), so the
+    # fixed point would need one step per box; greedy keeps every other box.
+    n = 40
+    x0 = torch.arange(n, dtype=torch.float32) * 2.5
+    boxes = torch.stack([x0, torch.zeros(n), x0 + 10, torch.full((n,), 10.0)], dim=1)
+    scores = torch.linspace(1.0, 0.5, n)
+    keep = nms(boxes, scores, 0.5)
+    assert keep.tolist() == brute_nms(boxes, scores, 0.5) == list(range(0, n, 2))
+
+
 def test_nms_hand_case_and_classes_are_independent():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60], [0, 0, 10, 10]])
     scores = torch.tensor([0.9, 0.8, 0.7, 0.9])  # box 3 ties box 0: the lower index goes first

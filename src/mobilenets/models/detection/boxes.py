@@ -50,6 +50,8 @@ _DEFAULT_CLAMP = math.log(1000.0 / 16)
 # The most pairs one IoU matrix of NMS may hold (1M floats, 4 MB: small enough to stay in cache); bigger problems go block by block.
 _PAIR_BUDGET = 1 << 20
 _BLOCK = 1024
+_FIXED_POINT_STEPS = 8
+"""Fixed-point steps of :func:`_greedy` before it switches to the sequential scan."""
 
 
 def _check_boxes(name: str, boxes: object, *, ndim: int | None = None) -> Tensor:
@@ -168,21 +170,36 @@ class BoxCoder:
 def _greedy(boxes: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS in each row of ``boxes [G, n, 4]`` (already in score order): keep mask ``[G, n]``.
 
-    Greedy NMS is the unique fixed point of ``keep[j] = valid[j] and no kept i < j overlaps j``; iterating
-    that map from ``keep = valid`` fixes one more leading box per step at worst, so it reaches the fixed
-    point in at most ``n`` steps (a few in practice) and, once two steps agree, the answer is exact.
+    Greedy NMS is the unique fixed point of ``keep[j] = valid[j] and no kept i < j overlaps j``. Iterating
+    that map from ``keep = valid`` settles in a few steps for well-separated detections, and once two
+    steps agree the answer is exact. Long suppression chains (the dense, overlapping candidates of a
+    barely trained detector) can need up to ``n`` steps of an ``n x n`` product each; after
+    :data:`_FIXED_POINT_STEPS` the rows are finished by the sequential scan instead, whose cost is ``n``
+    cheap row updates whatever the overlaps.
     """
     n = boxes.shape[-2]
-    # suppress[g, i, j] = 1.0 when box i (earlier) overlaps box j (later) by more than the threshold.
-    suppress = box_iou(boxes, boxes).float().triu_(1).gt_(iou_threshold)
+    # suppress[g, i, j] = True when box i (earlier) overlaps box j (later) by more than the threshold.
+    weights = box_iou(boxes, boxes).float().triu_(1).gt_(iou_threshold)
+    suppress = weights > 0
     keep = valid
-    for _ in range(n + 1):
-        hit = torch.bmm(keep.to(torch.float32).unsqueeze(-2), suppress).squeeze(-2) > 0
+    for _ in range(min(n + 1, _FIXED_POINT_STEPS)):
+        hit = torch.bmm(keep.to(torch.float32).unsqueeze(-2), weights).squeeze(-2) > 0
         new = valid & ~hit
         if torch.equal(new, keep):
-            break
+            return keep
         keep = new
-    return keep
+    return _greedy_scan(suppress, valid)
+
+
+def _greedy_scan(suppress: Tensor, valid: Tensor) -> Tensor:
+    """The sequential definition of greedy NMS, all groups at once: box ``i`` is final when reached."""
+    sup = suppress.cpu().numpy()
+    keep = valid.cpu().numpy().copy()
+    for i in range(keep.shape[1] - 1):
+        rows = keep[:, i]
+        if rows.any():
+            keep[rows, i + 1 :] &= ~sup[rows, i, i + 1 :]
+    return torch.from_numpy(keep).to(valid.device)
 
 
 def _greedy_blocked(boxes: Tensor, iou_threshold: float) -> Tensor:
