@@ -21,7 +21,7 @@ __all__ = ["best_backend_note", "cmd_experiment", "cmd_report", "register", "reg
 
 # ------------------------------------------------------------------------------------------ profile
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from ..cost import profile
+    from ..cost import DETECTOR_PARTS, profile
     from ..weights import create_model
 
     kwargs = parse_set(override_items(args))
@@ -29,7 +29,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         kwargs["width_mult"] = args.width_mult
     model = create_model(args.model, **kwargs)
     size = args.input_size or model.pretrained_cfg["input_size"][-1]
-    result = profile(model, size)
+    # A detector's cost is argued by part (backbone, extra levels, the two heads).
+    detector = model.pretrained_cfg.get("task") == "detect"
+    result = profile(model, size, parts=DETECTOR_PARTS if detector else None)
     if args.json:
         data = result.to_dict()
         data["model"] = args.model
@@ -38,7 +40,20 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     else:
         print(f"{args.model} {kwargs or ''} @ {size}x{size}")
         print(result.format_table(max_rows=None if args.all_rows else 400))
+        if detector:
+            print(_heads_line(result))
     return 0
+
+
+def _heads_line(result: Any) -> str:
+    """One line with the two prediction heads together (the "heads" of the backbone / extras / heads split)."""
+    from ..tables import format_count, format_macs
+
+    heads = [s for label, s in result.by_part().items() if label.endswith("head")]
+    params, macs = sum(s.params for s in heads), sum(s.macs for s in heads)
+    return (f"heads (classification + regression): {format_count(params)} params "
+            f"({100 * params / max(result.params, 1):.1f}%), {format_macs(macs, digits=3)} MACs "
+            f"({100 * macs / max(result.macs, 1):.1f}%)")
 
 
 def register_profile(subparsers: argparse._SubParsersAction) -> None:
@@ -46,11 +61,13 @@ def register_profile(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "profile", help="parameters, MACs and per-layer cost of a model", formatter_class=RAW,
         description=wrap_description("Count parameters and multiply-accumulates analytically, layer by layer, with the V1 "
-                          "paper's breakdown by layer type; trailing KEY=VALUE arguments are create_model "
-                          "keywords."),
+                          "paper's breakdown by layer type (a detector's also by part: backbone, extras, "
+                          "classification and regression heads); trailing KEY=VALUE arguments are "
+                          "create_model keywords."),
         epilog=examples("mobilenets profile mobilenet_v1 --width-mult 0.5 --input-size 160",
                         "mobilenets profile mobilenet_v3_small small_input=true num_classes=10 --input-size 32",
-                        "mobilenets profile mobilenet_v3_large --json"),
+                        "mobilenets profile mobilenet_v3_large --json",
+                        "mobilenets profile ssdlite320_mobilenet_v3_large --input-size 320"),
     )
     p.add_argument("model", help="model name (see `mobilenets list`)")
     add_overrides_argument(p, "create_model keyword")
