@@ -229,7 +229,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report", help="HTML + Markdown report of experiments or runs",
         formatter_class=RAW,
-        description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it.",
+        description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it. Detection runs\n"
+        "get a table of params, MACs, COCO box mAP / AP50 / AP75 and latency, their curves and a test scene with\n"
+        "predicted boxes drawn.",
         epilog=examples(
             "mobilenets report runs/experiments/v3_digits_study -o report.html",
             "mobilenets report runs/digits runs/v2 --title 'digits runs' --no-markdown"),
@@ -237,7 +239,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("dirs", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR",
                    help="experiment directories (results.json) and/or training run directories (summary.json)")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
-    p.add_argument("--model", default=None, help="run name for the per-layer bars and architecture diagram")
+    p.add_argument("--model", default=None,
+                   help="run name for the per-layer bars and architecture diagram (a detection run: the one whose "
+                        "predicted boxes are drawn)")
     p.add_argument("--title", default=None, help="report title (default: from the experiment names)")
     p.add_argument("--no-markdown", action="store_true", help="skip the Markdown twin")
     p.set_defaults(func=cmd_report)
