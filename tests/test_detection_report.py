@@ -122,6 +122,14 @@ def test_report_of_a_detection_run(detection_run: Path, tmp_path: Path) -> None:
     png = tmp_path / "report_files" / "plot-detection-predicted.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ground truth:" in md
+    # The browser draws every figure (the classification report's own check, tests/test_report.py).
+    from test_report import render
+
+    dom, console = render(out)
+    assert console == [], console
+    for fid in DETECTION_FIGURE_IDS:
+        tag = re.search(rf'<img\b[^>]*id="{fid}"[^>]*>', dom)
+        assert tag is not None and 'data-decoded="yes"' in tag.group(0), fid
 
 
 def test_predicted_scene_uses_the_predict_drawing(detection_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,10 +180,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     results = run_experiment(spec, exp_dir, extra_overrides=list(args.overrides))
     for row in results["summary"]:
-        acc = row.get("test_acc1")
-        std = row.get("test_acc1_std")
-        acc_txt = "—" if acc is None else f"{acc:.2f}" + (f" ± {std:.2f}" if std is not None else "")
-        print(f"{row['name']:28s} params {row['params'] / 1e6:7.3f}M  MACs {row['macs'] / 1e6:9.2f}M  top-1 {acc_txt:>14s}  "
+        detect = row.get("task") == "detect"
+        key = "test_map" if detect else "test_acc1"
+        acc, std = row.get(key), row.get(f"{key}_std")
+        digits = 3 if detect else 2
+        acc_txt = "—" if acc is None else f"{acc:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+        label = "mAP" if detect else "top-1"
+        print(f"{row['name']:28s} params {row['params'] / 1e6:7.3f}M  MACs {row['macs'] / 1e6:9.2f}M  {label} {acc_txt:>14s}  "
               f"{_latency_text(row)}")
     note = best_backend_note(results["summary"])
     if note:
