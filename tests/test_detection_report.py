@@ -158,6 +158,26 @@ def test_predicted_scene_uses_the_predict_drawing(detection_run: Path, monkeypat
     assert "digit_scenes test scene 0" in caption and "shown 4x" in caption
 
 
+def test_report_without_the_runs_data(detection_run: Path, tmp_path: Path) -> None:
+    """A run whose dataset is not on this machine still gets its table; the scene figure is left out, with a note."""
+    import shutil
+
+    import yaml
+
+    from mobilenets.study.report import build_report
+
+    run = tmp_path / "moved"
+    shutil.copytree(detection_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"].update(name="coco", root=str(tmp_path / "nowhere"))
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "config.json").write_text((run / "config.json").read_text().replace('"digit_scenes"', '"coco"'))
+    rep = build_report([run])
+    assert [t.id for t in rep.tables] == ["detection-table"]
+    assert [f.id for f in rep.figures] == ["plot-detection-curves"]
+    assert any("No predicted-boxes figure for moved" in line and "nowhere" in line for line in rep.intro)
+
+
 def test_mixed_report_keeps_the_classification_tables(detection_run: Path, tmp_path: Path) -> None:
     from mobilenets.engine.train import train
     from mobilenets.study.tables import DETECTION_TABLE_IDS, TABLE_IDS

@@ -313,8 +313,14 @@ def predicted_scene(run_dir: Any, *, index: int = 0, min_score: float = 0.3, min
     return png, caption
 
 
-def build_detection_figures(runs: Sequence[_Run], chosen: _Run) -> list[Figure]:
-    """The detection figures: every detection run's curves, and ``chosen``'s predictions on a test scene."""
-    png, caption = predicted_scene(chosen.dirs[0])
-    return [_detection_curves(runs),
-            Figure("plot-detection-predicted", f"Predicted boxes: {chosen.name}", png, caption)]
+def build_detection_figures(runs: Sequence[_Run], chosen: _Run) -> tuple[list[Figure], str | None]:
+    """The detection figures: every detection run's curves, and ``chosen``'s predictions on a test scene;
+    plus a note when the scene cannot be drawn here (its dataset is not on this machine, say), in which
+    case the report goes without that figure rather than failing."""
+    figures = [_detection_curves(runs)]
+    try:
+        png, caption = predicted_scene(chosen.dirs[0])
+    except (ValueError, OSError) as exc:
+        return figures, f"No predicted-boxes figure for {chosen.name}: {exc}"
+    figures.append(Figure("plot-detection-predicted", f"Predicted boxes: {chosen.name}", png, caption))
+    return figures, None

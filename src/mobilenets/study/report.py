@@ -76,7 +76,10 @@ def build_report(inputs: Sequence[str | Path], *, model: str | None = None, titl
         shape = tuple(int(v) for v in net.pretrained_cfg["input_size"])
         rep.figures = build_figures(classify, net, shape, chosen.name)
     if detect:
-        rep.figures += build_detection_figures(detect, (_named(detect, model) if model else None) or detect[0])
+        figures, note = build_detection_figures(detect, (_named(detect, model) if model else None) or detect[0])
+        rep.figures += figures
+        if note:
+            rep.intro.append(note)
     return rep
 
 
