@@ -242,18 +242,20 @@ def _detection_curves(runs: Sequence[_Run]) -> Figure:
             continue
         rows = read_metrics(path)
         ep = [row["epoch"] for row in rows]
-        a1.plot(ep, [row.get("train_loss") for row in rows], marker="o", ms=2, label=r.name)
-        for key, style in (("map", "-"), ("map50", "--")):
+        (line,) = a1.plot(ep, [row.get("train_loss") for row in rows], marker="o", ms=2, label=r.name)
+        for key, style in (("map", "-"), ("map50", "--")):  # one colour per run
             ys = [row.get(f"ema_val_{key}") if row.get(f"ema_val_{key}") is not None else row.get(f"val_{key}")
                   for row in rows]
-            a2.plot(ep, ys, style, marker="o", ms=2, label=f"{r.name} {'mAP' if key == 'map' else 'AP50'}")
-    a1.set(xlabel="epoch", ylabel="train loss (classification + box regression)", title="training loss")
-    a2.set(xlabel="epoch", ylabel="val box AP", title="validation mAP (solid) and AP50 (dashed), EMA where used")
+            a2.plot(ep, ys, style, marker="o", ms=2, color=line.get_color(),
+                    label=f"{r.name} {'mAP' if key == 'map' else 'AP50'}")
+    a1.set(xlabel="epoch", ylabel="train loss (classification + box)", title="training loss")
+    a2.set(xlabel="epoch", ylabel="val box AP", title="val mAP (solid), AP50 (dashed)")
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
     a2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    return Figure("plot-detection-curves", "Detection training curves", _png(fig), "First seed of every detection run.")
+    return Figure("plot-detection-curves", "Detection training curves", _png(fig),
+                  "First seed of every detection run; validation figures of the EMA weights where the run kept an EMA.")
 
 
 def _scene_image(image: Any) -> Any:
