@@ -595,3 +595,62 @@ def test_child_that_raises_inside_a_caught_try_does_not_corrupt_attribution() ->
     result = profile(model, 4)
     assert [r.name for r in result.rows] == ["0.conv", "1"]
     assert result.macs == 16 * (3 * 4 + 4 * 4) == flop_counter_macs(model, 4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Breakdown by part (a detector's backbone / extras / heads)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class TwoHeads(nn.Module):
+    """A detector-shaped toy: a backbone, an extra layer, and two heads fed from both levels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(conv_bn(3, 8, 3, 2), dw_separable(8, 16, stride=2))
+        self.extras = nn.ModuleList([conv_bn(16, 16, 3, 2)])
+        self.cls_head = nn.ModuleList([nn.Conv2d(16, 6, 3, padding=1), nn.Conv2d(16, 6, 3, padding=1)])
+        self.box_head = nn.ModuleList([nn.Conv2d(16, 4, 1), nn.Conv2d(16, 4, 1)])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [self.backbone(x)]
+        feats.append(self.extras[0](feats[0]))
+        return [h(f) for heads in (self.cls_head, self.box_head) for h, f in zip(heads, feats)]
+
+
+def test_by_part_adds_up_and_follows_the_declared_parts() -> None:
+    from mobilenets.cost import DETECTOR_PARTS
+
+    model = TwoHeads()
+    result = profile(model, 32, parts=DETECTOR_PARTS)
+    parts = result.by_part()
+    assert tuple(parts) == ("backbone", "extras", "classification head", "regression head")
+    assert sum(p.params for p in parts.values()) == result.params == sum(p.numel() for p in model.parameters())
+    assert sum(p.macs for p in parts.values()) == result.macs
+    assert parts["regression head"].params == sum(p.numel() for p in model.box_head.parameters())
+    assert parts["regression head"].macs == 16 * 4 * (8 * 8 + 4 * 4)  # 1x1 convs on the 8x8 and 4x4 maps
+    assert parts["backbone"].macs_fraction == pytest.approx(parts["backbone"].macs / result.macs)
+    text = result.format_table()
+    assert "By part:" in text and "classification head" in text
+    assert json.loads(result.to_json())["by_part"]["extras"]["modules"] == ["extras"]
+
+
+def test_by_part_defaults_and_prefixes() -> None:
+    model = TwoHeads()
+    result = profile(model, 32)  # no parts given: one per top-level module, and no text section
+    assert tuple(result.by_part()) == ("backbone", "extras", "cls_head", "box_head")
+    assert "By part:" not in result.format_table()
+    # The longest prefix wins; rows no prefix takes keep their top-level module as their part.
+    parts = result.by_part({"stem": ("backbone.0",), "body": ("backbone",), "heads": ("cls_head", "box_head")})
+    assert tuple(parts) == ("stem", "body", "heads", "extras")
+    assert parts["stem"].params == sum(p.numel() for p in model.backbone[0].parameters())
+    assert parts["heads"].modules == ("cls_head", "box_head")
+    assert sum(p.params for p in parts.values()) == result.params
+    # A declared part that matches no row is left out rather than shown as zeros.
+    assert "neck" not in result.by_part({"neck": ("fpn",)})
+
+
+@pytest.mark.parametrize("bad", [{"backbone": "backbone"}, {"x": [""]}, ["backbone"]])
+def test_bad_parts(bad: object) -> None:
+    with pytest.raises(ValueError, match="parts"):
+        profile(TwoHeads(), 32, parts=bad)  # type: ignore[arg-type]

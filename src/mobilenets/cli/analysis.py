@@ -21,7 +21,7 @@ __all__ = ["best_backend_note", "cmd_experiment", "cmd_report", "register", "reg
 
 # ------------------------------------------------------------------------------------------ profile
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from ..cost import profile
+    from ..cost import DETECTOR_PARTS, profile
     from ..weights import create_model
 
     kwargs = parse_set(override_items(args))
@@ -29,7 +29,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         kwargs["width_mult"] = args.width_mult
     model = create_model(args.model, **kwargs)
     size = args.input_size or model.pretrained_cfg["input_size"][-1]
-    result = profile(model, size)
+    # A detector's cost is argued by part (backbone, extra levels, the two heads).
+    detector = model.pretrained_cfg.get("task") == "detect"
+    result = profile(model, size, parts=DETECTOR_PARTS if detector else None)
     if args.json:
         data = result.to_dict()
         data["model"] = args.model
@@ -38,7 +40,20 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     else:
         print(f"{args.model} {kwargs or ''} @ {size}x{size}")
         print(result.format_table(max_rows=None if args.all_rows else 400))
+        if detector:
+            print(_heads_line(result))
     return 0
+
+
+def _heads_line(result: Any) -> str:
+    """One line with the two prediction heads together (the "heads" of the backbone / extras / heads split)."""
+    from ..tables import format_count, format_macs
+
+    heads = [s for label, s in result.by_part().items() if label.endswith("head")]
+    params, macs = sum(s.params for s in heads), sum(s.macs for s in heads)
+    return (f"heads (classification + regression): {format_count(params)} params "
+            f"({100 * params / max(result.params, 1):.1f}%), {format_macs(macs, digits=3)} MACs "
+            f"({100 * macs / max(result.macs, 1):.1f}%)")
 
 
 def register_profile(subparsers: argparse._SubParsersAction) -> None:
@@ -46,11 +61,13 @@ def register_profile(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "profile", help="parameters, MACs and per-layer cost of a model", formatter_class=RAW,
         description=wrap_description("Count parameters and multiply-accumulates analytically, layer by layer, with the V1 "
-                          "paper's breakdown by layer type; trailing KEY=VALUE arguments are create_model "
-                          "keywords."),
+                          "paper's breakdown by layer type (a detector's also by part: backbone, extras, "
+                          "classification and regression heads); trailing KEY=VALUE arguments are "
+                          "create_model keywords."),
         epilog=examples("mobilenets profile mobilenet_v1 --width-mult 0.5 --input-size 160",
                         "mobilenets profile mobilenet_v3_small small_input=true num_classes=10 --input-size 32",
-                        "mobilenets profile mobilenet_v3_large --json"),
+                        "mobilenets profile mobilenet_v3_large --json",
+                        "mobilenets profile ssdlite320_mobilenet_v3_large --input-size 320"),
     )
     p.add_argument("model", help="model name (see `mobilenets list`)")
     add_overrides_argument(p, "create_model keyword")
@@ -163,10 +180,13 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         return 0
     results = run_experiment(spec, exp_dir, extra_overrides=list(args.overrides))
     for row in results["summary"]:
-        acc = row.get("test_acc1")
-        std = row.get("test_acc1_std")
-        acc_txt = "—" if acc is None else f"{acc:.2f}" + (f" ± {std:.2f}" if std is not None else "")
-        print(f"{row['name']:28s} params {row['params'] / 1e6:7.3f}M  MACs {row['macs'] / 1e6:9.2f}M  top-1 {acc_txt:>14s}  "
+        detect = row.get("task") == "detect"
+        key = "test_map" if detect else "test_acc1"
+        acc, std = row.get(key), row.get(f"{key}_std")
+        digits = 3 if detect else 2
+        acc_txt = "—" if acc is None else f"{acc:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+        label = "mAP" if detect else "top-1"
+        print(f"{row['name']:28s} params {row['params'] / 1e6:7.3f}M  MACs {row['macs'] / 1e6:9.2f}M  {label} {acc_txt:>14s}  "
               f"{_latency_text(row)}")
     note = best_backend_note(results["summary"])
     if note:
@@ -212,7 +232,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report", help="HTML + Markdown report of experiments or runs",
         formatter_class=RAW,
-        description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it.",
+        description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it. Detection runs\n"
+        "get a table of params, MACs, COCO box mAP / AP50 / AP75 and latency, their curves and a test scene with\n"
+        "predicted boxes drawn.",
         epilog=examples(
             "mobilenets report runs/experiments/v3_digits_study -o report.html",
             "mobilenets report runs/digits runs/v2 --title 'digits runs' --no-markdown"),
@@ -220,7 +242,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("dirs", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR",
                    help="experiment directories (results.json) and/or training run directories (summary.json)")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
-    p.add_argument("--model", default=None, help="run name for the per-layer bars and architecture diagram")
+    p.add_argument("--model", default=None,
+                   help="run name for the per-layer bars and architecture diagram (a detection run: the one whose "
+                        "predicted boxes are drawn)")
     p.add_argument("--title", default=None, help="report title (default: from the experiment names)")
     p.add_argument("--no-markdown", action="store_true", help="skip the Markdown twin")
     p.set_defaults(func=cmd_report)

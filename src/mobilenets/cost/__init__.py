@@ -24,15 +24,26 @@ training's summary, the report and the CLI all use it.
 
 from .counter import flop_counter_macs, infer_in_chans, profile
 from .formulas import GAP_FLOP_FORMULAS, MacsFn, register_atomic
-from .result import KINDS, ConvInfo, KindStats, LayerRow, ProfileResult, SeparableBlock
+from .result import (
+    DETECTOR_PARTS,
+    KINDS,
+    ConvInfo,
+    KindStats,
+    LayerRow,
+    PartStats,
+    ProfileResult,
+    SeparableBlock,
+)
 
 __all__ = [
+    "DETECTOR_PARTS",
     "GAP_FLOP_FORMULAS",
     "KINDS",
     "ConvInfo",
     "KindStats",
     "LayerRow",
     "MacsFn",
+    "PartStats",
     "ProfileResult",
     "SeparableBlock",
     "flop_counter_macs",

@@ -344,6 +344,7 @@ def profile(
     in_chans: int | None = None,
     batch_size: int = 1,
     device: torch.device | str | None = None,
+    parts: Mapping[str, Sequence[str]] | None = None,
 ) -> ProfileResult:
     """Profile ``model`` with one forward pass on a random ``(batch_size, C, H, W)`` input.
 
@@ -351,7 +352,9 @@ def profile(
     papers measure) under ``torch.no_grad``; every module's training flag is restored and every hook is
     removed afterwards, even on error, so profiling has no side effects on the model. ``in_chans`` defaults
     to :func:`infer_in_chans`. ``device`` is where the input is created (default: where the model's first
-    parameter lives); the model is not moved. MACs are reported per image.
+    parameter lives); the model is not moved. MACs are reported per image. ``parts`` (label -> module-name
+    prefixes, e.g. :data:`~.result.DETECTOR_PARTS`) names the parts :meth:`ProfileResult.by_part` and the
+    text table break the cost down by.
 
     Raises ``ValueError`` for a malformed ``input_size``/``in_chans``/``batch_size`` or when the model's
     forward fails on the input (the message carries the original error).
@@ -359,6 +362,7 @@ def profile(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model={type(model).__name__}: expected an nn.Module")
     chw = _resolve_input(model, input_size, in_chans, batch_size)
+    part_spec = _part_spec(parts)
     x = _example_input(model, chw, batch_size, device)
 
     prof = _run_hooked(model, x)
@@ -374,7 +378,22 @@ def profile(
         input_size=chw,
         rows=rows,
         batch_size=batch_size,
+        parts=part_spec,
     )
+
+
+def _part_spec(parts: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]] | None:
+    """``parts`` as label -> tuple of prefixes, checked (a bare string would be read letter by letter)."""
+    if parts is None:
+        return None
+    if not isinstance(parts, Mapping):
+        raise ValueError(f"parts={parts!r}: expected a mapping of part label -> module-name prefixes")
+    out: dict[str, tuple[str, ...]] = {}
+    for label, prefixes in parts.items():
+        if isinstance(prefixes, str) or not all(isinstance(p, str) and p for p in prefixes):
+            raise ValueError(f"parts[{label!r}]={prefixes!r}: expected a list of non-empty module-name prefixes")
+        out[str(label)] = tuple(prefixes)
+    return out
 
 
 def flop_counter_macs(

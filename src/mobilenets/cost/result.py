@@ -1,8 +1,10 @@
-"""What :func:`mobilenets.profile` returns: per-layer rows and the two MobileNet V1 breakdowns derived from them.
+"""What :func:`mobilenets.profile` returns: per-layer rows and the breakdowns derived from them.
 
 V1's Table 2 splits cost between 1×1 convs, depthwise convs, the stem conv and the FC layer
 (:meth:`ProfileResult.by_kind`), and §3.1 derives that a depthwise-separable block costs ``1/N + 1/Dk²`` of
-a standard conv (:meth:`ProfileResult.separable_blocks`). Both are computed from the rows alone.
+a standard conv (:meth:`ProfileResult.separable_blocks`). A detector's cost is argued by *part* instead
+(how much the backbone, the extra feature layers and the prediction heads take: :meth:`ProfileResult.by_part`,
+with :data:`DETECTOR_PARTS` naming an SSDLite's parts). All are computed from the rows alone.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from typing import Any, NamedTuple
 
 from ..tables import format_count, format_macs, format_percent, format_shape, render_table
 
-__all__ = ["KINDS", "ConvInfo", "KindStats", "LayerRow", "ProfileResult", "SeparableBlock"]
+__all__ = ["DETECTOR_PARTS", "KINDS", "ConvInfo", "KindStats", "LayerRow", "PartStats", "ProfileResult",
+           "SeparableBlock"]
 
 #: Layer kinds, in the order the V1 paper's Table 2 lists them, plus the ones MobileNetV4 and plain PyTorch
 #: need. ``"fc"`` covers ``nn.Linear`` *and* 1×1 convs applied to a 1×1 map (squeeze-excite, MobileNetV3's
 #: post-pool head conv): arithmetically those are fully connected layers, and the paper's "FC" row is about
 #: arithmetic, not the module class.
 KINDS: tuple[str, ...] = ("conv", "depthwise", "conv1x1", "fc", "attention", "norm", "other")
+
+
+#: The parts of a detector built as :class:`mobilenets.models.detection.SSDLite` (its top-level modules):
+#: label -> module-name prefixes. The two heads are kept apart because they cost very differently (the
+#: classification head predicts ``num_classes`` scores per anchor, the regression head 4 offsets).
+DETECTOR_PARTS: dict[str, tuple[str, ...]] = {
+    "backbone": ("backbone",),
+    "extras": ("extras",),
+    "classification head": ("cls_head",),
+    "regression head": ("box_head",),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,16 @@ class KindStats(NamedTuple):
     params_fraction: float
 
 
+class PartStats(NamedTuple):
+    """One part of a model (e.g. a detector's backbone): totals, shares of the whole model, the modules."""
+
+    macs: int
+    params: int
+    macs_fraction: float
+    params_fraction: float
+    modules: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class SeparableBlock:
     """A depthwise conv and the pointwise conv it feeds: one depthwise-separable convolution (V1 §3.1).
@@ -120,6 +144,8 @@ class ProfileResult:
     input_size: tuple[int, int, int]
     rows: list[LayerRow] = field(default_factory=list)
     batch_size: int = 1
+    #: part label -> module-name prefixes (``profile(parts=...)``); ``None``: one part per top-level module.
+    parts: dict[str, tuple[str, ...]] | None = None
 
     def by_kind(self) -> dict[str, KindStats]:
         """MACs/params per layer kind as in V1 Table 2, fractions of the model totals, in :data:`KINDS` order."""
@@ -137,6 +163,39 @@ class ProfileResult:
             )
             for kind in KINDS
             if kind in macs
+        }
+
+    def by_part(self, parts: dict[str, tuple[str, ...]] | None = None) -> dict[str, PartStats]:
+        """MACs/params per part of the model, fractions of the model totals, in execution order.
+
+        ``parts`` (default: the ones given to :func:`profile`) maps a label to module-name prefixes
+        (``"backbone"`` takes ``backbone`` and every ``backbone.*`` row; the longest matching prefix wins).
+        Rows no prefix matches form one part per top-level module (the root module's own row: ``(root)``),
+        so the parts always add up to the rows' totals. Parts with no row are left out.
+        """
+        spec = self.parts if parts is None else parts
+        prefixes = sorted(((p, label) for label, ps in (spec or {}).items() for p in ps), key=lambda t: -len(t[0]))
+        macs: dict[str, int] = {}
+        params: dict[str, int] = {}
+        modules: dict[str, dict[str, None]] = {}
+        for label in spec or {}:  # declared parts keep their declared order
+            macs[label], params[label], modules[label] = 0, 0, {}
+        for row in self.rows:
+            top = row.name.split(".")[0] if row.name else "(root)"
+            label = next((lb for p, lb in prefixes if row.name == p or row.name.startswith(p + ".")), top)
+            macs[label] = macs.get(label, 0) + row.macs
+            params[label] = params.get(label, 0) + row.params
+            modules.setdefault(label, {})[top] = None
+        return {
+            label: PartStats(
+                macs[label],
+                params[label],
+                macs[label] / self.macs if self.macs else 0.0,
+                params[label] / self.params if self.params else 0.0,
+                tuple(modules[label]),
+            )
+            for label in macs
+            if modules[label]
         }
 
     def separable_blocks(self) -> list[SeparableBlock]:
@@ -185,6 +244,8 @@ class ProfileResult:
             "batch_size": int(self.batch_size),
             "rows": [row.to_dict() for row in self.rows],
             "by_kind": {kind: stats._asdict() for kind, stats in self.by_kind().items()},
+            "by_part": {part: {**stats._asdict(), "modules": list(stats.modules)}
+                        for part, stats in self.by_part().items()},
             "separable_blocks": [block.to_dict() for block in self.separable_blocks()],
         }
 
@@ -193,7 +254,8 @@ class ProfileResult:
         return json.dumps(self.to_dict(), **kwargs)
 
     def format_table(self, max_rows: int | None = None) -> str:
-        """Plain-text report: layer rows, totals, the by-kind breakdown and the separable-cost table.
+        """Plain-text report: layer rows, totals, the by-part breakdown (when :func:`profile` was given
+        ``parts``), the by-kind breakdown and the separable-cost table.
 
         ``max_rows`` truncates only the per-layer listing (a note says how many rows were left out); the
         totals and breakdowns always cover every row.
@@ -210,6 +272,11 @@ class ProfileResult:
         )
         parts.append(f"Total MACs: {format_macs(self.macs)} ({format_count(self.macs)})")
 
+        if self.parts:
+            parts.append("")
+            parts.append("By part:")
+            parts.append(self.part_table())
+
         kinds = self.by_kind()
         if kinds:
             parts.append("")
@@ -222,6 +289,20 @@ class ProfileResult:
             parts.append("Depthwise-separable cost vs standard conv (MobileNet V1 §3.1):")
             parts.append(_separable_table(blocks))
         return "\n".join(parts)
+
+    def part_table(self, parts: dict[str, tuple[str, ...]] | None = None) -> str:
+        """The :meth:`by_part` breakdown as a text table, with a total line."""
+        stats = self.by_part(parts)
+        cells = [
+            (label, ", ".join(s.modules), format_count(s.params), format_percent(s.params_fraction),
+             format_macs(s.macs, digits=3), format_count(s.macs), format_percent(s.macs_fraction))
+            for label, s in stats.items()
+        ]
+        p, m = sum(s.params for s in stats.values()), sum(s.macs for s in stats.values())
+        cells.append(("total", "", format_count(p), format_percent(p / self.params if self.params else 0.0),
+                      format_macs(m, digits=3), format_count(m), format_percent(m / self.macs if self.macs else 0.0)))
+        return render_table(("part", "modules", "params", "params %", "MACs", "MACs (exact)", "MACs %"), cells,
+                            align="llrrrrr")
 
     def __str__(self) -> str:
         return self.format_table()

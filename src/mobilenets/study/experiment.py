@@ -285,7 +285,20 @@ def run_record(run_dir: Path, name: str, seed: int, lat: LatencySpec | None = No
         "wall_time_s": summary.get("wall_time_s"), "latency_eager_ms": latency["eager_ms"],
         "latency_best_ms": latency["best_ms"], "best_backend": latency["best_backend"],
         "latency_note": latency.get("note", ""), "run_dir": rel,
+        **_detection_fields(summary),
     }
+
+
+#: The ``summary.json`` figures of a detection run (``DetectionTask.summary``) a results row carries.
+DETECTION_FIELDS = ("test_map", "test_map50", "test_map75", "test_map_small", "test_map_medium", "test_map_large",
+                    "best_val_map")
+
+
+def _detection_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """``task`` and the COCO box figures of a detection run; nothing for a classifier (its rows stay as they were)."""
+    if summary.get("task") != "detect":
+        return {}
+    return {"task": "detect", **{k: summary.get(k) for k in DETECTION_FIELDS}}
 
 
 def _mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
@@ -310,6 +323,10 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         row["run_dirs"] = [r["run_dir"] for r in rows]
         for key in ("test_acc1", "test_acc5", "best_val_acc1", "train_time_s", "latency_eager_ms", "latency_best_ms"):
             row[key], row[f"{key}_std"] = _mean_std(r.get(key) for r in rows)
+        if first.get("task") == "detect":
+            row["task"] = "detect"
+            for key in DETECTION_FIELDS:
+                row[key], row[f"{key}_std"] = _mean_std(r.get(key) for r in rows)
         out.append(row)
     return out
 

@@ -1,5 +1,7 @@
 """The report's figures: accuracy against MACs and against latency with the Pareto front, training curves,
-per-block MACs, params and latency of one chosen model, and that model's architecture diagram."""
+per-block MACs, params and latency of one chosen model, and that model's architecture diagram; for detection
+runs, the validation mAP curves and a test scene with a detector's predicted boxes drawn by the predict
+command's own drawing function."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from ..engine.plots import read_metrics
 from .document import Figure
 from .runs import _Run
 
-__all__ = ["build_figures"]
+__all__ = ["DETECTION_FIGURE_IDS", "build_detection_figures", "build_figures"]
+
+#: The figures a report adds when it has detection runs.
+DETECTION_FIGURE_IDS = ("plot-detection-curves", "plot-detection-predicted")
 
 
 def _pyplot() -> Any:
@@ -226,3 +231,98 @@ def build_figures(runs: Sequence[_Run], model: Any, shape: tuple[int, int, int],
         _layer_bars(model, shape, name),
         _architecture(model, shape, name),
     ]
+
+
+def _detection_curves(runs: Sequence[_Run]) -> Figure:
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in runs:
+        path = r.dirs[0] / "metrics.csv"
+        if not path.is_file():
+            continue
+        rows = read_metrics(path)
+        ep = [row["epoch"] for row in rows]
+        (line,) = a1.plot(ep, [row.get("train_loss") for row in rows], marker="o", ms=2, label=r.name)
+        for key, style in (("map", "-"), ("map50", "--")):  # one colour per run
+            ys = [row.get(f"ema_val_{key}") if row.get(f"ema_val_{key}") is not None else row.get(f"val_{key}")
+                  for row in rows]
+            a2.plot(ep, ys, style, marker="o", ms=2, color=line.get_color(),
+                    label=f"{r.name} {'mAP' if key == 'map' else 'AP50'}")
+    a1.set(xlabel="epoch", ylabel="train loss (classification + box)", title="training loss")
+    a2.set(xlabel="epoch", ylabel="val box AP", title="val mAP (solid), AP50 (dashed)")
+    for ax in (a1, a2):
+        ax.grid(alpha=0.3)
+    a2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return Figure("plot-detection-curves", "Detection training curves", _png(fig),
+                  "First seed of every detection run; validation figures of the EMA weights where the run kept an EMA.")
+
+
+def _scene_image(image: Any) -> Any:
+    """A dataset image (uint8 tensor [C, H, W]) as a PIL image."""
+    from PIL import Image
+
+    arr = image.detach().cpu().numpy()
+    return Image.fromarray(arr[0], mode="L") if arr.shape[0] == 1 else Image.fromarray(arr[:3].transpose(1, 2, 0))
+
+
+def predicted_scene(run_dir: Any, *, index: int = 0, min_score: float = 0.3, min_side: int = 384) -> tuple[bytes, str]:
+    """PNG bytes of test scene ``index`` of a detection run with the run's predicted boxes and labels drawn
+    (by :func:`mobilenets.deploy.evaluate.draw_detections`, what ``mobilenets predict --out`` draws with),
+    and a caption. The data is the run's own (its ``config.yaml``); small scenes are enlarged (nearest
+    neighbour, boxes scaled alike) to at least ``min_side`` pixels so the labels are readable."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from ..deploy.evaluate import draw_detections
+    from ..engine.evaluate import build_eval_datasets, recorded_data
+    from ..weights import from_pretrained, read_config
+
+    run_dir = Path(run_dir)
+    model = from_pretrained(run_dir).float().eval()
+    recorded = recorded_data(run_dir)
+    size = recorded.image_size if recorded and recorded.image_size else int(model.pretrained_cfg["input_size"][-1])
+    dataset, _, splits = build_eval_datasets(run_dir, data=None, root=None, known_dataset=read_config(run_dir).get("dataset"),
+                                             image_size=size, crop_pct=1.0, interpolation="bilinear",
+                                             num_classes=model.num_classes)
+    split = "test" if "test" in splits else "val"
+    ds = splits[split]
+    image, target = ds[min(index, len(ds) - 1)]
+    with torch.no_grad():
+        det = model([image.float().div(255)])[0]
+    names = list(getattr(ds, "classes", None) or [str(i) for i in range(model.num_classes)])
+    scale = max(1, -(-min_side // max(int(image.shape[-1]), int(image.shape[-2]))))
+    found = [{"class": names[int(lab)], "label": int(lab), "score": float(sc), "box": [float(v) * scale for v in box]}
+             for box, sc, lab in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist())]
+    dets = [d for d in found if d["score"] >= min_score]
+    # A barely trained detector scores nothing that high: show its best few, and say so.
+    shown = (f"{len(dets)} detections scoring >= {min_score:g}" if dets or not found else
+             f"no detection scores >= {min_score:g}; its best {min(3, len(found))} shown")
+    dets = dets or sorted(found, key=lambda d: -d["score"])[:3]
+    pil = _scene_image(image)
+    if scale > 1:
+        from PIL import Image
+
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    with tempfile.TemporaryDirectory() as tmp:
+        png = draw_detections(pil, dets, Path(tmp) / "predicted.png").read_bytes()
+    truth = ", ".join(names[int(lab)] for lab in target["labels"].tolist())
+    caption = (f"{dataset} {split} scene {index} ({image.shape[-1]}x{image.shape[-2]} px"
+               + (f", shown {scale}x" if scale > 1 else "") + f"): {shown} (class and score on each box); "
+               f"ground truth: {truth or 'no objects'}.")
+    return png, caption
+
+
+def build_detection_figures(runs: Sequence[_Run], chosen: _Run) -> tuple[list[Figure], str | None]:
+    """The detection figures: every detection run's curves, and ``chosen``'s predictions on a test scene;
+    plus a note when the scene cannot be drawn here (its dataset is not on this machine, say), in which
+    case the report goes without that figure rather than failing."""
+    figures = [_detection_curves(runs)]
+    try:
+        png, caption = predicted_scene(chosen.dirs[0])
+    except (ValueError, OSError) as exc:
+        return figures, f"No predicted-boxes figure for {chosen.name}: {exc}"
+    figures.append(Figure("plot-detection-predicted", f"Predicted boxes: {chosen.name}", png, caption))
+    return figures, None

@@ -5,7 +5,9 @@ ResNet-50 baseline) next to the V3 CIFAR-10 study's own claims; the SE / h-swish
 paper's width-multiplier, resolution-multiplier and depthwise-vs-full-convolution tables with the paper's
 ImageNet MACs/params beside ours (computed for the same ImageNet geometry, and measured on the user's data);
 accuracy against MACs and against latency with the Pareto front; training curves; per-block MACs, params and
-latency of one chosen model; and that model's architecture diagram.
+latency of one chosen model; and that model's architecture diagram. Detection runs (``task: detect``) get their
+own table (params, MACs, COCO box mAP / AP50 / AP75, latency), their curves and a test scene with one run's
+predicted boxes; a report of classifiers only is as it was.
 
 Where each part lives: :mod:`.runs` (collecting the runs), :mod:`.tables` (the tables; the published
 numbers in ``claims.yaml``), :mod:`.figures` (the plots), :mod:`.document` (HTML and Markdown writing).
@@ -17,18 +19,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .document import Report
-from .figures import build_figures
+from .figures import build_detection_figures, build_figures
 from .runs import _collect, _Run
 from .tables import _is_ablation_variant, build_tables
 
 __all__ = ["build_report", "write_report"]
 
 
+def _named(runs: Sequence[_Run], name: str) -> _Run | None:
+    return next((r for r in runs if r.name == name or r.name.endswith(f"/{name}")), None)
+
+
 def _pick(runs: Sequence[_Run], name: str | None) -> _Run:
     if name is not None:
-        for r in runs:
-            if r.name == name or r.name.endswith(f"/{name}"):
-                return r
+        r = _named(runs, name)
+        if r is not None:
+            return r
         raise ValueError(f"--model {name!r} is not a run of this report; runs: {', '.join(r.name for r in runs)}")
     for r in runs:
         if r.row.get("model") == "mobilenet_v3_small" and not _is_ablation_variant(r):
@@ -60,10 +66,20 @@ def build_report(inputs: Sequence[str | Path], *, model: str | None = None, titl
                      + ", ".join(f"{d['experiment']} {d['finished']}/{d['total']}" for d in results) + " jobs.")
     rep = Report(title or f"MobileNets report: {names}", intro)
     rep.tables = build_tables(runs)
-    chosen = _pick(runs, model)
-    net = from_pretrained(chosen.dirs[0]).float().eval()
-    shape = tuple(int(v) for v in net.pretrained_cfg["input_size"])
-    rep.figures = build_figures(runs, net, shape, chosen.name)
+    if model is not None and _named(runs, model) is None:
+        _pick(runs, model)  # the one-line error listing the runs
+    classify = [r for r in runs if not r.is_detection]
+    detect = [r for r in runs if r.is_detection]
+    if classify:
+        chosen = _pick(classify, model if model is not None and _named(classify, model) else None)
+        net = from_pretrained(chosen.dirs[0]).float().eval()
+        shape = tuple(int(v) for v in net.pretrained_cfg["input_size"])
+        rep.figures = build_figures(classify, net, shape, chosen.name)
+    if detect:
+        figures, note = build_detection_figures(detect, (_named(detect, model) if model else None) or detect[0])
+        rep.figures += figures
+        if note:
+            rep.intro.append(note)
     return rep
 
 

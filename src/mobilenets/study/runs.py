@@ -28,6 +28,11 @@ class _Run:
     def kwargs(self) -> dict[str, Any]:
         return dict(self.row.get("kwargs") or {})
 
+    @property
+    def is_detection(self) -> bool:
+        """A detector's run (its summary says ``task: detect``): reported with box mAP, not top-1."""
+        return self.row.get("task") == "detect"
+
 
 def _collect(inputs: Sequence[str | Path]) -> tuple[list[_Run], list[dict[str, Any]]]:
     runs: list[_Run] = []

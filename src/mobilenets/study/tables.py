@@ -15,12 +15,14 @@ from .claims import PAPER_V1_CONV, PAPER_V1_RESOLUTION, PAPER_V1_WIDTH, STUDY_AB
 from .document import Table
 from .runs import _Run
 
-__all__ = ["TABLE_IDS", "V1_IMAGENET_COST", "build_tables"]
+__all__ = ["DETECTION_TABLE_IDS", "TABLE_IDS", "V1_IMAGENET_COST", "build_tables"]
 
 
 #: Every table a report contains, in order (tests check them all).
 TABLE_IDS = ("results-table", "study-claims-table", "ablation-table", "v1-width-table", "v1-resolution-table",
              "v1-conv-table", "runs-table")
+#: The tables a report adds when it has detection runs (a report of detectors only has just these).
+DETECTION_TABLE_IDS = ("detection-table",)
 
 
 _DASH = "—"
@@ -272,7 +274,40 @@ def _runs_table(runs: Sequence[_Run]) -> Table:
                                             "latency eager (ms)", "latency best (ms)", "run directory"], rows)
 
 
+def _detection_table(runs: Sequence[_Run]) -> Table:
+    rows = []
+    for r in runs:
+        x = r.row
+        rows.append([r.name, str(x.get("model")), _kw_text(r.kwargs), str(x.get("dataset")), f"{x.get('image_size')}px",
+                     _mega(x.get("params"), 3), _mega(x.get("macs"), 1),
+                     _pm(x.get("test_map"), x.get("test_map_std"), 3),
+                     _pm(x.get("test_map50"), x.get("test_map50_std"), 3),
+                     _pm(x.get("test_map75"), x.get("test_map75_std"), 3),
+                     _pm(x.get("best_val_map"), x.get("best_val_map_std"), 3),
+                     _pm(x.get("latency_eager_ms"), x.get("latency_eager_ms_std")),
+                     _pm(x.get("latency_best_ms"), x.get("latency_best_ms_std")), str(x.get("best_backend") or _DASH),
+                     _pm(x.get("train_time_s"), x.get("train_time_s_std"), 1)])
+    n = max(len(r.dirs) for r in runs)
+    note = ("COCO box metrics (pycocotools' COCOeval) on the test split, from the weights best on val mAP: mAP is "
+            "the mean over IoU 0.50:0.95, AP50 / AP75 at IoU 0.50 / 0.75; "
+            + ("mean ± sample std over seeds. " if n > 1 else "one seed per run. ")
+            + "MACs: the network (backbone, extras, heads) at the model's input size, without box decoding and NMS. "
+            "Latency: median of batch-1 CPU forward passes at the model's input size, NMS included in eager.")
+    return Table("detection-table", "Detection: params, MACs, box mAP, latency", [
+        "run", "model", "options", "dataset", "input", "params (M)", "MACs (M)", "mAP", "AP50", "AP75",
+        "best val mAP", "latency eager (ms)", "latency best (ms)", "best backend", "train time (s)"], rows, note)
+
+
 def build_tables(runs: Sequence[_Run]) -> list[Table]:
-    """Every table of a report, in :data:`TABLE_IDS` order."""
-    return [_results_table(runs), _study_claims_table(runs), _ablation_table(runs), _v1_width_table(runs),
-            _v1_resolution_table(runs), _v1_conv_table(runs), _runs_table(runs)]
+    """Every table of a report: :data:`TABLE_IDS` of the classification runs (when there are any), then
+    :data:`DETECTION_TABLE_IDS` of the detection runs (when there are any)."""
+    classify = [r for r in runs if not r.is_detection]
+    detect = [r for r in runs if r.is_detection]
+    tables = []
+    if classify:
+        tables += [_results_table(classify), _study_claims_table(classify), _ablation_table(classify),
+                   _v1_width_table(classify), _v1_resolution_table(classify), _v1_conv_table(classify),
+                   _runs_table(classify)]
+    if detect:
+        tables.append(_detection_table(detect))
+    return tables
