@@ -22,6 +22,7 @@ __all__ = ["register"]
 # ------------------------------------------------------------------------------------------- list
 def _cmd_list(args: argparse.Namespace) -> int:
     from ..models import get_model_kwargs, list_models
+    from ..models.registry import model_task
 
     if args.pretrained:
         from ..weights.registry import get_pretrained, list_pretrained
@@ -34,13 +35,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
             top1 = f", top-1 {entry.top1:.2f}%" if entry.top1 is not None else ""
             print(f"{tag}  ({entry.arch}, {entry.source}{top1})" if args.verbose else tag)
         return 0
-    names = list_models(args.pattern)
+    names = list_models(args.pattern, task=None)  # classifiers and detectors alike
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; `mobilenets list` lists all")
     for name in names:
         if args.verbose:
             opts = ", ".join(f"{k}={v!r}" for k, v in get_model_kwargs(name).items())
-            print(f"{name}: {opts}")
+            kind = " [detector]" if model_task(name) == "detect" else ""
+            print(f"{name}{kind}: {opts}")
         else:
             print(name)
     return 0
