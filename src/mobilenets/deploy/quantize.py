@@ -36,7 +36,7 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, add_onnx_metadata, dynamic_shapes, export_onnx, export_program, quiet
 from .export import executorch_batch_bound, load_model, lower_to_executorch
 from .extras import NeedsExtras, quiet_imports, require
-from .fuse import InferenceModel, prepare_for_export
+from .fuse import InferenceModel, is_detector, prepare_for_export
 from .metadata import ArtifactMetadata, write_metadata
 
 __all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_weights"]
@@ -350,6 +350,10 @@ class QuantizeResult:
     calib_images: int
     census: dict[str, Any] | None = None
     """LiteRT: the flatbuffer's tensors by type and ops by input/output type (proof it is integer)."""
+    metric: str = "top-1"
+    """What ``float_acc1`` / ``int8_acc1`` measure, in percent: ``top-1``, or ``AP50`` for a detector."""
+    metrics: dict[str, Any] | None = None
+    """A detector: float and int8 COCO box metrics (``map``, ``map50``, ...)."""
 
     @property
     def drop(self) -> float:
@@ -361,11 +365,14 @@ class QuantizeResult:
     def summary(self) -> str:
         line = (f"{self.method} {self.target}: {self.path}  {self.size_bytes / 2**20:.2f} MiB "
                 f"(fp32 weights {self.float_size_bytes / 2**20:.2f} MiB)  {self.quantize_s:.1f}s | "
-                f"{self.dataset}/{self.split} top-1 float {self.float_acc1:.2f}%  int8 {self.int8_acc1:.2f}%  "
+                f"{self.dataset}/{self.split} {self.metric} float {self.float_acc1:.2f}%  int8 {self.int8_acc1:.2f}%  "
                 f"drop {self.drop:+.2f} points")
+        if self.metrics:
+            f, q = self.metrics.get("float") or {}, self.metrics.get("int8") or {}
+            line += f"; mAP float {f.get('map', float('nan')):.3f}  int8 {q.get('map', float('nan')):.3f}"
         if self.drop > LARGE_DROP:
             others = ", ".join(k for k in QUANT_TARGETS if k != self.target)
-            line += (f"\nWARNING: int8 lost {self.drop:.1f} points of top-1 with target {self.target}; do not deploy "
+            line += (f"\nWARNING: int8 lost {self.drop:.1f} points of {self.metric} with target {self.target}; do not deploy "
                      f"this file: try another target ({others}) or --method qat")
         return line
 
@@ -426,6 +433,9 @@ def quantize_model(
     stages = as_stage_log(log)
     out = Path(out)
     spec = _check_target(method, target, out, int8_io, channels_last_io)
+    if method == "qat" and is_detector(model):
+        raise ValueError("--method qat is not available for a detector (QAT fine-tunes a classification loss); "
+                         "use --method ptq")
     if spec.fixed_batch and batch is None:
         batch = 1  # the runtime takes one input shape; a predictor runs other batches in chunks of it
     graph = prepare_for_export(model)
@@ -509,6 +519,13 @@ def quantize_weights(
     start = time.perf_counter()
     stages(f"loading weights {weights}")
     model = load_model(weights)
+    if is_detector(model):
+        from .detect import quantize_detector_weights
+
+        return quantize_detector_weights(model, weights, method=method, target=target, out=out, data=data, root=root,
+                                         split=split, calib_batches=calib_batches, calib_batch_size=calib_batch_size,
+                                         evaluate=evaluate, int8_io=int8_io, channels_last_io=channels_last_io,
+                                         log=stages)
     graph = prepare_for_export(model)
     meta = ArtifactMetadata.from_model(graph, "weights", source=str(weights))
     d = _load_data(meta, data, root, calib_batches=calib_batches, batch_size=calib_batch_size, split=split,
