@@ -47,7 +47,6 @@ def export_coreml(graph: nn.Module, x: torch.Tensor, opts: ExportOptions, out: P
             # A detector's traced graph keeps aten::size -> int casts (the head's flattening) that coremltools'
             # TorchScript frontend fails on; its torch.export frontend takes the decomposed program.
             opts.stages("capturing the graph (torch.export) for coremltools")
-
             fixed = ExportOptions(batch=int(x.shape[0]), max_batch=None, input_size=opts.input_size)
             traced = export_program(graph.eval(), x, fixed).run_decompositions({})
         else:

@@ -120,6 +120,8 @@ class Detector(nn.Module):
         else:
             raise TypeError(f"Detector takes a detector model, a Predictor or an artefact path, not "
                             f"{type(source).__name__}")
+        # Eval mode from the start: evaluation loops restore the mode they found, which must not be training.
+        self.eval()
 
     def raw(self, images: Images) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         """Decoded boxes ``[N, A, 4]`` (model-input pixels), probabilities ``[N, A, C]`` and the image sizes."""
@@ -233,7 +235,7 @@ def calibration_images(meta: ArtifactMetadata, dataset: Any, *, batches: int, ba
     from ..engine.task import detection_preprocess
 
     loader, _ = _batches(dataset, batch_size, shuffle=True)
-    pre = detection_preprocess(AugConfig(), int(meta.input_size[-1]))
+    pre = detection_preprocess(AugConfig(hflip=0.0), int(meta.input_size[-1]))
     size_hw = (int(meta.input_size[1]), int(meta.input_size[2]))
     out = []
     for images, targets in loader:
@@ -265,7 +267,7 @@ def evaluate_detector(source: nn.Module | Predictor | str | Path, dataset: Any, 
             progress.update(int(item[0].shape[0]))
             yield item
 
-    result = evaluate_detection(detector, counted(), detection_preprocess(AugConfig(), size), dataset=dataset)
+    result = evaluate_detection(detector, counted(), detection_preprocess(AugConfig(hflip=0.0), size), dataset=dataset)
     progress.close(f"evaluated {label or detector.runtime}: mAP {result['map']:.3f} AP50 {result['map50']:.3f} "
                    f"({progress.elapsed:.1f}s)")
     result["runtime"] = detector.runtime
