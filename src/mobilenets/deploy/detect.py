@@ -14,7 +14,6 @@ a :class:`Detector`, so an int8 file and its float weights are measured by the s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,10 @@ __all__ = [
     "BOX_TOLERANCE_PX",
     "Detector",
     "calibration_images",
+    "coco_figures",
     "compare_detections",
     "detection_datasets",
     "evaluate_detector",
-    "quantize_detector",
-    "quantize_detector_weights",
     "transform_images",
     "verify_detections",
 ]
@@ -190,23 +188,20 @@ def _check_images(in_chans: int, size_hw: tuple[int, int], seed: int = 0) -> lis
 
 @torch.no_grad()
 def verify_detections(path: str | Path, model: nn.Module, *, threads: int | None = None,
-                      tolerance: float = BOX_TOLERANCE_PX) -> float:
-    """Final detections of the artefact at ``path`` vs the eager ``model`` through the shared post-processing.
+                      tolerance: float = BOX_TOLERANCE_PX) -> tuple[float, str | None, str]:
+    """Final detections of the artefact at ``path`` vs the eager ``model`` through the shared post-processing,
+    on two random images (one at the input size, one rescaled).
 
-    Returns the largest box difference (px); raises
-    :class:`~mobilenets.deploy.export.ExportVerificationError` on a different count, label or box.
+    Returns ``(largest box difference in px, the first mismatch or None, the runtime)``; ``export_model``
+    reports a mismatch as a failed verification.
     """
-    from .export import ExportVerificationError
     from .runtimes import load_artifact
 
     predictor = load_artifact(path, threads=threads)
     eager, exported = Detector(model), Detector(predictor)
     images = _check_images(predictor.metadata.input_size[0], exported.image_size)
     worst, problem = compare_detections(eager(images), exported(images), tolerance)
-    if problem is not None:
-        raise ExportVerificationError(f"{path}: detections after the shared NMS differ from eager PyTorch in "
-                                      f"{predictor.runtime}: {problem} (the file was kept for inspection)")
-    return worst
+    return worst, problem, predictor.runtime
 
 
 # ------------------------------------------------------------------------------------- data and mAP
@@ -274,64 +269,8 @@ def evaluate_detector(source: nn.Module | Predictor | str | Path, dataset: Any, 
     return result
 
 
-def quantize_detector(model: nn.Module, target: str, out: str | Path, train: Any, evaluate_on: Any | None, *,
-                      meta: ArtifactMetadata | None = None, calib_batches: int = 8, calib_batch_size: int = 32,
-                      batch: int | None = None, int8_io: bool = False, channels_last_io: bool = False,
-                      eval_batch_size: int = 32, log: StageLog | Callable[[str], None] | None = None,
-                      ) -> dict[str, Any]:
-    """int8 PTQ of a detector calibrated on ``train`` (a detection split); float vs int8 COCO metrics on
-    ``evaluate_on`` (``None``: not evaluated). Returns the path, the metrics and the timings."""
-    from .quantize import quantize_model
-
-    if not is_detector(model):
-        raise ValueError(f"{type(model).__name__} is not a detector")
-    stages = as_stage_log(log)
-    meta = meta or ArtifactMetadata.from_model(model, "weights")
-    start = time.perf_counter()
-    calib = calibration_images(meta, train, batches=calib_batches, batch_size=calib_batch_size)
-    stages(f"loaded {len(calib)} calibration batches of up to {calib_batch_size} images")
-    path = quantize_model(model, "ptq", target, out, calib, meta=meta, batch=batch, int8_io=int8_io,
-                          channels_last_io=channels_last_io, log=stages)
-    seconds = time.perf_counter() - start
-    result: dict[str, Any] = {"path": str(path), "quantize_s": seconds,
-                              "calib_images": sum(int(x.shape[0]) for x in calib), "float": None, "int8": None}
-    if evaluate_on is not None:
-        result["float"] = evaluate_detector(model, evaluate_on, batch_size=eval_batch_size, log=stages, label="float")
-        result["int8"] = evaluate_detector(path, evaluate_on, batch_size=eval_batch_size, log=stages, label="int8")
-    return result
-
-
-def _coco_figures(result: dict[str, Any] | None) -> dict[str, Any] | None:
+def coco_figures(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The headline COCO figures of an evaluation result (what a report keeps; per-class AP dropped)."""
     if result is None:
         return None
     return {k: result.get(k) for k in ("map", "map50", "map75", "map_small", "map_medium", "map_large", "n")}
-
-
-def quantize_detector_weights(model: nn.Module, weights: str | Path, *, method: str, target: str, out: str | Path,
-                              data: str | None, root: str | None, split: str, calib_batches: int,
-                              calib_batch_size: int, evaluate: bool, int8_io: bool, channels_last_io: bool,
-                              log: StageLog | Callable[[str], None] | None = None) -> Any:
-    """:func:`~mobilenets.deploy.quantize.quantize_weights` for a detector's weights: calibrated on its
-    dataset's training split, float vs int8 COCO AP50 (and mAP) on ``split``; a ``QuantizeResult``."""
-    from ..weights import WEIGHTS_NAME
-    from .quantize import QuantizeResult, _census
-
-    if method != "ptq":
-        raise ValueError(f"--method {method} is not available for a detector (QAT fine-tunes a classification "
-                         "loss); use --method ptq")
-    stages = as_stage_log(log)
-    meta = ArtifactMetadata.from_model(model, "weights", source=str(weights))
-    dataset, _, splits = detection_datasets(meta, data=data, root=root, source=weights)
-    if split not in splits:
-        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(splits)}")
-    meta.dataset = dataset
-    res = quantize_detector(model, target, out, splits["train"], splits[split] if evaluate else None, meta=meta,
-                            calib_batches=calib_batches, calib_batch_size=calib_batch_size, int8_io=int8_io,
-                            channels_last_io=channels_last_io, log=stages)
-    path = Path(res["path"])
-    figures = {"float": _coco_figures(res["float"]), "int8": _coco_figures(res["int8"])}
-    ap50 = [100 * float(f["map50"]) if f else float("nan") for f in (figures["float"], figures["int8"])]
-    wfile = Path(weights) / WEIGHTS_NAME
-    return QuantizeResult(str(path), "ptq", target, dataset, split, ap50[0], ap50[1], path.stat().st_size,
-                          wfile.stat().st_size if wfile.is_file() else 0, res["quantize_s"], res["calib_images"],
-                          _census(path), metric="AP50", metrics=figures)

@@ -377,8 +377,12 @@ def _verify_detector(result: ExportResult, out: Path, model: nn.Module, exact: b
         return result
     stages("verifying: detections after the shared NMS against eager PyTorch")
     start = time.perf_counter()
-    result.detection_max_px = verify_detections(out, model, threads=threads)
+    worst, problem, runtime = verify_detections(out, model, threads=threads)
     result.verify_s += time.perf_counter() - start
+    if problem is not None:
+        raise ExportVerificationError(f"{out}: detections after the shared NMS differ from eager PyTorch in {runtime}: "
+                                      f"{problem} (the file was kept for inspection)")
+    result.detection_max_px = worst
     return result
 
 

@@ -520,12 +520,8 @@ def quantize_weights(
     stages(f"loading weights {weights}")
     model = load_model(weights)
     if is_detector(model):
-        from .detect import quantize_detector_weights
-
-        return quantize_detector_weights(model, weights, method=method, target=target, out=out, data=data, root=root,
-                                         split=split, calib_batches=calib_batches, calib_batch_size=calib_batch_size,
-                                         evaluate=evaluate, int8_io=int8_io, channels_last_io=channels_last_io,
-                                         log=stages)
+        return _quantize_detector(model, weights, method, target, out, data, root, split, calib_batches,
+                                  calib_batch_size, evaluate, int8_io, channels_last_io, stages)
     graph = prepare_for_export(model)
     meta = ArtifactMetadata.from_model(graph, "weights", source=str(weights))
     d = _load_data(meta, data, root, calib_batches=calib_batches, batch_size=calib_batch_size, split=split,
@@ -551,3 +547,34 @@ def quantize_weights(
     float_size = (wdir / WEIGHTS_NAME).stat().st_size if (wdir / WEIGHTS_NAME).is_file() else 0
     return QuantizeResult(str(path), method, target, d.dataset, split, float_acc, int8_acc, path.stat().st_size,
                           float_size, seconds, sum(int(x.shape[0]) for x in d.calib), _census(path))
+
+
+def _quantize_detector(model: nn.Module, weights: str | Path, method: str, target: str, out: str | Path,
+                       data: str | None, root: str | None, split: str, calib_batches: int, calib_batch_size: int,
+                       evaluate: bool, int8_io: bool, channels_last_io: bool, stages: StageLog) -> QuantizeResult:
+    """A detector's weights: calibrated on its dataset's training split; float vs int8 COCO AP50 (the
+    result's figures, with mAP in ``metrics``) on ``split`` through :mod:`mobilenets.deploy.detect`."""
+    from ..weights import WEIGHTS_NAME
+    from .detect import calibration_images, coco_figures, detection_datasets, evaluate_detector
+
+    if method != "ptq":
+        raise ValueError(f"--method {method} is not available for a detector (QAT fine-tunes a classification "
+                         "loss); use --method ptq")
+    start = time.perf_counter()
+    meta = ArtifactMetadata.from_model(model, "weights", source=str(weights))
+    dataset, _, splits = detection_datasets(meta, data=data, root=root, source=weights)
+    if split not in splits:
+        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(splits)}")
+    meta.dataset = dataset
+    calib = calibration_images(meta, splits["train"], batches=calib_batches, batch_size=calib_batch_size)
+    stages(f"loaded {len(calib)} calibration batches of up to {calib_batch_size} images from {dataset}/train")
+    path = quantize_model(model, "ptq", target, out, calib, meta=meta, int8_io=int8_io,
+                          channels_last_io=channels_last_io, log=stages)
+    seconds = time.perf_counter() - start
+    figures = {k: coco_figures(evaluate_detector(src, splits[split], log=stages, label=k) if evaluate else None)
+               for k, src in (("float", model), ("int8", path))}
+    ap50 = [100 * float(f["map50"]) if f else float("nan") for f in figures.values()]
+    wfile = Path(weights) / WEIGHTS_NAME
+    return QuantizeResult(str(path), "ptq", target, dataset, split, ap50[0], ap50[1], path.stat().st_size,
+                          wfile.stat().st_size if wfile.is_file() else 0, seconds, sum(int(x.shape[0]) for x in calib),
+                          _census(path), metric="AP50", metrics=figures)
