@@ -154,14 +154,24 @@ def _int8_specs() -> tuple[Any, Any, Any]:
     return act, const, weight
 
 
+_SOFTMAX = ("softmax.int", "_softmax.default")
+
+
+def _aten_name(n: Any) -> str:
+    """``opname.overload`` of an fx node's aten target ('' for anything that is not a call)."""
+    t = getattr(n, "target", None)
+    if t is None:
+        return ""
+    return f"{getattr(t, '__name__', t)}" if not hasattr(t, "_overloadname") else f"{t._opname}.{t._overloadname}"
+
+
 def int8_quantizer() -> Any:
     """PT2E quantizer for LiteRT's int8 kernels: s8 activations (per tensor), s8 symmetric per-channel
     weights, float bias (the converter makes it int32 with scale = input scale x weight scale).
 
     It annotates aten ops by target, so it sees what the graph computes whatever module or functional
-    call produced it; unsupported ops (attention's matmuls, softmax) are left in float. Built on call so
-    torchao is imported only when int8 is asked for.
-    """
+    call produced it; unsupported ops (attention's matmuls) are left in float. Built on call: torchao is
+    imported only when int8 is asked for."""
     with quiet_imports():
         from torchao.quantization.pt2e.quantizer import (
             FixedQParamsQuantizationSpec,
@@ -171,13 +181,9 @@ def int8_quantizer() -> Any:
         )
 
     act, const, weight = _int8_specs()
-    # TFLite's int8 SOFTMAX (a detector's class probabilities) only takes output scale 1/256, zero point -128.
-    probs = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=1 / 256, zero_point=-128, quant_min=-128,
-                                         quant_max=127, qscheme=torch.per_tensor_affine)
-
-    def target(n: torch.fx.Node) -> str:
-        t = n.target
-        return f"{t.__name__}" if not hasattr(t, "_overloadname") else f"{t._opname}.{t._overloadname}"  # type: ignore[union-attr]
+    # TFLite's int8 SOFTMAX only takes output scale 1/256, zero point -128 (a detector's probabilities).
+    probs = FixedQParamsQuantizationSpec(torch.int8, 1 / 256, -128, -128, 127, torch.per_tensor_affine)
+    target = _aten_name
 
     def annotated(n: torch.fx.Node) -> bool:
         return "quantization_annotation" in n.meta
@@ -215,14 +221,12 @@ def int8_quantizer() -> Any:
                 elif kind in _OWN_RANGE:
                     srcs = n.args[0] if kind == "cat.default" else [n.args[0]]
                     # CONCATENATION wants one scale: a detector's boxes (0..1) join its probabilities at 1/256.
-                    spec = probs if kind == "cat.default" and any(
-                        isinstance(x, torch.fx.Node) and target(x) in ("softmax.int", "_softmax.default") for x in srcs
-                    ) else act
+                    spec = probs if kind == "cat.default" and any(target(x) in _SOFTMAX for x in srcs) else act
                     mark(n, {s: spec for s in srcs if isinstance(s, torch.fx.Node)}, spec)
                 elif kind in _SHARED and isinstance(n.args[0], torch.fx.Node):
                     src = n.args[0]
                     mark(n, {src: act}, SharedQuantizationSpec((src, n)))
-                elif kind in ("softmax.int", "_softmax.default") and isinstance(n.args[0], torch.fx.Node):
+                elif kind in _SOFTMAX and isinstance(n.args[0], torch.fx.Node):
                     mark(n, {n.args[0]: act}, probs)
                 elif kind in _FUSE and isinstance(n.args[0], torch.fx.Node):
                     mark(n, {n.args[0]: act}, act)  # an activation with no producer to fuse into
