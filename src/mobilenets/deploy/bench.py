@@ -92,7 +92,10 @@ def _torch_runner(module: Callable[[torch.Tensor], Any], channels_last: bool = F
 
 
 def _build_eager(ctx: BuildContext) -> Runner:
-    return _torch_runner(ctx.model.eval())
+    from .fuse import is_detector, reference_graph
+
+    # A detector: network + box decoding, the graph every other backend runs (NMS is the same after all).
+    return _torch_runner(reference_graph(ctx.model) if is_detector(ctx.model) else ctx.model.eval())
 
 
 def _graph(ctx: BuildContext) -> nn.Module:
@@ -428,6 +431,11 @@ def _calibration(model: nn.Module, batch: int, size: int, n: int = 4) -> list[to
             from .quantize import _load_data
 
             meta = ArtifactMetadata.from_model(model, "weights", input_size=size)
+            if meta.task == "detect":
+                from .detect import calibration_images, detection_datasets
+
+                train = detection_datasets(meta, data=dataset, root=None, source=None)[2]["train"]
+                return calibration_images(meta, train, batches=n, batch_size=max(batch, 8))
             return _load_data(meta, dataset, None, calib_batches=n, batch_size=max(batch, 8), split="test").calib
         except (ValueError, FileNotFoundError):
             pass

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .capture import ExportOptions, quiet
+from .capture import ExportOptions, export_program, quiet
 from .extras import quiet_loggers, require
 from .metadata import METADATA_KEY, ArtifactError, ArtifactMetadata, read_metadata
 from .predictor import Predictor, first_line
@@ -43,9 +43,16 @@ def export_coreml(graph: nn.Module, x: torch.Tensor, opts: ExportOptions, out: P
     with _quiet():
         import coremltools as ct
 
-        opts.stages("tracing the graph (torch.jit.trace) for coremltools")
-        with torch.no_grad():
-            traced = torch.jit.trace(graph.eval(), x, check_trace=False)
+        if meta.task == "detect":
+            # A detector's traced graph keeps aten::size -> int casts (the head's flattening) that coremltools'
+            # TorchScript frontend fails on; its torch.export frontend takes the decomposed program.
+            opts.stages("capturing the graph (torch.export) for coremltools")
+            fixed = ExportOptions(batch=int(x.shape[0]), max_batch=None, input_size=opts.input_size)
+            traced = export_program(graph.eval(), x, fixed).run_decompositions({})
+        else:
+            opts.stages("tracing the graph (torch.jit.trace) for coremltools")
+            with torch.no_grad():
+                traced = torch.jit.trace(graph.eval(), x, check_trace=False)
         opts.stages("converting to a Core ML ML program")
         try:
             model = ct.convert(traced, inputs=[ct.TensorType(name="input", shape=tuple(x.shape), dtype=np.float32)],

@@ -28,7 +28,7 @@ from .capture import ExportOptions, export_onnx, export_program, quiet
 from .coreml import export_coreml
 from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
-from .fuse import InferenceModel, prepare_for_export
+from .fuse import InferenceModel, is_detector, prepare_for_export, reference_graph
 from .litert import export_litert
 from .metadata import ArtifactError, ArtifactMetadata, read_metadata, write_metadata
 from .mnn import export_mnn
@@ -158,6 +158,8 @@ class ExportResult:
     """Why it was not verified, or the accuracy check of a reduced precision."""
     accuracy: dict[str, Any] | None = None
     """Reduced precision only: top-1 of fp32 eager and of the file on the weights' evaluation split."""
+    detection_max_px: float | None = None
+    """A detector: the largest box difference (px) of the final detections (after the shared NMS) to eager."""
 
     @property
     def passed(self) -> bool:
@@ -189,8 +191,9 @@ class ExportResult:
             a = self.accuracy
             acc = (f"  top-1 fp32 {a['top1_fp32']:.2f}% -> {self.precision} {a['top1']:.2f}% on "
                    f"{a['dataset']}/{a['split']}")
+        det = "" if self.detection_max_px is None else f", detections equal (boxes within {self.detection_max_px:.1e} px)"
         return (f"{head}  verify {self.verify_s:.1f}s  max abs diff {self.max_abs_diff:.2e}{tol} vs eager via "
-                f"{self.runtime}{acc}  {self.status}")
+                f"{self.runtime}{det}{acc}  {self.status}")
 
 
 def parse_batch(value: str | int | None) -> int | None:
@@ -327,6 +330,9 @@ def export_model(
     )
     if meta.input_size[1] < 8:
         raise ValueError(f"--input-size {meta.input_size[1]} too small; expected at least 8")
+    if is_detector(model) and tuple(meta.input_size[1:]) != tuple(model.image_size):
+        raise ValueError(f"--input-size {meta.input_size[1]} invalid for a detector built for {tuple(model.image_size)}: "
+                         "its anchors belong to that size; create the model with image_size=N instead")
     x = _example(meta, batch or 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -346,14 +352,37 @@ def export_model(
     exact = precision == spec.precisions[0]
     stages(f"verifying: reloading {out.name} in {spec.runtime} and comparing with eager PyTorch")
     result.max_abs_diff, result.verify_s, result.runtime = verify_artifact(
-        out, model, threads=threads, tolerance=FP32_TOLERANCE if exact else None)
+        out, reference_graph(model), threads=threads, tolerance=FP32_TOLERANCE if exact else None)
     result.verified, result.note, result.tolerance = True, "", FP32_TOLERANCE if exact else None
+    if is_detector(model):
+        return _verify_detector(result, out, model, exact, threads, stages)
     if not exact:
         result.accuracy = reduced_precision_check(weights, out, log=stages)
         if result.accuracy is None:
             result.verified = False
             result.note = (f"{precision}: max abs diff {result.max_abs_diff:.2e} to eager; top-1 not checked (the "
                            "weights name no dataset), so not verified")
+    return result
+
+
+def _verify_detector(result: ExportResult, out: Path, model: nn.Module, exact: bool, threads: int | None,
+                     stages: StageLog) -> ExportResult:
+    """A detector's second check: the final detections after the shared post-processing equal eager's."""
+    from .detect import verify_detections
+
+    if not exact:
+        result.verified = False
+        result.note = (f"{result.precision}: max abs diff {result.max_abs_diff:.2e} to eager; a reduced-precision "
+                       "detector is not checked on detections here, so not verified")
+        return result
+    stages("verifying: detections after the shared NMS against eager PyTorch")
+    start = time.perf_counter()
+    worst, problem, runtime = verify_detections(out, model, threads=threads)
+    result.verify_s += time.perf_counter() - start
+    if problem is not None:
+        raise ExportVerificationError(f"{out}: detections after the shared NMS differ from eager PyTorch in {runtime}: "
+                                      f"{problem} (the file was kept for inspection)")
+    result.detection_max_px = worst
     return result
 
 

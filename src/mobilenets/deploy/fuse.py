@@ -21,7 +21,16 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-__all__ = ["InferenceModel", "fold_batchnorm", "fuse_for_inference", "max_abs_diff", "prepare_for_export"]
+__all__ = [
+    "DetectionGraph",
+    "InferenceModel",
+    "fold_batchnorm",
+    "fuse_for_inference",
+    "is_detector",
+    "max_abs_diff",
+    "prepare_for_export",
+    "reference_graph",
+]
 
 
 #: (layer, the norm that may follow it, torch's folding function, the layer's output-width attribute)
@@ -112,9 +121,65 @@ class InferenceModel(nn.Module):
         return m.forward_head(m.blocks(m.stem(x)))
 
 
-def prepare_for_export(model: nn.Module) -> InferenceModel:
-    """Fold, drop regularisers and wrap: the graph every exporter and quantizer starts from."""
-    return InferenceModel(fuse_for_inference(model)).eval()
+def is_detector(model: Any) -> bool:
+    """Whether ``model`` is a detector (its ``pretrained_cfg`` says ``task: detect``, as SSDLite's does)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return cfg.get("task") == "detect" and hasattr(model, "decoded")
+
+
+class DetectionGraph(nn.Module):
+    """A detector's inference graph: ``decoded`` (network + box decoding) as ONE output ``[N, A, 4 + C]``.
+
+    Columns 0..3 are the boxes (xyxy) divided by the model's input width / height (so 0..1 after
+    clipping), the rest the softmaxed class probabilities. One tensor keeps every runtime's
+    single-output predictor unchanged, and the normalised boxes put both halves on the same scale so
+    the one fp32 tolerance of the exports covers both. NMS is not in the graph: its output size depends
+    on the data, so it runs after any runtime in :func:`mobilenets.models.detection.boxes.postprocess`.
+
+    The anchors of the model's input size are computed once here and cached on the model, so the
+    exported graph holds them as a constant instead of re-deriving them from the feature sizes.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not is_detector(model):
+            raise ValueError(f"{type(model).__name__} is not a detector (no decoded() / task 'detect')")
+        self.model = model
+        self.pretrained_cfg: dict[str, Any] = dict(getattr(model, "pretrained_cfg", {}))
+        self.num_classes = int(getattr(model, "num_classes", 0))
+        self.in_chans = int(getattr(model, "in_chans", 3))
+        self.task = "detect"
+        h, w = (int(v) for v in model.image_size)
+        model.anchors_for(torch.zeros(1, self.in_chans, h, w))  # warm the cache (float32, CPU)
+        self.register_buffer("box_scale", torch.tensor([w, h, w, h], dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # ``SSDLite.decoded`` step by step, except that the clip to the image is done after the division by
+        # its size, as a clamp to [0, 1] (the same values: b <= w exactly when b / w <= 1): the ONNX
+        # exporter cannot lower decoded's clamp(int 0, float w) (torch 2.13).
+        m = self.model
+        out = m.head_outputs(x)
+        deltas = out["bbox_regression"]
+        anchors = m.anchors_for(x).unsqueeze(0)  # broadcast over the batch (no traced size op)
+        boxes = (m.box_coder.decode(deltas, anchors) / self.box_scale).clamp(0.0, 1.0)
+        return torch.cat([boxes, torch.softmax(out["cls_logits"], dim=-1)], dim=-1)
+
+
+def prepare_for_export(model: nn.Module) -> InferenceModel | DetectionGraph:
+    """Fold, drop regularisers and wrap: the graph every exporter and quantizer starts from.
+
+    A classifier becomes an :class:`InferenceModel` (logits), a detector a :class:`DetectionGraph`.
+    """
+    fused = fuse_for_inference(model)
+    return (DetectionGraph(fused) if is_detector(model) else InferenceModel(fused)).eval()
+
+
+def reference_graph(model: nn.Module) -> nn.Module:
+    """What an export of ``model`` is compared with: the unfolded eval model itself for a classifier,
+    its :class:`DetectionGraph` (no folding, so folding errors show) for a detector."""
+    if is_detector(model):
+        return DetectionGraph(copy.deepcopy(model).eval()).eval()
+    return model.eval()
 
 
 @torch.no_grad()

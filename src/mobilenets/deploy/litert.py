@@ -154,26 +154,36 @@ def _int8_specs() -> tuple[Any, Any, Any]:
     return act, const, weight
 
 
+_SOFTMAX = ("softmax.int", "_softmax.default")
+
+
+def _aten_name(n: Any) -> str:
+    """``opname.overload`` of an fx node's aten target ('' for anything that is not a call)."""
+    t = getattr(n, "target", None)
+    if t is None:
+        return ""
+    return f"{getattr(t, '__name__', t)}" if not hasattr(t, "_overloadname") else f"{t._opname}.{t._overloadname}"
+
+
 def int8_quantizer() -> Any:
     """PT2E quantizer for LiteRT's int8 kernels: s8 activations (per tensor), s8 symmetric per-channel
     weights, float bias (the converter makes it int32 with scale = input scale x weight scale).
 
     It annotates aten ops by target, so it sees what the graph computes whatever module or functional
-    call produced it; unsupported ops (attention's matmuls, softmax) are left in float. Built on call so
-    torchao is imported only when int8 is asked for.
-    """
+    call produced it; unsupported ops (attention's matmuls) are left in float. Built on call: torchao is
+    imported only when int8 is asked for."""
     with quiet_imports():
         from torchao.quantization.pt2e.quantizer import (
+            FixedQParamsQuantizationSpec,
             QuantizationAnnotation,
             Quantizer,
             SharedQuantizationSpec,
         )
 
     act, const, weight = _int8_specs()
-
-    def target(n: torch.fx.Node) -> str:
-        t = n.target
-        return f"{t.__name__}" if not hasattr(t, "_overloadname") else f"{t._opname}.{t._overloadname}"  # type: ignore[union-attr]
+    # TFLite's int8 SOFTMAX only takes output scale 1/256, zero point -128 (a detector's probabilities).
+    probs = FixedQParamsQuantizationSpec(torch.int8, 1 / 256, -128, -128, 127, torch.per_tensor_affine)
+    target = _aten_name
 
     def annotated(n: torch.fx.Node) -> bool:
         return "quantization_annotation" in n.meta
@@ -210,10 +220,14 @@ def int8_quantizer() -> Any:
                     self._with_output(n, inputs)
                 elif kind in _OWN_RANGE:
                     srcs = n.args[0] if kind == "cat.default" else [n.args[0]]
-                    mark(n, {s: act for s in srcs if isinstance(s, torch.fx.Node)}, act)
+                    # CONCATENATION wants one scale: a detector's boxes (0..1) join its probabilities at 1/256.
+                    spec = probs if kind == "cat.default" and any(target(x) in _SOFTMAX for x in srcs) else act
+                    mark(n, {s: spec for s in srcs if isinstance(s, torch.fx.Node)}, spec)
                 elif kind in _SHARED and isinstance(n.args[0], torch.fx.Node):
                     src = n.args[0]
                     mark(n, {src: act}, SharedQuantizationSpec((src, n)))
+                elif kind in _SOFTMAX and isinstance(n.args[0], torch.fx.Node):
+                    mark(n, {n.args[0]: act}, probs)
                 elif kind in _FUSE and isinstance(n.args[0], torch.fx.Node):
                     mark(n, {n.args[0]: act}, act)  # an activation with no producer to fuse into
             return model
@@ -340,7 +354,8 @@ def quantize_litert(graph: nn.Module, calib: list[torch.Tensor], out: Path, meta
         model = _float_io(model)
     model = _embed_metadata(model, meta)
     report = inspect_tflite(model)
-    check_integer(report, out, nhwc=nhwc)
+    heads = len(getattr(getattr(graph, "model", None), "cls_head", ())) if meta.task == "detect" else 0
+    check_integer(report, out, nhwc=nhwc, head_transposes=4 * heads)  # 2 per head output, 2 heads per level
     atomic_write_bytes(out, model)
     return report
 
@@ -466,17 +481,19 @@ def inspect_tflite(model: bytes | str | Path) -> TFLiteReport:
     return report
 
 
-def check_integer(report: TFLiteReport, path: str | Path, *, nhwc: bool) -> None:
+def check_integer(report: TFLiteReport, path: str | Path, *, nhwc: bool, head_transposes: int = 0) -> None:
     """Fail when the "int8" file computes a convolution / fully-connected layer in float, or transposes
-    anything but an NCHW graph input (the transpose-per-convolution defect)."""
+    anything but an NCHW graph input (the transpose-per-convolution defect). ``head_transposes``: how many
+    more a detector may have (each head output is reordered to (row, column, anchor) by TRANSPOSE, RESHAPE,
+    TRANSPOSE: data movement at the end, not a transpose per backbone convolution)."""
     if report.float_weighted:
         raise ArtifactError(f"{path}: not an integer model, {len(report.float_weighted)} weighted ops run in "
                             f"float: {', '.join(report.float_weighted[:4])}")
-    allowed = 0 if nhwc else 1
+    allowed = (0 if nhwc else 1) + head_transposes
     inner = [t for t in report.transposes if t != "graph input"]
-    if inner or len(report.transposes) > allowed:
+    if len(inner) > head_transposes or len(report.transposes) > allowed:
         raise ArtifactError(f"{path}: {len(report.transposes)} TRANSPOSE ops in the int8 graph (after "
-                            f"{', '.join(report.transposes)}); expected {allowed}")
+                            f"{', '.join(report.transposes[:8])}); expected {allowed}")
 
 
 # ------------------------------------------------------------------------------------------ runtime

@@ -19,11 +19,16 @@ from torch import nn
 
 from ..fileio import file_digest
 
-__all__ = ["ArtifactError", "ArtifactMetadata", "read_metadata", "sidecar_path", "write_metadata"]
+__all__ = ["POSTPROCESS_KEYS", "TASKS", "ArtifactError", "ArtifactMetadata", "read_metadata", "sidecar_path", "write_metadata"]
 
 METADATA_KEY = "mobilenets"
 SIDECAR_SUFFIX = ".json"
 EXTRA_FILE = "mobilenets.json"
+
+
+TASKS = ("classify", "detect")
+POSTPROCESS_KEYS = ("score_thresh", "nms_thresh", "topk_candidates", "detections_per_img")
+"""The detector attributes (``SSDLite``'s options) a detector artefact's metadata records."""
 
 
 class ArtifactError(ValueError):
@@ -54,6 +59,12 @@ class ArtifactMetadata:
     quantization: dict[str, Any] | None = None
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    task: str = "classify"
+    """``classify`` (the graph gives logits) or ``detect`` (``[N, A, 4 + C]``: boxes / input size, then class
+    probabilities); artefacts written before detectors existed have no entry and are classifiers."""
+    postprocess: dict[str, Any] | None = None
+    """A detector's post-processing settings (``score_thresh``, ``nms_thresh``, ``topk_candidates``,
+    ``detections_per_img``), applied after the runtime by :mod:`mobilenets.deploy.detect`."""
 
     def to_json(self) -> str:
         return json.dumps({"format_version": 1, **asdict(self)}, indent=2)
@@ -75,6 +86,14 @@ class ArtifactMetadata:
             raise ArtifactError(f"{source}: malformed metadata ({exc})") from None
         if len(kwargs["input_size"]) != 3:
             raise ArtifactError(f"{source}: input_size must be (C, H, W), got {kwargs['input_size']}")
+        kwargs["task"] = str(data.get("task") or "classify")
+        if kwargs["task"] not in TASKS:
+            raise ArtifactError(f"{source}: task {kwargs['task']!r} unknown; expected one of {', '.join(TASKS)}")
+        if kwargs["task"] == "detect":
+            post = data.get("postprocess")
+            if not isinstance(post, dict) or any(k not in post for k in POSTPROCESS_KEYS):
+                raise ArtifactError(f"{source}: a detector's metadata needs postprocess with "
+                                    f"{', '.join(POSTPROCESS_KEYS)}, got {post!r}")
         return cls(**kwargs)
 
     @classmethod
@@ -96,7 +115,11 @@ class ArtifactMetadata:
         if input_size is not None:
             h = w = int(input_size)
         names = getattr(inner, "class_names", None)
+        task = str(cfg.get("task") or "classify")
+        if task == "detect" and "postprocess" not in kw:
+            kw["postprocess"] = {k: getattr(inner, k) for k in POSTPROCESS_KEYS}
         return cls(
+            task=task,
             format=fmt,
             input_size=(int(c), int(h), int(w)),
             mean=tuple(float(v) for v in cfg.get("mean", (0.0,) * int(c))),

@@ -188,7 +188,9 @@ class NcnnPredictor(Predictor):
                 raise ArtifactError(f"{self.path}: ncnn failed to compute {self.output_name!r}: "
                                     f"{_ncnn_log(log())}")
             logits = np.array(out, dtype=np.float32).reshape(-1)
-            if logits.size != self.metadata.num_classes:
+            detect = self.metadata.task == "detect"  # [A, 4 + C] per image: a multiple of 4 + C values
+            width = self.metadata.num_classes + (4 if detect else 0)
+            if (logits.size % width != 0) if detect else (logits.size != width):
                 raise ArtifactError(f"{self.path}: the graph outputs {logits.size} values per image but its "
                                     f"metadata says {self.metadata.num_classes} classes; the metadata belongs "
                                     "to another artefact")

@@ -46,6 +46,14 @@ class Predictor:
             )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, num_classes]``, or for a detector (``metadata.task == "detect"``) its graph's one
+        output ``[N, A, 4 + num_classes]`` (whatever shape the runtime hands it back in)."""
+        out = self._call(x)
+        if self.metadata.task == "detect":
+            out = out.reshape(x.shape[0], -1, 4 + self.metadata.num_classes)
+        return out
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         x = x.detach().to("cpu", torch.float32).contiguous()
         n = x.shape[0]

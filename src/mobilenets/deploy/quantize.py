@@ -36,7 +36,7 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, add_onnx_metadata, dynamic_shapes, export_onnx, export_program, quiet
 from .export import executorch_batch_bound, load_model, lower_to_executorch
 from .extras import NeedsExtras, quiet_imports, require
-from .fuse import InferenceModel, prepare_for_export
+from .fuse import InferenceModel, is_detector, prepare_for_export
 from .metadata import ArtifactMetadata, write_metadata
 
 __all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_weights"]
@@ -350,6 +350,10 @@ class QuantizeResult:
     calib_images: int
     census: dict[str, Any] | None = None
     """LiteRT: the flatbuffer's tensors by type and ops by input/output type (proof it is integer)."""
+    metric: str = "top-1"
+    """What ``float_acc1`` / ``int8_acc1`` measure, in percent: ``top-1``, or ``AP50`` for a detector."""
+    metrics: dict[str, Any] | None = None
+    """A detector: float and int8 COCO box metrics (``map``, ``map50``, ...)."""
 
     @property
     def drop(self) -> float:
@@ -361,11 +365,14 @@ class QuantizeResult:
     def summary(self) -> str:
         line = (f"{self.method} {self.target}: {self.path}  {self.size_bytes / 2**20:.2f} MiB "
                 f"(fp32 weights {self.float_size_bytes / 2**20:.2f} MiB)  {self.quantize_s:.1f}s | "
-                f"{self.dataset}/{self.split} top-1 float {self.float_acc1:.2f}%  int8 {self.int8_acc1:.2f}%  "
+                f"{self.dataset}/{self.split} {self.metric} float {self.float_acc1:.2f}%  int8 {self.int8_acc1:.2f}%  "
                 f"drop {self.drop:+.2f} points")
+        if self.metrics:
+            f, q = self.metrics.get("float") or {}, self.metrics.get("int8") or {}
+            line += f"; mAP float {f.get('map', float('nan')):.3f}  int8 {q.get('map', float('nan')):.3f}"
         if self.drop > LARGE_DROP:
             others = ", ".join(k for k in QUANT_TARGETS if k != self.target)
-            line += (f"\nWARNING: int8 lost {self.drop:.1f} points of top-1 with target {self.target}; do not deploy "
+            line += (f"\nWARNING: int8 lost {self.drop:.1f} points of {self.metric} with target {self.target}; do not deploy "
                      f"this file: try another target ({others}) or --method qat")
         return line
 
@@ -426,6 +433,9 @@ def quantize_model(
     stages = as_stage_log(log)
     out = Path(out)
     spec = _check_target(method, target, out, int8_io, channels_last_io)
+    if method == "qat" and is_detector(model):
+        raise ValueError("--method qat is not available for a detector (QAT fine-tunes a classification loss); "
+                         "use --method ptq")
     if spec.fixed_batch and batch is None:
         batch = 1  # the runtime takes one input shape; a predictor runs other batches in chunks of it
     graph = prepare_for_export(model)
@@ -509,6 +519,9 @@ def quantize_weights(
     start = time.perf_counter()
     stages(f"loading weights {weights}")
     model = load_model(weights)
+    if is_detector(model):
+        return _quantize_detector(model, weights, method, target, out, data, root, split, calib_batches,
+                                  calib_batch_size, evaluate, int8_io, channels_last_io, stages)
     graph = prepare_for_export(model)
     meta = ArtifactMetadata.from_model(graph, "weights", source=str(weights))
     d = _load_data(meta, data, root, calib_batches=calib_batches, batch_size=calib_batch_size, split=split,
@@ -534,3 +547,34 @@ def quantize_weights(
     float_size = (wdir / WEIGHTS_NAME).stat().st_size if (wdir / WEIGHTS_NAME).is_file() else 0
     return QuantizeResult(str(path), method, target, d.dataset, split, float_acc, int8_acc, path.stat().st_size,
                           float_size, seconds, sum(int(x.shape[0]) for x in d.calib), _census(path))
+
+
+def _quantize_detector(model: nn.Module, weights: str | Path, method: str, target: str, out: str | Path,
+                       data: str | None, root: str | None, split: str, calib_batches: int, calib_batch_size: int,
+                       evaluate: bool, int8_io: bool, channels_last_io: bool, stages: StageLog) -> QuantizeResult:
+    """A detector's weights: calibrated on its dataset's training split; float vs int8 COCO AP50 (the
+    result's figures, with mAP in ``metrics``) on ``split`` through :mod:`mobilenets.deploy.detect`."""
+    from ..weights import WEIGHTS_NAME
+    from .detect import calibration_images, coco_figures, detection_datasets, evaluate_detector
+
+    if method != "ptq":
+        raise ValueError(f"--method {method} is not available for a detector (QAT fine-tunes a classification "
+                         "loss); use --method ptq")
+    start = time.perf_counter()
+    meta = ArtifactMetadata.from_model(model, "weights", source=str(weights))
+    dataset, _, splits = detection_datasets(meta, data=data, root=root, source=weights)
+    if split not in splits:
+        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(splits)}")
+    meta.dataset = dataset
+    calib = calibration_images(meta, splits["train"], batches=calib_batches, batch_size=calib_batch_size)
+    stages(f"loaded {len(calib)} calibration batches of up to {calib_batch_size} images from {dataset}/train")
+    path = quantize_model(model, "ptq", target, out, calib, meta=meta, int8_io=int8_io,
+                          channels_last_io=channels_last_io, log=stages)
+    seconds = time.perf_counter() - start
+    figures = {k: coco_figures(evaluate_detector(src, splits[split], log=stages, label=k) if evaluate else None)
+               for k, src in (("float", model), ("int8", path))}
+    ap50 = [100 * float(f["map50"]) if f else float("nan") for f in figures.values()]
+    wfile = Path(weights) / WEIGHTS_NAME
+    return QuantizeResult(str(path), "ptq", target, dataset, split, ap50[0], ap50[1], path.stat().st_size,
+                          wfile.stat().st_size if wfile.is_file() else 0, seconds, sum(int(x.shape[0]) for x in calib),
+                          _census(path), metric="AP50", metrics=figures)
