@@ -232,7 +232,6 @@ def test_quantized_small_detector_reports_float_and_int8(target: str, tmp_path: 
 
 
 def test_evaluate_detector_reuses_the_engine_evaluation(tmp_path: Path) -> None:
-    from mobilenets.config import AugConfig
     from mobilenets.data.detection import make_detection_batches
     from mobilenets.engine.evaluate import evaluate_detection
     from mobilenets.engine.task import detection_preprocess
@@ -240,7 +239,7 @@ def test_evaluate_detector_reuses_the_engine_evaluation(tmp_path: Path) -> None:
     test = _scenes()["test"]
     model = small_detector(size=64, in_chans=1, num_classes=11)
     loader, _ = make_detection_batches(test, 8, shuffle=False, seed=0, device="cpu")
-    want = evaluate_detection(model, loader, detection_preprocess(AugConfig(hflip=0.0), 64), dataset=test)
+    want = evaluate_detection(model, loader, detection_preprocess(), dataset=test)
     got = evaluate_detector(model, test, batch_size=8)
     assert got["map"] == want["map"] and got["map50"] == want["map50"]
     assert not model.training  # the evaluation restores eval mode, never leaves the model training

@@ -77,7 +77,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
         HOME=str(home), TORCH_HOME=str(base / "torch"), HF_HOME=str(base / "hf"), HF_HUB_OFFLINE="1",
         MPLBACKEND="Agg",
         # One epoch per training run; the fake CIFAR train files hold 200 images (the real archive 50,000).
-        MOBILENETS_TRAIN_OVERRIDES="epochs=1 data.val_size=40 fast_depthwise_grad=false",
+        MOBILENETS_TRAIN_OVERRIDES="epochs=1 data.val_size=40 data.scene_sizes=[64,32,32] fast_depthwise_grad=false",
     )
     return repo, env
 

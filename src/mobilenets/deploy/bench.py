@@ -448,7 +448,7 @@ def load_bench_model(spec: str, kwargs: dict[str, Any] | None = None) -> tuple[s
     from ..models import list_models
 
     path = Path(spec)
-    if spec in list_models():
+    if spec in list_models(task=None):
         from ..weights import create_model
 
         return spec, create_model(spec, **(kwargs or {})).eval(), None

@@ -226,11 +226,10 @@ def _batches(dataset: Any, batch_size: int, *, shuffle: bool) -> Any:
 
 def calibration_images(meta: ArtifactMetadata, dataset: Any, *, batches: int, batch_size: int) -> list[torch.Tensor]:
     """Normalised calibration batches at the model's input size from a detection split (the training one)."""
-    from ..config import AugConfig
     from ..engine.task import detection_preprocess
 
     loader, _ = _batches(dataset, batch_size, shuffle=True)
-    pre = detection_preprocess(AugConfig(hflip=0.0), int(meta.input_size[-1]))
+    pre = detection_preprocess()
     size_hw = (int(meta.input_size[1]), int(meta.input_size[2]))
     out = []
     for images, targets in loader:
@@ -247,14 +246,12 @@ def evaluate_detector(source: nn.Module | Predictor | str | Path, dataset: Any, 
                       log: StageLog | Callable[[str], None] | None = None, label: str = "") -> dict[str, Any]:
     """COCO box metrics (``map``, ``map50``, ...) of a detector or detector artefact on one split, through
     the engine's :func:`~mobilenets.engine.evaluate.evaluate_detection` (the training loop's evaluation)."""
-    from ..config import AugConfig
     from ..engine.evaluate import evaluate_detection
     from ..engine.task import detection_preprocess
 
     detector = source if isinstance(source, Detector) else Detector(source)
     loader, steps = _batches(dataset, batch_size, shuffle=False)
     stages = as_stage_log(log)
-    size = int(dataset[0][0].shape[-1]) if len(dataset) else detector.image_size[0]
     progress = stages.counted(steps, f"evaluating {label or detector.runtime}")
 
     def counted() -> Any:
@@ -262,7 +259,7 @@ def evaluate_detector(source: nn.Module | Predictor | str | Path, dataset: Any, 
             progress.update(int(item[0].shape[0]))
             yield item
 
-    result = evaluate_detection(detector, counted(), detection_preprocess(AugConfig(hflip=0.0), size), dataset=dataset)
+    result = evaluate_detection(detector, counted(), detection_preprocess(), dataset=dataset)
     progress.close(f"evaluated {label or detector.runtime}: mAP {result['map']:.3f} AP50 {result['map50']:.3f} "
                    f"({progress.elapsed:.1f}s)")
     result["runtime"] = detector.runtime

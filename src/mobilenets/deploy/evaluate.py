@@ -65,7 +65,11 @@ class _Loaded:
             self.model: nn.Module = predictor.as_module()
             self.device = torch.device("cpu")  # every artefact runtime here runs on the CPU
             self.cfg = {"input_size": meta.input_size, "mean": meta.mean, "std": meta.std,
-                        "crop_pct": meta.crop_pct, "interpolation": meta.interpolation}
+                        "crop_pct": meta.crop_pct, "interpolation": meta.interpolation, "task": meta.task}
+            if meta.task == "detect":  # the artefact's graph, then the shared NMS: the eager model's interface
+                from .detect import Detector
+
+                self.model = Detector(predictor)
             self.dataset = meta.dataset
             self.class_names = meta.class_names
             self.num_classes = meta.num_classes
@@ -90,11 +94,6 @@ class _Loaded:
     @property
     def is_detector(self) -> bool:
         return self.cfg.get("task") == "detect"
-
-    def require_pytorch_detector(self) -> None:
-        if self.runtime != "pytorch":
-            raise ValueError(f"{self.source} is a {self.runtime} artefact of a detector; eval and predict take a "
-                             "detector's weights or run directory (artefacts are verified by export)")
 
 
 def evaluate_weights(
@@ -176,7 +175,6 @@ def _evaluate_detector(loaded: _Loaded, *, data: str | None, root: str | None, s
     from ..data.registry import test_split_label
     from ..engine.task import detection_preprocess
 
-    loaded.require_pytorch_detector()
     wdir, dev, model, cfg = loaded.source, loaded.device, loaded.model, loaded.cfg
     recorded = recorded_data(loaded.run_source)
     size = recorded.image_size if recorded and recorded.image_size else int(cfg["input_size"][-1])
@@ -239,7 +237,6 @@ def _predict_detections(loaded: _Loaded, images: list[str], *, min_score: float,
 
     from ..data.folder import load_rgb
 
-    loaded.require_pytorch_detector()
     names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
     results = []
     for path in images:
