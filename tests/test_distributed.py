@@ -138,3 +138,23 @@ def test_ddp_global_batch_checked(tmp_path: Path, bad: str) -> None:
     proc = torchrun([*COMMON, "epochs=1", bad, f"output_dir={tmp_path}"])
     _, err = proc.communicate(timeout=300)
     assert proc.returncode != 0 and "batch_size" in err
+
+
+@pytest.mark.slow  # a torchrun launch of a tiny detector and one evaluation: ~40 s on 2 cores
+def test_ddp_detection_gathers_every_ranks_detections(tmp_path: Path) -> None:
+    """Detection through the same DDP loop: the val mAP rank 0 logs (each rank detects on its shard,
+    rank 0 gathers) equals a single-process evaluation of the saved weights on the whole val split."""
+    pytest.importorskip("pycocotools")
+    run = tmp_path / "det"
+    args = ["configs/detect_digits.yaml", "data.scene_sizes=[64,30,30]", "model.kwargs.image_size=64",
+            "data.image_size=64", "epochs=1", "batch_size=16", "ema=false", "quiet=true", "threads=1",
+            f"output_dir={run}"]
+    _, err = _finish(torchrun(args, cwd=Path(__file__).resolve().parent.parent))
+    assert "x 2 processes" in err
+    logged = float((run / "metrics.csv").read_text().strip().splitlines()[-1].split(",")[3])  # val_map
+    res = subprocess.run([sys.executable, "-m", "mobilenets", "eval", str(run), "--split", "val", "--json"],
+                         env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+
+    assert json.loads(res.stdout)["map"] == pytest.approx(logged, abs=1e-6)
