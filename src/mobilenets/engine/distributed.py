@@ -21,6 +21,7 @@ __all__ = [
     "SyncBatchNormCPU",
     "all_reduce_sum",
     "barrier",
+    "broadcast_buffers",
     "cleanup_distributed",
     "convert_sync_batchnorm",
     "init_distributed",
@@ -81,6 +82,20 @@ def all_gather_object(obj: Any) -> list[Any]:
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Give every rank rank ``src``'s buffers (BatchNorm running statistics) in place.
+
+    Why: DDP broadcasts buffers at the start of each forward, so after the last step every rank's
+    BatchNorm statistics were updated by its own batch only. Evaluating each rank's shard with its own
+    statistics would score a mixture of models instead of the weights rank 0 saves.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for buf in module.buffers():
+        if buf.is_floating_point() or buf.dtype in (torch.int64, torch.int32):
+            dist.broadcast(buf, src)
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -44,6 +44,7 @@ from .distributed import (
     all_gather_object,
     all_reduce_sum,
     barrier,
+    broadcast_buffers,
     cleanup_distributed,
     convert_sync_batchnorm,
     init_distributed,
@@ -430,6 +431,10 @@ def _validate(st: RunState, stats: EpochStats) -> tuple[dict[str, Any], dict[str
     """Validation of the raw (and EMA) weights; the epoch's metrics row, appended to the history."""
     eval_kw = {"cfg": st.cfg, "dataset": st.datasets["val"], "num_classes": st.num_classes,
                "distributed": st.dist.enabled}
+    if st.dist.enabled:  # every rank evaluates the statistics rank 0 saves
+        broadcast_buffers(st.model)
+        if st.ema is not None:
+            broadcast_buffers(st.ema.module)
     val = st.task.evaluate(st.model, device_batches(st.val_batches, st.device), st.eval_pre, **eval_kw)
     ema_val = (st.task.evaluate(st.ema.module, device_batches(st.val_batches, st.device), st.eval_pre, **eval_kw)
                if st.ema is not None else None)
