@@ -193,9 +193,6 @@ class DetectionTask(Task):
                 device: torch.device, drop_last: bool = False, rank: int = 0, world_size: int = 1) -> tuple[Any, int]:
         from ..data.detection import make_detection_batches
 
-        if batch_size > len(dataset) and drop_last:
-            raise ConfigError(f"got {batch_size}, larger than the {len(dataset)}-image training split",
-                              key="batch_size")
         return make_detection_batches(dataset, batch_size, shuffle=shuffle, seed=seed, device=device,
                                       drop_last=drop_last, rank=rank, world_size=world_size,
                                       num_workers=cfg.data.num_workers)
