@@ -89,7 +89,10 @@ def _scatter(runs: Sequence[_Run], key: str, xlabel: str, fid: str, title: str) 
                   "more accurate); error bars are ± one std over seeds.")
 
 
-def _curves(runs: Sequence[_Run]) -> Figure:
+def _training_curves(runs: Sequence[_Run], series: Sequence[tuple[str, str, str]], loss_label: str,
+                     val_label: str, val_title: str) -> Any:
+    """Training loss (left) and validation figures (right) per run, one colour per run; ``series`` holds
+    ``(metrics.csv key without val_, line style, legend suffix)``, EMA values where the run kept them."""
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for r in runs:
@@ -98,15 +101,23 @@ def _curves(runs: Sequence[_Run]) -> Figure:
             continue
         rows = read_metrics(path)
         ep = [row["epoch"] for row in rows]
-        acc = [row.get("ema_val_acc1") if row.get("ema_val_acc1") is not None else row.get("val_acc1") for row in rows]
-        a1.plot(ep, [row.get("train_loss") for row in rows], marker="o", ms=2, label=r.name)
-        a2.plot(ep, acc, marker="o", ms=2, label=r.name)
-    a1.set(xlabel="epoch", ylabel="train loss", title="training loss")
-    a2.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation accuracy (EMA where used)")
+        (line,) = a1.plot(ep, [row.get("train_loss") for row in rows], marker="o", ms=2, label=r.name)
+        for key, style, suffix in series:
+            ys = [row.get(f"ema_val_{key}") if row.get(f"ema_val_{key}") is not None else row.get(f"val_{key}")
+                  for row in rows]
+            a2.plot(ep, ys, style, marker="o", ms=2, color=line.get_color(), label=f"{r.name}{suffix}")
+    a1.set(xlabel="epoch", ylabel=loss_label, title="training loss")
+    a2.set(xlabel="epoch", ylabel=val_label, title=val_title)
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
     a2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
+    return fig
+
+
+def _curves(runs: Sequence[_Run]) -> Figure:
+    fig = _training_curves(runs, [("acc1", "-", "")], "train loss", "val top-1 (%)",
+                           "validation accuracy (EMA where used)")
     return Figure("plot-curves", "Training curves", _png(fig), "First seed of every run.")
 
 
@@ -234,26 +245,8 @@ def build_figures(runs: Sequence[_Run], model: Any, shape: tuple[int, int, int],
 
 
 def _detection_curves(runs: Sequence[_Run]) -> Figure:
-    plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in runs:
-        path = r.dirs[0] / "metrics.csv"
-        if not path.is_file():
-            continue
-        rows = read_metrics(path)
-        ep = [row["epoch"] for row in rows]
-        (line,) = a1.plot(ep, [row.get("train_loss") for row in rows], marker="o", ms=2, label=r.name)
-        for key, style in (("map", "-"), ("map50", "--")):  # one colour per run
-            ys = [row.get(f"ema_val_{key}") if row.get(f"ema_val_{key}") is not None else row.get(f"val_{key}")
-                  for row in rows]
-            a2.plot(ep, ys, style, marker="o", ms=2, color=line.get_color(),
-                    label=f"{r.name} {'mAP' if key == 'map' else 'AP50'}")
-    a1.set(xlabel="epoch", ylabel="train loss (classification + box)", title="training loss")
-    a2.set(xlabel="epoch", ylabel="val box AP", title="val mAP (solid), AP50 (dashed)")
-    for ax in (a1, a2):
-        ax.grid(alpha=0.3)
-    a2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    fig = _training_curves(runs, [("map", "-", " mAP"), ("map50", "--", " AP50")],
+                           "train loss (classification + box)", "val box AP", "val mAP (solid), AP50 (dashed)")
     return Figure("plot-detection-curves", "Detection training curves", _png(fig),
                   "First seed of every detection run; validation figures of the EMA weights where the run kept an EMA.")
 
