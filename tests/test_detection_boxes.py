@@ -35,13 +35,7 @@ from mobilenets.models.detection import (
 )
 from mobilenets.models.detection import boxes as boxes_module
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def fast(n: int) -> settings:

@@ -29,13 +29,7 @@ def fast(n: int) -> settings:
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny single-image forwards: one thread avoids OpenMP spin-waits on shared cores (10-100x faster).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------ config overrides
