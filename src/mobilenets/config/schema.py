@@ -41,7 +41,7 @@ __all__ = [
 
 
 DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic", "digit_scenes", "coco", "voc"]
-TaskName = Literal["auto", "classify", "detect"]
+TaskName = Literal["auto", "classify", "detect", "segment"]
 CropMode = Literal["none", "pad", "rrc"]
 AutoAugment = Literal["none", "randaugment", "trivialaugment", "autoaugment-imagenet", "autoaugment-cifar10"]
 OptimizerName = Literal["sgd", "rmsprop_tf", "adamw"]
@@ -297,7 +297,7 @@ class TrainConfig:
     # 20 epochs x 19 steps: the small V3 plateaus (~99% val) on digits in about a CPU minute;
     # V3-Small at 32x32 trains at ~400 images/s on 2 cores, so each epoch costs ~3 s.
     # auto: the dataset's own task (DATASET_INFO[name].task): digits classify, digit_scenes detect.
-    task: TaskName = field(default="auto", metadata=_help("auto (the dataset's), classify or detect"))
+    task: TaskName = field(default="auto", metadata=_help("auto (the dataset's), classify, detect or segment"))
     epochs: int = field(default=20, metadata=_help("training epochs (may be raised when resuming)"))
     # None: 64 (~19 steps per epoch on the digits train split -- enough steps for BN and warm-up),
     # capped on a small dataset so that an epoch still has at least 16 optimizer steps: with 2 steps per

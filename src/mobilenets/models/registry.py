@@ -28,7 +28,7 @@ _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _COMMON_KWARGS: set[str] = set()
 
 
-TASKS = ("classify", "detect")
+TASKS = ("classify", "detect", "segment")
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
