@@ -49,9 +49,9 @@ def test_task_follows_the_dataset() -> None:
     assert resolve_task(load_config(TrainConfig, None, ["task=classify", "data.name=digit_scenes"])) == "classify"
     assert isinstance(get_task("detect"), DetectionTask) and isinstance(get_task("classify"), ClassificationTask)
     with pytest.raises(ConfigError, match="task"):
-        get_task("segment")
+        get_task("track")
     with pytest.raises(ConfigError, match="task"):
-        load_config(TrainConfig, None, ["task=segment"])
+        load_config(TrainConfig, None, ["task=track"])
 
 
 def test_resume_of_a_run_saved_before_the_task_keys() -> None:

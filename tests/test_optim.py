@@ -231,6 +231,19 @@ def test_constant_and_onecycle() -> None:
     assert lr_at(one, 10, SPE, 10 * SPE) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_poly_follows_deeplab() -> None:
+    poly = SchedConfig(name="poly", warmup_epochs=0.0, power=0.9)
+    for epoch in (0, 3, 7, 9):
+        assert lr_at(poly, 10, SPE, epoch * SPE) == pytest.approx((1 - epoch / 10) ** 0.9)
+    assert lr_at(poly, 10, SPE, 10 * SPE) == 0.0
+    warm = SchedConfig(name="poly", warmup_epochs=2.0, warmup_lr_ratio=0.0, power=1.0, min_lr_ratio=0.05)
+    assert lr_at(warm, 10, SPE, SPE) == pytest.approx(0.5)
+    assert lr_at(warm, 10, SPE, 6 * SPE) == pytest.approx(0.5)  # halfway through the 8 epochs after warm-up
+    assert lr_at(warm, 10, SPE, 10 * SPE) == pytest.approx(0.05)  # floored at min_lr_ratio
+    with pytest.raises(ValueError, match="power"):
+        SchedConfig(name="poly", power=0.0).validate()
+
+
 def test_per_epoch_mode_counts_epochs() -> None:
     cfg = SchedConfig(name="cosine", warmup_epochs=2.0, warmup_lr_ratio=0.0, per_step=False)
     assert lr_at(cfg, 10, 999, 0) == 0.0

@@ -45,7 +45,7 @@ TaskName = Literal["auto", "classify", "detect", "segment"]
 CropMode = Literal["none", "pad", "rrc"]
 AutoAugment = Literal["none", "randaugment", "trivialaugment", "autoaugment-imagenet", "autoaugment-cifar10"]
 OptimizerName = Literal["sgd", "rmsprop_tf", "adamw"]
-SchedulerName = Literal["cosine", "step", "exponential", "onecycle", "constant"]
+SchedulerName = Literal["cosine", "step", "exponential", "onecycle", "constant", "poly"]
 AmpMode = Literal["none", "bf16", "fp16"]
 
 #: ``null`` in these fields means "the dataset's own default" (see ``mobilenets.data.registry.DATASET_INFO``),
@@ -262,7 +262,7 @@ class SchedConfig:
     """
 
     # Cosine: no milestones to tune and the best short-schedule choice in practice.
-    name: SchedulerName = field(default="cosine", metadata=_help("cosine, step, exponential, onecycle or constant"))
+    name: SchedulerName = field(default="cosine", metadata=_help("cosine, step, exponential, onecycle, constant or poly"))
     # 1 epoch (5 % of 20): AdamW's early updates are large while BN statistics settle. A warm-up as
     # long as the run is clamped to a fifth of it when the run starts (a 1-epoch smoke run).
     warmup_epochs: float = field(default=1.0, metadata=_help("linear warm-up length in epochs (clamped to epochs/5 when >= epochs)"))
@@ -276,6 +276,8 @@ class SchedConfig:
     gamma: float = field(default=0.973, metadata=_help("decay factor (step: per step_size epochs; exponential: per epoch)"))
     # Per optimizer step: with ~17 steps per epoch, per-epoch warm-up would be a 2-step staircase.
     per_step: bool = field(default=True, metadata=_help("update the lr after every optimizer step (else once per epoch)"))
+    # 0.9: DeepLab's "poly" exponent, torchvision's segmentation reference.
+    power: float = field(default=0.9, metadata=_help("exponent of the poly schedule: (1 - t / epochs) ** power"))
 
     def validate(self) -> None:
         _require(self.warmup_epochs >= 0.0, "warmup_epochs", self.warmup_epochs, ">= 0")
@@ -283,6 +285,7 @@ class SchedConfig:
         _require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", self.min_lr_ratio, "in [0, 1]")
         _require(self.step_size > 0.0, "step_size", self.step_size, "> 0")
         _require(0.0 < self.gamma <= 1.0, "gamma", self.gamma, "in (0, 1]")
+        _require(self.power > 0.0, "power", self.power, "> 0")
 
 
 @dataclass
@@ -299,6 +302,9 @@ class TrainConfig:
     # auto: the dataset's own task (DATASET_INFO[name].task): digits classify, digit_scenes detect.
     task: TaskName = field(default="auto", metadata=_help("auto (the dataset's), classify, detect or segment"))
     epochs: int = field(default=20, metadata=_help("training epochs (may be raised when resuming)"))
+    # 0.5: torchvision's segmentation reference (DeepLab's FCN auxiliary head on C2/C3); used only by a
+    # segmentation model built with aux_loss=True.
+    aux_weight: float = field(default=0.5, metadata=_help("segmentation: weight of the auxiliary head's loss"))
     # None: 64 (~19 steps per epoch on the digits train split -- enough steps for BN and warm-up),
     # capped on a small dataset so that an epoch still has at least 16 optimizer steps: with 2 steps per
     # epoch BatchNorm statistics and the EMA never catch up with the weights.
@@ -353,6 +359,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
+        _require(self.aux_weight >= 0.0, "aux_weight", self.aux_weight, ">= 0")
         if self.batch_size is not None:
             _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1 (or null for the automatic size)")
         _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, ">= 1")

@@ -15,6 +15,7 @@ __all__ = ["build_augment", "build_data", "build_model"]
 
 def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], Any]:
     from ..data.registry import DATASET_INFO, build_datasets
+    from .task import resolve_task
 
     info = DATASET_INFO[cfg.data.name]
     datasets = build_datasets(
@@ -26,6 +27,7 @@ def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], 
         val_size=cfg.data.val_size,
         num_classes=cfg.model.num_classes if cfg.data.name == "synthetic" else None,
         synthetic_sizes=(cfg.data.synthetic_size, max(cfg.data.synthetic_size // 4, 1), max(cfg.data.synthetic_size // 4, 1)),
+        task=resolve_task(cfg),  # a dataset serving several tasks (VOC, COCO, the scenes) builds this one's splits
         **({"scene_sizes": tuple(cfg.data.scene_sizes)} if cfg.data.scene_sizes else {}),
     )
     return datasets, info

@@ -9,7 +9,7 @@ beside the weights (dataset, its directory, the split sizes), so ``mobilenets ev
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from .distributed import all_gather_object, all_reduce_sum
 from .runtime import amp_context, prepare_input
 
 __all__ = ["DATA_ROOT_FLAG", "RecordedData", "build_eval_datasets", "coco_detections", "evaluate",
-           "evaluate_detection", "recorded_data"]
+           "evaluate_detection", "evaluate_segmentation", "recorded_data", "segmentation_logits"]
 
 DATA_ROOT_FLAG = "--data-root"
 """The option of ``eval`` and ``quantize`` that sets the dataset directory (named in their errors)."""
@@ -95,8 +95,12 @@ def build_eval_datasets(
     crop_pct: float,
     interpolation: str,
     num_classes: int | None = None,
+    task: str | None = None,
 ) -> tuple[str, str | None, dict[str, Any]]:
     """The datasets to evaluate or calibrate a model on: ``(dataset name, root used, splits)``.
+
+    ``task`` (the model's: ``classify``, ``detect``, ``segment``) picks the splits of a dataset that
+    serves several tasks (VOC's boxes or its masks); ``None`` takes the dataset's own.
 
     ``data`` / ``root`` are what the user passed (``--data`` / ``--data-root``); unset, they come from
     the weights' metadata (``known_dataset``) and the run's ``config.yaml`` beside ``source``. A
@@ -124,6 +128,8 @@ def build_eval_datasets(
             options["scene_sizes"] = recorded.scene_sizes
     if dataset == "synthetic":  # as engine.train builds it: the model's class count, 3 channels
         options["num_classes"] = num_classes
+    if task is not None:
+        options["task"] = task
     try:
         datasets = build_datasets(dataset, root, image_size, crop_pct=crop_pct, interpolation=interpolation,
                                   **options)
@@ -256,4 +262,61 @@ def evaluate_detection(
     names = dict(zip(dataset.label_to_category[1:], list(dataset.classes)[1:]))
     result = coco_evaluate(gt, [d for dets in per_image.values() for d in dets], names)
     result["n"] = len(per_image)
+    return result
+
+
+def segmentation_logits(output: Any) -> torch.Tensor:
+    """The main logits of a segmentation model's output: ``output["out"]`` of torchvision's dict
+    structure, or the tensor itself (an exported graph returns the logits alone)."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+@torch.no_grad()
+def evaluate_segmentation(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    preprocess: nn.Module,
+    *,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    ignore_index: int = 255,
+    amp: str = "none",
+    channels_last: bool = False,
+    distributed: bool = False,
+) -> dict[str, Any]:
+    """mIoU, pixel accuracy, per-class IoU (:mod:`~mobilenets.engine.seg_metrics`) and the mean
+    cross-entropy per labelled pixel of a segmentation model on a split.
+
+    Every pixel is counted in one integer confusion matrix; with ``distributed=True`` each rank
+    evaluates its shard (every image on exactly one rank) and the matrices and loss sums are added, so
+    the figures equal a single process's.
+    """
+    from .seg_metrics import ConfusionMatrix
+
+    was_training = model.training
+    model.eval()
+    preprocess.eval()
+    device = next(model.parameters()).device
+    cm = ConfusionMatrix(num_classes, ignore_index, device=device)
+    totals = torch.zeros(3, device=device, dtype=torch.float64)  # loss sum, labelled pixels, images
+    with amp_context(amp, device):
+        for images, masks in batches:
+            x, masks = preprocess(images, masks)
+            logits = segmentation_logits(model(prepare_input(x, channels_last))).float()
+            if logits.shape[-2:] != masks.shape[-2:]:
+                logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            masks = masks.long()
+            totals[0] += F.cross_entropy(logits, masks, ignore_index=ignore_index, reduction="sum").double()
+            totals[1] += (masks != ignore_index).sum()
+            totals[2] += masks.shape[0]
+            cm.update(logits.argmax(1), masks)
+    model.train(was_training)
+    if distributed:
+        cm.all_reduce()
+        all_reduce_sum(totals)
+    if int(totals[2]) == 0:
+        raise ValueError("evaluation split is empty")
+    result = cm.scores(class_names)
+    result["loss"] = float(totals[0] / totals[1].clamp(min=1))
+    result["n"] = int(totals[2])
     return result

@@ -272,7 +272,9 @@ def lr_at(cfg: SchedConfig, epochs: int, steps_per_epoch: int, step: int) -> flo
     * exponential: ``gamma ** (t - warmup)``, i.e. ``gamma`` per epoch (smooth when per_step);
     * onecycle: cosine warm-up (OneCycleLR's 'cos' anneal) over ``warmup_epochs`` -- or 30 % of
       the run if that is 0 -- then cosine decay to ``min_lr_ratio``;
-    * constant: 1 after warm-up.
+    * constant: 1 after warm-up;
+    * poly: ``max(1 - after / (epochs - warmup), 0) ** power`` after warm-up (DeepLab's schedule,
+      torchvision's segmentation reference with power 0.9), floored at ``min_lr_ratio``.
     """
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
@@ -303,6 +305,9 @@ def lr_at(cfg: SchedConfig, epochs: int, steps_per_epoch: int, step: int) -> flo
         return cfg.gamma**after
     if cfg.name == "constant":
         return 1.0
+    if cfg.name == "poly":
+        left = max(1.0 - after / max(epochs - warmup, 1e-12), 0.0)
+        return max(left ** cfg.power, cfg.min_lr_ratio)
     raise ValueError(f"unknown schedule {cfg.name!r}")
 
 

@@ -10,6 +10,9 @@ fix to the loop reaches every task at once.
 * :class:`ClassificationTask` (``task: classify``): exactly the classifier training of before.
 * :class:`DetectionTask` (``task: detect``): a detector (``ssdlite``) on a detection dataset, COCO box
   mAP on val chooses the best weights.
+* :class:`SegmentationTask` (``task: segment``): a segmenter (``lraspp``, ``deeplabv3``) on per-pixel
+  masks, cross-entropy with the ignore index (plus ``aux_weight`` times the auxiliary head's), mIoU on
+  val chooses the best weights.
 
 ``task: auto`` takes the dataset's own (``DATASET_INFO[name].task``).
 """
@@ -25,9 +28,9 @@ from torch import nn
 from ..config import ConfigError, TrainConfig
 from .build import build_augment, build_model
 from .epoch import classification_loss
-from .evaluate import evaluate, evaluate_detection
+from .evaluate import evaluate, evaluate_detection, evaluate_segmentation
 
-__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "Task", "get_task", "resolve_task"]
+__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "SegmentationTask", "Task", "get_task", "resolve_task"]
 
 
 class Task:
@@ -41,6 +44,10 @@ class Task:
     metric: ClassVar[str]
     metric_label: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self, cfg: TrainConfig | None = None) -> None:
+        #: the run's configuration, for the answers that depend on it (a segmentation loss's aux weight)
+        self.cfg = cfg
 
     # ------------------------------------------------------------------ data
     def batches(self, dataset: Any, batch_size: int, *, cfg: TrainConfig, shuffle: bool, seed: int,
@@ -265,7 +272,101 @@ def detection_preprocess() -> nn.Module:
     return BoxAugment().eval()
 
 
-TASKS: dict[str, type[Task]] = {"classify": ClassificationTask, "detect": DetectionTask}
+_SEG_KEYS = ("miou", "pixel_acc", "loss")
+
+
+class SegmentationTask(Task):
+    """Semantic segmentation (``lraspp``, ``deeplabv3`` and other torchvision-style segmenters): per-pixel
+    cross-entropy ignoring :data:`~mobilenets.engine.seg_metrics.IGNORE_INDEX`, plus ``cfg.aux_weight``
+    times the auxiliary head's when the model has one; mIoU on val chooses the best weights.
+
+    Batches follow :mod:`mobilenets.data.segmentation` (uint8 images, int64 masks), the augmentation is
+    :class:`~mobilenets.data.augment.masks.MaskAugment` (random scale, crop with ignore padding, flip),
+    and the model takes normalised images like a classifier, so export and quantisation reuse the
+    classifier path with the logits map as the one output.
+    """
+
+    name = "segment"
+    metric = "miou"
+    metric_label = "val mIoU"
+    fields = ("epoch", "lr", "train_loss", "val_loss", "val_miou", "val_pixel_acc", "ema_val_loss", "ema_val_miou",
+              "ema_val_pixel_acc", "images_per_s", "epoch_s")
+
+    @property
+    def aux_weight(self) -> float:
+        return float(self.cfg.aux_weight) if self.cfg is not None else 0.5
+
+    def batches(self, dataset: Any, batch_size: int, *, cfg: TrainConfig, shuffle: bool, seed: int,
+                device: torch.device, drop_last: bool = False, rank: int = 0, world_size: int = 1) -> tuple[Any, int]:
+        from ..data.segmentation import make_segmentation_batches
+
+        return make_segmentation_batches(dataset, batch_size, shuffle=shuffle, seed=seed, device=device,
+                                         drop_last=drop_last, rank=rank, world_size=world_size,
+                                         num_workers=cfg.data.num_workers)
+
+    def eval_batches(self, dataset: Any, batch_size: int, *, cfg: TrainConfig, device: torch.device,
+                     rank: int = 0, world_size: int = 1) -> Any:
+        # Evaluation shards give every image to exactly one rank, so summed confusion matrices are exact.
+        return self.batches(dataset, batch_size, cfg=cfg, shuffle=False, seed=0, device=device, rank=rank,
+                            world_size=world_size)[0]
+
+    def build_model(self, cfg: TrainConfig, info: Any, num_classes: int, channels: int) -> nn.Module:
+        model = build_model(cfg, num_classes, channels)
+        if not cfg.model.pretrained:  # from scratch: the dataset's statistics are the model's preprocessing
+            model.pretrained_cfg.update(mean=tuple(info.mean), std=tuple(info.std),
+                                        input_size=(channels, cfg.data.image_size, cfg.data.image_size))
+        return model
+
+    def augment(self, cfg: TrainConfig, num_classes: int, mean: Any, std: Any,
+                generator: torch.Generator) -> nn.Module:
+        from ..data.augment.masks import MaskAugment
+
+        return MaskAugment.from_config(cfg.aug, size=cfg.data.image_size, mean=mean, std=std, generator=generator)
+
+    def eval_preprocess(self, cfg: TrainConfig, mean: Any, std: Any) -> nn.Module:
+        from ..data.augment.masks import MaskAugment
+
+        return MaskAugment(cfg.data.image_size, mean=mean, std=std).eval()
+
+    def loss(self, model: nn.Module, x: torch.Tensor, targets: Any, amp_ctx: Any) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        from .seg_metrics import IGNORE_INDEX
+
+        with amp_ctx:
+            out = model(x)
+        loss = F.cross_entropy(out["out"].float(), targets, ignore_index=IGNORE_INDEX)
+        if "aux" in out and self.aux_weight:
+            loss = loss + self.aux_weight * F.cross_entropy(out["aux"].float(), targets, ignore_index=IGNORE_INDEX)
+        return loss
+
+    def evaluate(self, model: nn.Module, batches: Iterable[Any], preprocess: nn.Module, *, cfg: TrainConfig,
+                 dataset: Any, num_classes: int, distributed: bool = False) -> dict[str, Any]:
+        return evaluate_segmentation(model, batches, preprocess, num_classes=num_classes,
+                                     class_names=list(getattr(dataset, "classes", []) or []) or None,
+                                     ignore_index=int(getattr(dataset, "ignore_index", 255)), amp=cfg.amp,
+                                     channels_last=cfg.channels_last, distributed=distributed)
+
+    def row(self, val: dict[str, Any], ema_val: dict[str, Any] | None) -> dict[str, Any]:
+        out = {f"val_{k}": val[k] for k in _SEG_KEYS}
+        out.update({f"ema_val_{k}": ema_val[k] if ema_val else None for k in _SEG_KEYS})
+        return out
+
+    def epoch_text(self, val: dict[str, Any], ema_val: dict[str, Any] | None) -> str:
+        ema_txt = f" ema {ema_val['miou']:.3f}" if ema_val else ""
+        return f"val mIoU {val['miou']:.3f} pixel acc {val['pixel_acc']:.3f}{ema_txt}"
+
+    def summary(self, best_value: float, test: dict[str, Any]) -> dict[str, Any]:
+        return {"best_val_miou": best_value, "test_miou": test["miou"], "test_pixel_acc": test["pixel_acc"],
+                "test_mean_acc": test["mean_acc"], "test_loss": test["loss"], "test_per_class_iou": test["per_class_iou"]}
+
+    def aug_text(self, cfg: TrainConfig) -> str:
+        a = cfg.aug
+        return f"scale {tuple(a.seg_scale)}, crop with ignore padding, hflip {a.hflip or 0:g}"
+
+
+TASKS: dict[str, type[Task]] = {"classify": ClassificationTask, "detect": DetectionTask,
+                                "segment": SegmentationTask}
 
 
 def resolve_task(cfg: TrainConfig) -> str:
@@ -278,8 +379,9 @@ def resolve_task(cfg: TrainConfig) -> str:
     return str(getattr(info, "task", "classify") or "classify")
 
 
-def get_task(name: str) -> Task:
-    """The task object for a resolved task name (``classify`` / ``detect``)."""
+def get_task(name: str, cfg: TrainConfig | None = None) -> Task:
+    """The task object for a resolved task name (``classify`` / ``detect`` / ``segment``) and the run's
+    configuration."""
     if name not in TASKS:
         raise ConfigError(f"got {name!r}; expected one of {sorted(TASKS)} (or auto)", key="task")
-    return TASKS[name]()
+    return TASKS[name](cfg)

@@ -253,7 +253,7 @@ def _setup(cfg: TrainConfig, device: torch.device, dist_info: DistInfo, run_dir:
     from ..data.registry import test_split_label
 
     cfg, notes, datasets, info = _resolve_config(cfg, device, dist_info, resume_state)
-    task = get_task(resolve_task(cfg))  # cfg.task stays as given ("auto"): summary.json records the task
+    task = get_task(resolve_task(cfg), cfg)  # cfg.task stays as given ("auto"): summary.json records the task
     test_split = test_split_label(datasets)
     if test_split != "test":
         notes.append(f"note: {cfg.data.root} has no test/ folder, so the final 'test' figure is measured on the "
