@@ -401,6 +401,13 @@ def test_eval_shards_cover_the_split_once_and_training_shards_pad():
         assert steps == len(list(loader)) == -(-len(ids) // 2)
         seen += ids
     assert sorted(seen) == list(range(10))  # every image on exactly one rank, no padding repeats
+    from mobilenets.engine.seg_metrics import confusion_matrix
+
+    def cm(rank: int, world: int):  # a fixed "prediction": the mask shifted by one class
+        loader, _ = make_segmentation_batches(ds, 3, shuffle=False, seed=0, device="cpu", rank=rank, world_size=world)
+        return sum(confusion_matrix((m + 1) % 4, m, 4, 255) for _, m in loader)
+
+    assert torch.equal(sum(cm(r, 3) for r in range(3)), cm(0, 1))  # summed over ranks = one process
     lengths = [len(segmentation_order(10, shuffle=True, seed=0, epoch=0, rank=r, world_size=3)) for r in range(3)]
     assert lengths == [4, 4, 4]  # training shards in lock-step
     train = torch.cat([segmentation_order(10, shuffle=True, seed=0, epoch=0, rank=r, world_size=3) for r in range(3)])

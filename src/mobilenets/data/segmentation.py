@@ -43,6 +43,7 @@ __all__ = [
     "load_mask",
     "make_segmentation_batches",
     "mask_folder_splits",
+    "read_classes_file",
     "segmentation_order",
 ]
 
@@ -438,12 +439,17 @@ def mask_folder_splits(root: str | Path, image_size: int, *, num_channels: int =
     else:
         from PIL import Image
 
+        from .folder import BadImageError
+
         top = 0
         for pairs in records.values():
             for image_path, mask_path in pairs:
                 mask = load_mask(mask_path)
-                with Image.open(image_path) as im:
-                    size = im.size
+                try:
+                    with Image.open(image_path) as im:
+                        size = im.size
+                except Exception as exc:  # PIL raises many types
+                    raise BadImageError(f"cannot decode image {image_path}: {type(exc).__name__}: {exc}") from None
                 if (mask.shape[1], mask.shape[0]) != size:
                     raise AnnotationError(f"{mask_path}: the mask is {mask.shape[1]}x{mask.shape[0]} but its "
                                           f"image {image_path} is {size[0]}x{size[1]}")
