@@ -419,7 +419,8 @@ def test_build_datasets_registry():
     syn = build_datasets("synthetic", None, 8, synthetic_sizes=(30, 10, 10), num_classes=3, channels=1)
     assert [len(syn[k]) for k in ("train", "val", "test")] == [30, 10, 10]
     assert syn["train"].images.shape[1:] == (1, 8, 8) and syn["val"].num_classes == 3
-    assert set(R.DATASETS) == {"digits", "cifar10", "cifar100", "imagefolder", "synthetic", "digit_scenes", "coco", "voc"}
+    assert set(R.DATASETS) == {"digits", "cifar10", "cifar100", "imagefolder", "synthetic", "digit_scenes", "coco", "voc",
+                              "mask_folder"}
 
 
 def test_config_dataset_names_are_the_registry():

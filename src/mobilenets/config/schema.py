@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic", "digit_scenes", "coco", "voc"]
+DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic", "digit_scenes", "coco", "voc",
+                      "mask_folder"]
 TaskName = Literal["auto", "classify", "detect", "segment"]
 CropMode = Literal["none", "pad", "rrc"]
 AutoAugment = Literal["none", "randaugment", "trivialaugment", "autoaugment-imagenet", "autoaugment-cifar10"]
@@ -113,7 +114,7 @@ class DataConfig:
     """Where the images come from and how they are fed."""
 
     # sklearn's 8x8 digits ship with scikit-learn: no download, runs anywhere (CI included).
-    name: DatasetName = field(default="digits", metadata=_help("dataset: digits, cifar10, cifar100, imagefolder (root/train, root/val), synthetic, digit_scenes, coco, voc"))
+    name: DatasetName = field(default="digits", metadata=_help("dataset: digits, cifar10, cifar100, imagefolder (root/train, root/val), synthetic, digit_scenes, coco, voc, mask_folder (root/{train,val}/{images,masks})"))
     # None: the dataset's own default location (digits and synthetic need none at all).
     root: str | None = field(default=None, metadata=_help("dataset directory (cifar: the archive or its folder; imagefolder: holds train/ val/)"))
     # Off: a training run should never reach the network unless asked to (CI, air-gapped hosts).
@@ -133,6 +134,9 @@ class DataConfig:
     val_size: int = field(default=5000, metadata=_help("CIFAR training images held out as the validation split"))
     # None: the scenes module's own counts (8192 fresh training scenes per epoch, 512 val, 1024 test).
     scene_sizes: tuple[int, int, int] | None = field(default=None, metadata=_help("digit_scenes: scenes per split (train per epoch, val, test); null: 8192, 512, 1024"))
+    # voc: the 20 VOC categories of COCO (torchvision's COCO-with-VOC-labels protocol, what its
+    # published segmentation weights were trained and scored on).
+    coco_classes: Literal["voc", "all"] = field(default="voc", metadata=_help("coco segmentation: voc (VOC's 20 classes + background) or all (every category + background)"))
 
     def validate(self) -> None:
         if self.image_size is not None:
@@ -148,8 +152,9 @@ class DataConfig:
         if self.scene_sizes is not None:
             _require(all(n >= 1 for n in self.scene_sizes), "scene_sizes", self.scene_sizes,
                      "three counts >= 1 (train per epoch, val, test), or null")
-        if self.name == "imagefolder":
-            _require(bool(self.root), "root", self.root, "set to a directory when name is 'imagefolder'")
+        if self.name in ("imagefolder", "mask_folder"):
+            _require(bool(self.root), "root", self.root, f"set to a directory when name is {self.name!r}")
+        _require(self.coco_classes in ("voc", "all"), "coco_classes", self.coco_classes, "voc or all")
 
 
 @dataclass
@@ -188,6 +193,9 @@ class AugConfig:
     # 4: SSD's expansion ratio (the canvas up to 4x the image side).
     zoom_out_max: float = field(default=4.0, metadata=_help("detection: largest zoom-out canvas side, in image sides"))
     photometric: float = field(default=0.0, metadata=_help("detection: probability of photometric jitter"))
+    # Segmentation only (data.augment.masks.MaskAugment); (1, 1): no rescaling, so a recipe says what it
+    # uses. torchvision's VOC reference rescales by 0.5..2 before its crop.
+    seg_scale: tuple[float, float] = field(default=(1.0, 1.0), metadata=_help("segmentation: random rescale range (min, max) before the crop, in image sides"))
 
     def validate(self) -> None:
         if self.padding is not None:
@@ -208,6 +216,8 @@ class AugConfig:
             value = getattr(self, name)
             _require(0.0 <= value <= 1.0, name, value, "a probability in [0, 1]")
         _require(self.zoom_out_max >= 1.0, "zoom_out_max", self.zoom_out_max, ">= 1")
+        lo, hi = self.seg_scale
+        _require(0.0 < lo <= hi, "seg_scale", self.seg_scale, "(min, max) with 0 < min <= max")
 
 
 @dataclass

@@ -46,9 +46,18 @@ class DatasetInfo:
     in_memory: bool
     defaults: TrainDefaults
     build: Callable[..., dict[str, Any]] = field(repr=False, compare=False)
-    #: "classify" (labels per image) or "detect" (boxes: :mod:`.detection`'s item and batch formats);
-    #: a training config's ``task: auto`` follows it.
+    #: "classify" (labels per image), "detect" (boxes: :mod:`.detection`'s item and batch formats) or
+    #: "segment" (masks: :mod:`.segmentation`'s); a training config's ``task: auto`` follows it.
     task: str = "classify"
+    #: Every task the builder can build splits for (its ``task`` option picks one); ``task`` is the first.
+    #: Empty: just ``task``.
+    tasks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        tasks = tuple(self.tasks) or (self.task,)
+        if self.task not in tasks:
+            raise ValueError(f"dataset {self.name!r}: task {self.task!r} is not among its tasks {tasks}")
+        object.__setattr__(self, "tasks", tasks)
 
 
 class DataRootError(ValueError):
@@ -145,11 +154,15 @@ def _build_imagefolder(root: str | Path | None, image_size: int, **kw: Any) -> d
 
 
 def _build_digit_scenes(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
+    """Detection: the :class:`~.scenes.DigitScenes` themselves; segmentation (``task="segment"``): their
+    :meth:`~.scenes.DigitScenes.as_segmentation` views (masks always kept, whatever ``scene_masks`` says)."""
     from .scenes import SCENE_SIZES, load_scene_splits
 
     sizes = tuple(kw.get("scene_sizes") or SCENE_SIZES)
-    return load_scene_splits(canvas=image_size, seed=int(kw.get("seed", 0)), sizes=sizes,  # type: ignore[arg-type]
-                             masks=bool(kw.get("scene_masks", True)))
+    segment = kw.get("task") == "segment"
+    splits = load_scene_splits(canvas=image_size, seed=int(kw.get("seed", 0)), sizes=sizes,  # type: ignore[arg-type]
+                               masks=segment or bool(kw.get("scene_masks", True)))
+    return {k: v.as_segmentation() for k, v in splits.items()} if segment else splits
 
 
 def _build_coco(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
@@ -171,13 +184,22 @@ def _build_coco(root: str | Path | None, image_size: int, **kw: Any) -> dict[str
         for p in (ann, images):
             if not p.exists():
                 raise DataRootError("coco", layout, root, f"has no {p.relative_to(Path(root).expanduser())}")
-    common = {"year": year, "image_size": image_size, "contiguous": bool(kw.get("contiguous", True))}
-    full = CocoDetection(root, "train", remove_empty=bool(kw.get("remove_empty", False)), **common)
+    full: Any
+    if kw.get("task") == "segment":
+        from .coco import CocoSegmentation
+
+        seg = {"year": year, "image_size": image_size, "coco_classes": str(kw.get("coco_classes") or "voc"),
+               "crowd": str(kw.get("coco_crowd") or "ignore")}
+        full = CocoSegmentation(root, "train", remove_empty=bool(kw.get("remove_empty", False)), **seg)
+        test: Any = CocoSegmentation(root, "val", **seg)
+    else:
+        common = {"year": year, "image_size": image_size, "contiguous": bool(kw.get("contiguous", True))}
+        full = CocoDetection(root, "train", remove_empty=bool(kw.get("remove_empty", False)), **common)
+        test = CocoDetection(root, "val", **common)
     val_size = min(int(kw.get("val_size") or 5000), max(1, len(full) // 2))
     order = np.random.default_rng(0).permutation(len(full))
     train_idx, val_idx = np.sort(order[val_size:]), np.sort(order[:val_size])
-    return {"train": full.subset(train_idx), "val": full.subset(val_idx),
-            "test": CocoDetection(root, "val", **common)}
+    return {"train": full.subset(train_idx), "val": full.subset(val_idx), "test": test}
 
 
 def _build_voc(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
@@ -185,6 +207,8 @@ def _build_voc(root: str | Path | None, image_size: int, **kw: Any) -> dict[str,
     protocol with the 07 val list held out for model selection (VOC2012 alone: its train / val / val)."""
     from .voc import VOCDetection, voc_year_dir
 
+    if kw.get("task") == "segment":
+        return _build_voc_segmentation(root, image_size, **kw)
     layout = ("a directory holding VOC2007/ (or VOCdevkit/VOC2007/) with Annotations/, JPEGImages/ and "
               "ImageSets/Main/{train,val,test}.txt; VOC2012/ is added to training when present")
     if root is None:
@@ -204,6 +228,58 @@ def _build_voc(root: str | Path | None, image_size: int, **kw: Any) -> dict[str,
     has_test = (years[main] / "ImageSets" / "Main" / "test.txt").is_file()
     return {"train": VOCDetection(root, train_sets, **common), "val": val,
             "test": VOCDetection(root, [(main, "test")], **common) if has_test else val}
+
+
+def _build_voc_segmentation(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
+    """VOC2012 (else VOC2007; option ``year``) ``ImageSets/Segmentation`` train / val / test, where test is
+    **the val split itself** when there is no ``test.txt`` (VOC2012's test labels are not public)."""
+    from .voc import VOCSegmentation, voc_segmentation_dir
+
+    layout = ("a directory holding VOC2012/ (or VOCdevkit/VOC2012/, or VOC2007) with SegmentationClass/, "
+              "JPEGImages/ and ImageSets/Segmentation/{train,val}.txt")
+    if root is None:
+        raise DataRootError("voc", layout)
+    if not Path(root).expanduser().is_dir():
+        raise DataRootError("voc", layout, root, "does not exist")
+    years = [str(kw["year"])] if kw.get("year") else ["2012", "2007"]
+    found = [(y, d) for y in years if (d := voc_segmentation_dir(root, y)) is not None]
+    if not found:
+        raise DataRootError("voc", layout, root, f"has no {' or '.join(f'VOC{y}/SegmentationClass' for y in years)} folder")
+    year, base = found[0]
+    for name in ("train", "val"):
+        if not (base / "ImageSets" / "Segmentation" / f"{name}.txt").is_file():
+            raise DataRootError("voc", layout, root, f"has no VOC{year}/ImageSets/Segmentation/{name}.txt")
+    splits = {name: VOCSegmentation(root, name, year=year, image_size=image_size) for name in ("train", "val")}
+    has_test = (base / "ImageSets" / "Segmentation" / "test.txt").is_file()
+    splits["test"] = VOCSegmentation(root, "test", year=year, image_size=image_size) if has_test else splits["val"]
+    if kw.get("verify_images"):
+        for ds in {id(d): d for d in splits.values()}.values():
+            ds.verify()
+    return splits
+
+
+def _build_mask_folder(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
+    """``root/{train,val[,test]}/images`` + ``masks`` pairs (:func:`~.segmentation.mask_folder_splits`);
+    test is **the val split itself** without a ``test/`` folder; ``cache: true`` decodes every split into
+    memory once (the fast path), ``channels: 1`` reads the images as grey."""
+    from .segmentation import mask_folder_splits
+
+    layout = ("a directory holding train/ and val/ (test/ optional), each with images/NAME.(png|jpg) and "
+              "masks/NAME.png (palette or grayscale class indices, 255 = ignore); classes.txt optional")
+    if root is None:
+        raise DataRootError("mask_folder", layout)
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DataRootError("mask_folder", layout, root, "does not exist" if not path.exists() else "is not a directory")
+    missing = [f"{s}/{sub}/" for s in ("train", "val") for sub in ("images", "masks") if not (path / s / sub).is_dir()]
+    if missing:
+        raise DataRootError("mask_folder", layout, root, f"has no {' or '.join(missing)} folder")
+    splits: dict[str, Any] = dict(mask_folder_splits(path, image_size, num_channels=int(kw.get("channels") or 3),
+                                                     verify=bool(kw.get("verify_images", False))))
+    if kw.get("cache"):
+        cached = {id(d): d.cache() for d in splits.values()}
+        splits = {k: cached[id(d)] for k, d in splits.items()}
+    return splits
 
 
 def _build_synthetic(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, SyntheticDataset]:
@@ -246,12 +322,17 @@ DATASET_INFO: dict[str, DatasetInfo] = {
                              _DIGITS_DEFAULTS, _build_synthetic),
     # detection (num_classes counts the background, label 0): scenes composed from the real digits
     # (statistics of the 128-px training scenes), COCO-format and Pascal VOC folders
+    # (each also builds segmentation splits with task="segment": the scenes' masks, 11 classes; COCO's
+    # masks, 21 classes with coco_classes=voc, the default; VOC's SegmentationClass, 21 classes)
     "digit_scenes": DatasetInfo("digit_scenes", 11, 1, 128, (0.0918,), (0.2086,), True, _SCENES_DEFAULTS,
-                                _build_digit_scenes, task="detect"),
+                                _build_digit_scenes, task="detect", tasks=("detect", "segment")),
     "coco": DatasetInfo("coco", 81, 3, None, IMAGENET_MEAN, IMAGENET_STD, False, _DETECT_PHOTO_DEFAULTS,
-                        _build_coco, task="detect"),
+                        _build_coco, task="detect", tasks=("detect", "segment")),
     "voc": DatasetInfo("voc", 21, 3, None, IMAGENET_MEAN, IMAGENET_STD, False, _DETECT_PHOTO_DEFAULTS,
-                       _build_voc, task="detect"),
+                       _build_voc, task="detect", tasks=("detect", "segment")),
+    # segmentation: image/mask folder pairs (classes from classes.txt or the masks; photos flip)
+    "mask_folder": DatasetInfo("mask_folder", None, 3, None, IMAGENET_MEAN, IMAGENET_STD, False,
+                               _DETECT_PHOTO_DEFAULTS, _build_mask_folder, task="segment"),
 }
 
 
@@ -317,8 +398,16 @@ def build_datasets(
       the official val2017 as "test"; options ``year``, ``contiguous``, ``remove_empty``.
     * ``voc`` (detection): VOC2007 train (+ VOC2012 trainval) / VOC2007 val / VOC2007 test; option
       ``keep_difficult``.
+    * segmentation (option ``task="segment"``; :mod:`.segmentation`'s split protocol): ``digit_scenes``
+      (the same scenes with their masks, 11 classes); ``voc``: VOC2012 (else VOC2007; option ``year``)
+      ``ImageSets/Segmentation`` train / val / test, **test = val** when there is no ``test.txt``
+      (VOC2012's); ``coco``: the detection splits' images with rasterised instance masks, options
+      ``coco_classes`` (``voc``: VOC's 20 classes, the default; ``all``) and ``coco_crowd`` (``ignore``:
+      crowd pixels 255, the default; ``label``); ``mask_folder``: ``root/{train,val[,test]}/{images,
+      masks}`` pairs, test = val without ``test/``, options ``cache`` and ``channels``.
 
-    ``options`` go to the builder as they are (builders read the ones they know).
+    ``task`` (None: the dataset's own) must be one of the dataset's ``tasks``. ``options`` go to the
+    builder as they are (builders read the ones they know).
 
     Unknown names raise ValueError with the closest registered name.
     """
@@ -327,6 +416,12 @@ def build_datasets(
         raise ValueError(f"unknown dataset {name!r}{hint} (available: {', '.join(DATASETS)})")
     if int(image_size) < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
+    task = options.get("task")
+    tasks = getattr(DATASET_INFO.get(name), "tasks", None) or ("classify",)
+    if task in (None, "auto"):
+        options.pop("task", None)
+    elif task not in tasks:
+        raise ValueError(f"dataset {name!r} has no {task!r} splits; its tasks: {', '.join(tasks)}")
     return DATASETS[name](
         root,
         int(image_size),

@@ -44,7 +44,8 @@ from torch import Tensor
 from .detection import ground_truth
 from .tensor import TensorImageDataset, load_digits_splits
 
-__all__ = ["SCENES_TEST_SEED", "SCENE_SIZES", "DigitScenes", "SceneSpec", "compose_scenes", "load_scene_splits"]
+__all__ = ["SCENES_TEST_SEED", "SCENE_SIZES", "DigitScenes", "SceneSegmentation", "SceneSpec", "compose_scenes",
+           "load_scene_splits"]
 
 #: Scenes per split by default: (train per epoch, val, test); see the module docstring.
 SCENE_SIZES: tuple[int, int, int] = (8192, 512, 1024)
@@ -206,10 +207,15 @@ class DigitScenes(torch.utils.data.Dataset):
     ``digits`` is the split's classifier dataset at 8x8 (:func:`~.tensor.load_digits_splits` with
     ``image_size=8``). ``fresh_each_epoch`` (the training split) regenerates the scenes in
     :meth:`set_epoch`; otherwise they are fixed. ``batch(indices)`` is the fast path
-    :class:`~.detection.DetectionLoader` uses; ``dataset[i]`` the per-item one.
+    :class:`~.detection.DetectionLoader` uses; ``dataset[i]`` the per-item one. For segmentation,
+    ``segmentation_batch(indices)`` (what :class:`~.segmentation.SegmentationLoader` prefers) gives the
+    images and masks, and :meth:`as_segmentation` a view whose items are ``(image, mask)`` pairs.
     """
 
     num_channels = 1
+    #: Mask value that counts for nothing; the scenes' own masks never use it (every pixel is labelled),
+    #: but crop padding does (:class:`~.augment.masks.MaskAugment`).
+    ignore_index = 255
 
     def __init__(self, digits: TensorImageDataset, num_scenes: int, *, spec: SceneSpec | None = None, seed: int = 0,
                  split: str = "train", fresh_each_epoch: bool = False, device: torch.device | str = "cpu",
@@ -274,6 +280,27 @@ class DigitScenes(torch.utils.data.Dataset):
             "image_id": self.image_ids[indices].to(self.device),
             "orig_size": torch.full((idx.numel(), 2), s, dtype=torch.int64, device=self.device)}
 
+    def _need_masks(self) -> Tensor:
+        if self.masks is None:
+            raise ValueError(f"the {self.split} digit scenes were built with masks=False (scene_masks: false); "
+                             "segmentation needs masks=True")
+        return self.masks
+
+    def segmentation_item(self, index: int) -> tuple[Tensor, Tensor]:
+        """``(image uint8 [1, S, S], mask uint8 [S, S])`` of scene ``index``: labels 0 (background) .. 10."""
+        return self.images[index], self._need_masks()[index]
+
+    def segmentation_batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """Images and masks (uint8 both) of ``indices`` on :attr:`device`: the segmentation fast path."""
+        masks = self._need_masks()
+        idx = torch.as_tensor(indices, dtype=torch.long).to(self.device)
+        return self.images.index_select(0, idx), masks.index_select(0, idx)
+
+    def as_segmentation(self) -> SceneSegmentation:
+        """These scenes as a segmentation split (items and batches are ``(image, mask)``)."""
+        self._need_masks()
+        return SceneSegmentation(self)
+
     def to(self, device: torch.device | str) -> DigitScenes:
         """A copy on ``device`` (later epochs are composed there)."""
         device = torch.device(device)
@@ -315,6 +342,51 @@ class DigitScenes(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"DigitScenes(split={self.split!r}, n={self.num_scenes}, canvas={self.spec.canvas}, "
                 f"fresh_each_epoch={self.fresh_each_epoch}, device={self.device}) [composed from real digits]")
+
+
+class SceneSegmentation(torch.utils.data.Dataset):
+    """A :class:`DigitScenes` split seen as a segmentation split: ``dataset[i] -> (image, mask)``,
+    ``batch(indices)`` the images and masks, ``set_epoch`` / ``subset`` / ``to`` through to the scenes
+    (so training scenes stay fresh each epoch). Other attributes (``split``, ``spec``, ``boxes``, ...) are
+    the scenes' own."""
+
+    def __init__(self, scenes: DigitScenes) -> None:
+        self.scenes = scenes
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "scenes":  # not set yet (copy / unpickling): never recurse
+            raise AttributeError(name)
+        return getattr(self.scenes, name)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.scenes.classes
+
+    @property
+    def num_classes(self) -> int:
+        return self.scenes.num_classes
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.scenes.segmentation_item(index)
+
+    def batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        return self.scenes.segmentation_batch(indices)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.scenes.set_epoch(epoch)
+
+    def subset(self, indices: Tensor | list[int]) -> SceneSegmentation:
+        return SceneSegmentation(self.scenes.subset(indices))
+
+    def to(self, device: torch.device | str) -> SceneSegmentation:
+        moved = self.scenes.to(device)
+        return self if moved is self.scenes else SceneSegmentation(moved)
+
+    def __repr__(self) -> str:
+        return f"SceneSegmentation({self.scenes!r})"
 
 
 def load_scene_splits(canvas: int = 128, seed: int = 0, sizes: tuple[int, int, int] = SCENE_SIZES,

@@ -11,6 +11,11 @@ Labels are the 20 classes in the devkit's order, ``1..20`` (0 background); the c
 training targets (as the SSD reference does) and kept in the ground truth with ``iscrowd=1``: VOC's own
 evaluation ignores detections matched to a difficult object, and ``iscrowd`` is how COCOeval ignores a
 ground-truth box (any number of detections on it count neither as true nor as false positives).
+
+Segmentation (:class:`VOCSegmentation`): ``SegmentationClass/<id>.png`` palette PNGs (mode ``P``) whose
+palette *indices* are the labels (0 background, 1..20 the classes in the same order, 255 the "void"
+borders and hard regions, ignored), ``JPEGImages/<id>.jpg`` and the lists
+``ImageSets/Segmentation/{train,val[,test]}.txt``.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from .detection import AnnotationError, FileDetectionDataset, ground_truth
+from .segmentation import FileSegmentationDataset
 
-__all__ = ["VOC_CLASSES", "VOCDetection", "voc_year_dir"]
+__all__ = ["VOC_CLASSES", "VOCDetection", "VOCSegmentation", "voc_segmentation_dir", "voc_year_dir"]
 
 #: The devkit's class order; label = index + 1.
 VOC_CLASSES: tuple[str, ...] = (
@@ -138,3 +144,38 @@ class VOCDetection(FileDetectionDataset):
                 anns.append({"image_id": int(rec[1]), "category_id": int(label),
                              "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": int(difficult)})
         return ground_truth(self._images_gt(), anns, self.classes, self.label_to_category)
+
+
+def voc_segmentation_dir(root: str | Path, year: str | int) -> Path | None:
+    """``root/VOC<year>`` or ``root/VOCdevkit/VOC<year>`` (or ``root`` itself when it is that folder),
+    whichever holds ``SegmentationClass/``; None when none does."""
+    root = Path(root).expanduser()
+    for cand in (root / f"VOC{year}", root / "VOCdevkit" / f"VOC{year}", root):
+        if (cand / "SegmentationClass").is_dir() and (root != cand or cand.name == f"VOC{year}"):
+            return cand
+    return None
+
+
+class VOCSegmentation(FileSegmentationDataset):
+    """VOC semantic segmentation: the ids of ``ImageSets/Segmentation/<image_set>.txt`` under
+    ``VOC<year>`` (2012 is the benchmark: 1464 train, 1449 val), items resized to ``image_size``. 21 classes
+    (background first, the devkit's order), 255 ignored. A listed id without its JPEG or PNG is an error
+    naming the missing file."""
+
+    def __init__(self, root: str | Path, image_set: str = "val", *, year: str | int = 2012, image_size: int = 520,
+                 classes: Sequence[str] = VOC_CLASSES) -> None:
+        base = voc_segmentation_dir(root, year)
+        if base is None:
+            raise FileNotFoundError(f"no VOC{year}/SegmentationClass folder under {root}")
+        listing = base / "ImageSets" / "Segmentation" / f"{image_set}.txt"
+        if not listing.is_file():
+            raise FileNotFoundError(f"{listing}: no such split list")
+        records = []
+        for vid in read_split_list(listing):
+            image, mask = base / "JPEGImages" / f"{vid}.jpg", base / "SegmentationClass" / f"{vid}.png"
+            for path in (image, mask):
+                if not path.is_file():
+                    raise AnnotationError(f"{listing}: {vid} has no {path}")
+            records.append((str(image), str(mask)))
+        self.year, self.image_set = str(year), image_set
+        super().__init__(records, image_size, ["__background__", *classes])

@@ -21,7 +21,8 @@ The ops live by concern: :mod:`.geometry` (affine warps, flips, crops, the crop 
 :mod:`.color`, :mod:`.policies` (RandAugment / TrivialAugment / AutoAugment), :mod:`.erasing`,
 :mod:`.mixing` (mixup / cutmix, label smoothing), :mod:`.pipeline` (normalisation,
 :func:`eval_preprocess`, :class:`BatchAugment`) and :mod:`.boxes` (:class:`BoxAugment`, detection:
-boxes move with the pixels); this package re-exports all of them.
+boxes move with the pixels) and :mod:`.masks` (:class:`MaskAugment`, segmentation: masks move with the
+pixels); this package re-exports all of them.
 """
 
 from .base import to_float
@@ -51,6 +52,7 @@ from .geometry import (
     translate_x,
     translate_y,
 )
+from .masks import MaskAugment
 from .mixing import (
     mixup_cutmix,
     smooth_one_hot,
@@ -82,6 +84,7 @@ __all__ = [
     "RA_OPS",
     "BatchAugment",
     "BoxAugment",
+    "MaskAugment",
     "adjust_brightness",
     "adjust_contrast",
     "adjust_saturation",
