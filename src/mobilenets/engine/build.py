@@ -28,6 +28,7 @@ def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], 
         num_classes=cfg.model.num_classes if cfg.data.name == "synthetic" else None,
         synthetic_sizes=(cfg.data.synthetic_size, max(cfg.data.synthetic_size // 4, 1), max(cfg.data.synthetic_size // 4, 1)),
         task=resolve_task(cfg),  # a dataset serving several tasks (VOC, COCO, the scenes) builds this one's splits
+        coco_classes=cfg.data.coco_classes,
         **({"scene_sizes": tuple(cfg.data.scene_sizes)} if cfg.data.scene_sizes else {}),
     )
     return datasets, info

@@ -201,7 +201,9 @@ def _resolve_config(cfg: TrainConfig, device: torch.device, dist_info: DistInfo,
 def _check_classes(cfg: TrainConfig, train_ds: Any, info: Any, dist_info: DistInfo) -> tuple[list[str], int, int]:
     """The class names, the class count the model predicts and the image channels."""
     classes = list(getattr(train_ds, "classes", []) or [])
-    num_classes = cfg.model.num_classes or info.num_classes or len(classes)
+    # The split's own names first: a dataset whose class count depends on its options (COCO masks with
+    # VOC's classes or all of COCO's) knows better than the registry's static figure.
+    num_classes = cfg.model.num_classes or len(classes) or info.num_classes
     # Also with pretrained weights: fine-tuning re-initialises the classifier for the dataset's classes, but
     # a classifier narrower than the labels would fail mid-epoch (and a wider one wastes outputs).
     if classes and num_classes != len(classes):

