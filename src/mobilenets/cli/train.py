@@ -35,13 +35,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
             top1 = f", top-1 {entry.top1:.2f}%" if entry.top1 is not None else ""
             print(f"{tag}  ({entry.arch}, {entry.source}{top1})" if args.verbose else tag)
         return 0
-    names = list_models(args.pattern, task=None)  # classifiers and detectors alike
+    names = list_models(args.pattern, task=None)  # classifiers, detectors and segmenters alike
     if not names:
         raise ValueError(f"no model matches {args.pattern!r}; `mobilenets list` lists all")
     for name in names:
         if args.verbose:
             opts = ", ".join(f"{k}={v!r}" for k, v in get_model_kwargs(name).items())
-            kind = " [detector]" if model_task(name) == "detect" else ""
+            kind = {"detect": " [detector]", "segment": " [segmenter]"}.get(model_task(name), "")
             print(f"{name}{kind}: {opts}")
         else:
             print(name)
@@ -91,25 +91,21 @@ def _show_config(cfg: Any) -> int:
 def _print_summary(summary: dict[str, Any]) -> None:
     """The two lines ``mobilenets train`` ends with: the figures, then the run directory."""
     split = summary.get("test_split", "test")
-    held_out = split == "test"
-    if summary.get("task") == "detect":
-        where = "test" if held_out else f"val ({split}: not a held-out figure)"
-        print(f"{where} mAP {summary['test_map']:.3f} (AP50 {summary['test_map50']:.3f}, AP75 "
-              f"{summary['test_map75']:.3f}) | best val mAP {summary['best_val_map']:.3f} at epoch "
-              f"{summary['best_epoch']} ({summary['best_weights']} weights) | {summary['train_time_s']:.1f}s training, "
-              f"{summary['wall_time_s']:.1f}s wall")
-        print(f"run directory: {summary['run_dir']}  (summary.json, metrics.csv, config.yaml, model.safetensors, "
-              "checkpoints/, tb/, *.png)")
-        return
-    first = (f"test top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%)" if held_out else
-             f"val top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%; {split}: not a held-out figure)")
-    print(
-        f"{first} | best val top-1 "
-        f"{summary['best_val_acc1']:.2f}% at epoch {summary['best_epoch']} ({summary['best_weights']} weights) | "
-        f"{summary['train_time_s']:.1f}s training, {summary['wall_time_s']:.1f}s wall"
-    )
-    run = summary["run_dir"]
-    print(f"run directory: {run}  (summary.json, metrics.csv, config.yaml, model.safetensors, checkpoints/, tb/, *.png)")
+    where = "test" if split == "test" else f"val ({split}: not a held-out figure)"
+    task = summary.get("task")
+    if task == "detect":
+        figures = (f"{where} mAP {summary['test_map']:.3f} (AP50 {summary['test_map50']:.3f}, AP75 "
+                   f"{summary['test_map75']:.3f}) | best val mAP {summary['best_val_map']:.3f}")
+    elif task == "segment":
+        figures = (f"{where} mIoU {summary['test_miou']:.3f} (pixel acc {summary['test_pixel_acc']:.3f}) | best val "
+                   f"mIoU {summary['best_val_miou']:.3f}")
+    else:
+        figures = (f"{where} top-1 {summary['test_acc1']:.2f}% (top-5 {summary['test_acc5']:.2f}%) | best val top-1 "
+                   f"{summary['best_val_acc1']:.2f}%")
+    print(f"{figures} at epoch {summary['best_epoch']} ({summary['best_weights']} weights) | "
+          f"{summary['train_time_s']:.1f}s training, {summary['wall_time_s']:.1f}s wall")
+    print(f"run directory: {summary['run_dir']}  (summary.json, metrics.csv, config.yaml, model.safetensors, "
+          "checkpoints/, tb/, *.png)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -152,6 +148,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
               f"small/medium/large {result['map_small']:.3f}/{result['map_medium']:.3f}/{result['map_large']:.3f}")
         for name, ap in result["per_class"].items():
             print(f"  {name:>12s}  " + ("   n/a" if ap is None else f"{ap:6.3f}"))
+        return 0
+    if result.get("task") == "segment":
+        print(f"mIoU {result['miou']:.3f}  pixel acc {result['pixel_acc']:.3f}  mean acc {result['mean_acc']:.3f}")
+        for name, iou in result["per_class_iou"].items():
+            print(f"  {name:>12s}  " + ("   n/a" if iou is None else f"{iou:6.3f}"))
         return 0
     print(f"top-1 {result['acc1']:.2f}%  top-5 {result['acc5']:.2f}%  loss {result['loss']:.4f}")
     names = result["class_names"]
