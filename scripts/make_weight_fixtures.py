@@ -14,7 +14,9 @@ How to run (from the repository root, CPU is enough, about a minute)::
 
 The detection fixtures (``--only det``: torchvision's SSDLite, raw head outputs and anchors in
 ``detection_expected.safetensors``, described by ``detection.json``) are checked by
-``tests/test_detection_models.py``.
+``tests/test_detection_models.py``; the segmentation fixtures (``--only seg``: torchvision's LR-ASPP and
+DeepLabV3, their outputs in ``segmentation_expected.safetensors``, described by ``segmentation.json``
+with the full-size models' tensor names and shapes) by ``tests/test_segmentation_models.py``.
 
 torchvision's compiled ops do not load against the CPU torch build used here; the model code does not
 need them, so the script stubs ``torchvision._meta_registrations`` before importing torchvision (timm
@@ -370,6 +372,99 @@ def make_detection_fixtures() -> None:
     (OUT / "detection.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
+# --------------------------------------------------------------------------------- segmentation side
+# torchvision's LR-ASPP and DeepLabV3 (MobileNetV3-Large, dilated, output stride 16) at width 0.25 and 5
+# classes, built by torchvision's own model functions, on two 72x88 images (not multiples of 16, so the
+# upsampling to odd map sizes is compared too). DeepLabHead hard-codes 256 channels, so the DeepLabV3
+# fixture replaces torchvision's head by the same Sequential with torchvision's ASPP at 32 channels and
+# rates 1, 2, 3 (large rates on a 5x6 map would leave every off-centre weight in the padding, untested).
+# The full-size models' state-dict names and shapes go in segmentation.json, so the tests check the
+# published files' layout without a 40 MB fixture.
+SEG_SIZE = (72, 88)
+SEG_FIXTURES = {
+    "tv_lraspp_mobilenet_v3_large": {
+        "file": "tv_lraspp_mobilenet_v3_large.pth", "arch": "lraspp_mobilenet_v3_large",
+        "kwargs": {"num_classes": NUM_CLASSES, "backbone_kwargs": {"width_mult": 0.25}},
+    },
+    "tv_deeplabv3_mobilenet_v3_large": {
+        "file": "tv_deeplabv3_mobilenet_v3_large.pth", "arch": "deeplabv3_mobilenet_v3_large",
+        "kwargs": {"num_classes": NUM_CLASSES, "backbone_kwargs": {"width_mult": 0.25}, "aux_loss": True,
+                   "aspp_channels": 32, "atrous_rates": [1, 2, 3]},
+    },
+}
+
+
+def _tv_segmenter(name: str) -> Any:
+    from torch import nn
+    from torchvision.models import mobilenet_v3_large
+    from torchvision.models.segmentation.deeplabv3 import ASPP, _deeplabv3_mobilenetv3
+    from torchvision.models.segmentation.lraspp import _lraspp_mobilenetv3
+
+    backbone = mobilenet_v3_large(weights=None, width_mult=0.25, dilated=True)
+    if name == "tv_lraspp_mobilenet_v3_large":
+        return _lraspp_mobilenetv3(backbone, NUM_CLASSES)
+    model = _deeplabv3_mobilenetv3(backbone, NUM_CLASSES, True)
+    high = model.classifier[0].convs[0][0].in_channels
+    model.classifier = nn.Sequential(ASPP(high, (1, 2, 3), 32), nn.Conv2d(32, 32, 3, padding=1, bias=False),
+                                     nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, NUM_CLASSES, 1))
+    return model
+
+
+def make_segmentation_fixtures() -> None:
+    from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
+
+    gen = torch.Generator().manual_seed(5678)
+    x = torch.rand(2, 3, *SEG_SIZE, generator=gen)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET)
+    x = (x - mean) / std
+    arrays: dict[str, torch.Tensor] = {"input": x.contiguous()}
+    manifest: dict[str, Any] = {"input": "input", "fixtures": {}, "full_size": {}}
+    for i, (name, fx) in enumerate(SEG_FIXTURES.items()):
+        torch.manual_seed(300 + i)
+        model = _tv_segmenter(name)
+        stats_x = torch.randn(8, 3, *SEG_SIZE, generator=gen)
+        _randomise_torch(model, stats_x, gen)
+        with torch.no_grad():
+            for m in model.backbone.modules():  # quieter residual branches, as the detection fixture
+                if getattr(m, "use_res_connect", False):
+                    m.block[-1][1].weight.mul_(0.1)
+                    m.block[-1][1].bias.mul_(0.1)
+        _measure_statistics(model, stats_x, gen)
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+            out = model(x)
+            # Logits within +-5 (class convs rescaled, in float16 values): 1e-4 stays a tight tolerance.
+            heads = {"out": [model.classifier.low_classifier, model.classifier.high_classifier]
+                     if hasattr(model.classifier, "low_classifier") else [model.classifier[4]]}
+            if getattr(model, "aux_classifier", None) is not None:
+                heads["aux"] = [model.aux_classifier[4]]
+            for key, convs in heads.items():
+                peak = float(out[key].abs().max())
+                for conv in convs:
+                    for t in (conv.weight, conv.bias):
+                        t.copy_((t * (5 / peak)).half().float())
+            out = model(x)
+        state = {k: (v.half() if v.is_floating_point() else v).detach().clone().contiguous()
+                 for k, v in model.state_dict().items()}
+        torch.save(state, OUT / fx["file"])
+        for key, value in out.items():
+            arrays[f"{name}.{key}"] = value.contiguous()
+        manifest["fixtures"][name] = {"file": fx["file"], "arch": fx["arch"], "kwargs": fx["kwargs"],
+                                      "outputs": sorted(out)}
+        print(f"{name:40s} {(OUT / fx['file']).stat().st_size / 1024:8.1f} KiB  "
+              f"out in [{out['out'].min():.2f}, {out['out'].max():.2f}]")
+    for arch, build, kwargs in (("lraspp_mobilenet_v3_large", lraspp_mobilenet_v3_large, {}),
+                                ("deeplabv3_mobilenet_v3_large", deeplabv3_mobilenet_v3_large, {"aux_loss": True})):
+        full = build(weights=None, weights_backbone=None, num_classes=21, **kwargs)
+        manifest["full_size"][arch] = {"kwargs": kwargs,
+                                       "shapes": {k: list(v.shape) for k, v in full.state_dict().items()}}
+    save_file(arrays, OUT / "segmentation_expected.safetensors")
+    manifest["generated_with"] = _versions()
+    (OUT / "segmentation.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
 def _versions() -> dict[str, str]:
     out = {"torch": torch.__version__}
     for mod in ("torchvision", "timm", "keras", "h5py"):
@@ -380,15 +475,18 @@ def _versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="tv,timm,keras,det", help="comma-separated sources to rebuild")
+    parser.add_argument("--only", default="tv,timm,keras,det,seg", help="comma-separated sources to rebuild")
     args = parser.parse_args()
-    wanted = {"tv": "torchvision", "timm": "timm", "keras": "keras", "det": "detection"}
+    wanted = {"tv": "torchvision", "timm": "timm", "keras": "keras", "det": "detection", "seg": "segmentation"}
     only = {wanted[s.strip()] for s in args.only.split(",") if s.strip()}
     if "detection" in only:
         OUT.mkdir(parents=True, exist_ok=True)
         make_detection_fixtures()
-        if only == {"detection"}:
-            return
+    if "segmentation" in only:
+        OUT.mkdir(parents=True, exist_ok=True)
+        make_segmentation_fixtures()
+    if not only - {"detection", "segmentation"}:
+        return
 
     OUT.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)

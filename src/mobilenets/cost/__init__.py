@@ -27,6 +27,7 @@ from .formulas import GAP_FLOP_FORMULAS, MacsFn, register_atomic
 from .result import (
     DETECTOR_PARTS,
     KINDS,
+    SEGMENTER_PARTS,
     ConvInfo,
     KindStats,
     LayerRow,
@@ -39,6 +40,7 @@ __all__ = [
     "DETECTOR_PARTS",
     "GAP_FLOP_FORMULAS",
     "KINDS",
+    "SEGMENTER_PARTS",
     "ConvInfo",
     "KindStats",
     "LayerRow",

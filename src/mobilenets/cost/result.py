@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 
 from ..tables import format_count, format_macs, format_percent, format_shape, render_table
 
-__all__ = ["DETECTOR_PARTS", "KINDS", "ConvInfo", "KindStats", "LayerRow", "PartStats", "ProfileResult",
-           "SeparableBlock"]
+__all__ = ["DETECTOR_PARTS", "KINDS", "SEGMENTER_PARTS", "ConvInfo", "KindStats", "LayerRow", "PartStats",
+           "ProfileResult", "SeparableBlock"]
 
 #: Layer kinds, in the order the V1 paper's Table 2 lists them, plus the ones MobileNetV4 and plain PyTorch
 #: need. ``"fc"`` covers ``nn.Linear`` *and* 1×1 convs applied to a 1×1 map (squeeze-excite, MobileNetV3's
@@ -35,6 +35,14 @@ DETECTOR_PARTS: dict[str, tuple[str, ...]] = {
     "extras": ("extras",),
     "classification head": ("cls_head",),
     "regression head": ("box_head",),
+}
+
+#: The parts of a segmenter (:class:`mobilenets.models.segmentation.Segmenter`): the dilated backbone, the
+#: head (LR-ASPP or DeepLabV3's ASPP head) and the auxiliary FCN head (absent without ``aux_loss``).
+SEGMENTER_PARTS: dict[str, tuple[str, ...]] = {
+    "backbone": ("backbone",),
+    "head": ("head",),
+    "aux head": ("aux_head",),
 }
 
 

@@ -1,7 +1,7 @@
 """Models: layers, blocks, the one builder, the architecture tables and the registry (no weights: see
 :mod:`mobilenets.weights`, which builds on this package)."""
 
-from . import detection  # registers the detectors
+from . import detection, segmentation  # registers the detectors and segmenters
 from .archs import (
     mobilenet_v1,
     mobilenet_v2,
@@ -44,4 +44,5 @@ __all__ = [
     "register_model",
     "resnet18",
     "resnet50",
+    "segmentation",
 ]

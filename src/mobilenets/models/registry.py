@@ -33,7 +33,8 @@ TASKS = ("classify", "detect", "segment")
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Register an entry point under its function name; its ``task`` attribute (default ``"classify"``)
-    says what it builds (``"detect"``: a detector, whose forward takes images and targets)."""
+    says what it builds (``"detect"``: a detector, whose forward takes images and targets; ``"segment"``:
+    a segmenter, whose forward returns the ``{"out", "aux"}`` logits dict)."""
     if fn.__name__ in _MODELS:
         raise ValueError(f"model {fn.__name__!r} registered twice")
     if getattr(fn, "task", "classify") not in TASKS:
@@ -46,7 +47,7 @@ def list_models(pattern: str = "*", task: str | None = "classify") -> list[str]:
     """Registered model names matching a shell-style pattern, sorted.
 
     ``task`` picks the kind: ``"classify"`` (the default: every name a classifier's code can take),
-    ``"detect"`` (the SSDLite detectors) or ``None`` for all.
+    ``"detect"`` (the SSDLite detectors), ``"segment"`` (LR-ASPP, DeepLabV3) or ``None`` for all.
     """
     if task is not None and task not in TASKS:
         raise ValueError(f"task={task!r} invalid; expected one of {TASKS} or None")
@@ -55,7 +56,7 @@ def list_models(pattern: str = "*", task: str | None = "classify") -> list[str]:
 
 
 def model_task(name: str) -> str:
-    """What a registered model builds: ``"classify"`` or ``"detect"``."""
+    """What a registered model builds: ``"classify"``, ``"detect"`` or ``"segment"``."""
     return getattr(_entry(name), "task", "classify")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..models.native import WEIGHTS_NAME, WeightsError
-from .sources import torchvision_detection
+from .sources import torchvision_detection, torchvision_segmentation
 
 __all__ = ["load_state_dict_file", "sniff_format"]
 
@@ -155,8 +155,8 @@ def _classifier_classes(shapes: Mapping[str, tuple[int, ...]]) -> int | None:
         m = re.fullmatch(r"classifier(?:\.(\d+))?\.weight", key)
         if m and len(shape) == 2:
             found.append((int(m.group(1) or 0), shape[0]))
-    if not found:  # a torchvision detector: classes per anchor of its class head
-        return torchvision_detection.num_classes(shapes)
+    if not found:  # a torchvision detector (classes per anchor of its class head) or segmenter
+        return torchvision_detection.num_classes(shapes) or torchvision_segmentation.num_classes(shapes)
     return max(found)[1]
 
 

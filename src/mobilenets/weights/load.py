@@ -120,7 +120,9 @@ def load_weights(
             mapped = sources.MappedState(tensors=dict(state), origin={k: k for k in state},
                                          description="mobilenets state dict")
         elif source == "torchvision":
-            tv = sources.torchvision_detection if sources.torchvision_detection.looks_like(state) else sources.torchvision
+            tv = (sources.torchvision_detection if sources.torchvision_detection.looks_like(state)
+                  else sources.torchvision_segmentation if sources.torchvision_segmentation.looks_like(state)
+                  else sources.torchvision)
             mapped = tv.to_native(state, model)
         else:
             mapped = sources.timm.to_native(state, model)
@@ -139,8 +141,11 @@ def _apply(
 
     file_w, own_w = tensors.get("classifier.weight"), own.get("classifier.weight")
     no_classifier = own_w is None
+    prefixes = _class_prefixes(model)
     differ = _detector_classes(model, tensors, what)
-    if differ is not None:  # a detector: its class-dependent tensors are its class heads' last convs
+    if differ is None:
+        differ = _segmenter_classes(model, tensors, what)
+    if differ is not None:  # a detector or segmenter: its class-dependent tensors are its class convs
         no_classifier = False
         skip_classifier = bool(differ) if skip_classifier is None else skip_classifier
         if differ and not skip_classifier:
@@ -156,7 +161,7 @@ def _apply(
             "to keep a fresh one for fine-tuning"
         )
     if skip_classifier or no_classifier:
-        for key in [k for k in tensors if k.startswith(_CLASS_PREFIXES)]:
+        for key in [k for k in tensors if k.startswith(prefixes)]:
             result.skipped.append(mapped.origin.get(key, key))
             del tensors[key]
 
@@ -170,7 +175,7 @@ def _apply(
     result.missing = [
         k for k in own
         if k not in tensors and not k.endswith("num_batches_tracked")
-        and not (skip_classifier and k.startswith(_CLASS_PREFIXES))
+        and not (skip_classifier and k.startswith(prefixes))
     ]
     if features_only:  # a backbone drops the head and the blocks past its deepest level on purpose
         result.unexpected = []
@@ -199,6 +204,29 @@ def _apply(
 
 # What a class count changes: a classifier's Linear, or the 1x1 convs ending a detector's class heads.
 _CLASS_PREFIXES = ("classifier.", *(f"cls_head.{level}.1." for level in range(16)))
+
+
+def _class_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of ``model``'s class-dependent tensors; a segmenter lists its own (``class_layers``)."""
+    return _CLASS_PREFIXES + tuple(f"{name}." for name in getattr(model, "class_layers", ()))
+
+
+def _segmenter_classes(model: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> str | None:
+    """For a segmenter (a model with ``class_layers``): ``""`` if the file's class count is the model's, else why not.
+
+    ``None`` for any other model.
+    """
+    layers = getattr(model, "class_layers", None)
+    if not layers:
+        return None
+    key = f"{layers[0]}.weight"
+    file_w, own_w = tensors.get(key), model.state_dict().get(key)
+    if file_w is None or own_w is None or file_w.shape == own_w.shape or file_w.shape[1:] != own_w.shape[1:]:
+        return ""
+    return (f"{what} has {file_w.shape[0]} classes but the model has {own_w.shape[0]} "
+            f"({key} {tuple(file_w.shape)} vs {tuple(own_w.shape)}): build the model with "
+            f"num_classes={file_w.shape[0]} to use the file's class convolutions, or load with "
+            "skip_classifier=True to keep fresh ones for fine-tuning")
 
 
 def _detector_classes(model: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> str | None:

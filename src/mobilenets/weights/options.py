@@ -120,6 +120,7 @@ def inspect_pretrained(
         raise ValueError(f"source={source!r} invalid; expected one of {sources.SOURCES}")
     file = _resolve_weights_path(path)
     reason = ""
+    aux = False
     if sniff_format(file) == "hdf5":
         source = "keras" if source == "auto" else source  # another explicit source: load_weights refuses it
         classes = sources.keras.classifier_classes(file)
@@ -128,14 +129,18 @@ def inspect_pretrained(
         if source == "auto":
             source = sources.detect_source(shapes) or "auto"  # unknown: load_weights says so
         classes = _classifier_classes(shapes)
+        if sources.torchvision_segmentation.looks_like(shapes) and any(k.startswith("aux_classifier.") for k in shapes):
+            aux = True  # a torchvision DeepLabV3 saved with its auxiliary head
         if source == "timm" and given.get("pad_type", "same" if file.name.startswith("tf_") else "") == "same":
             source = "timm_tf"
             reason = ", by its pad_type='same'" if "pad_type" in given else ", by its tf_ file name"
     if source == "auto":
         return PretrainedOptions(str(pretrained))
     label = f"{pretrained} ({_SOURCE_LABEL.get(source, source)} weights{reason})"
-    return PretrainedOptions(label, sources.architecture_options(source, name),
-                             {"num_classes": classes} if classes is not None else {})
+    defaults: dict[str, Any] = {"num_classes": classes} if classes is not None else {}
+    if aux:
+        defaults["aux_loss"] = True
+    return PretrainedOptions(label, sources.architecture_options(source, name), defaults)
 
 
 def _same_value(a: Any, b: Any) -> bool:

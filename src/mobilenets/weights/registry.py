@@ -66,6 +66,8 @@ class PretrainedEntry:
     top1: float | None = None
     top5: float | None = None
     box_map: float | None = None  # detectors: COCO val2017 box mAP@[.5:.95], in percent
+    miou: float | None = None  # segmenters: mean IoU on their benchmark, in percent
+    pixel_acc: float | None = None  # segmenters: pixel accuracy, in percent
     metrics_from: str = ""
     mean: tuple[float, ...] = IMAGENET_MEAN_STD[0]
     std: tuple[float, ...] = IMAGENET_MEAN_STD[1]
@@ -146,6 +148,16 @@ _ENTRIES: tuple[PretrainedEntry, ...] = (
                     sha256_prefix="a79551df", num_classes=91, box_map=21.3,
                     metrics_from="torchvision weights meta (COCO-val2017 box mAP)", mean=(0.5, 0.5, 0.5),
                     std=(0.5, 0.5, 0.5), crop_pct=1.0, input_size=(3, 320, 320)),
+    # torchvision's segmenters (MobileNetV3-Large at output stride 16), trained on the COCO train2017 images
+    # holding the 20 Pascal VOC categories and evaluated on COCO val2017 with VOC labels, at resize 520.
+    *(PretrainedEntry(f"{arch}.tv_coco_voc", arch, "torchvision", f"https://download.pytorch.org/models/{file}", file,
+                      kwargs=kwargs, sha256_prefix=file.rsplit("-", 1)[1][:8], num_classes=21, miou=miou,
+                      pixel_acc=acc, metrics_from="torchvision weights meta (COCO-val2017-VOC-labels)",
+                      crop_pct=1.0, input_size=(3, 520, 520))
+      for arch, file, kwargs, miou, acc in (
+          ("lraspp_mobilenet_v3_large", "lraspp_mobilenet_v3_large-d234d4ea.pth", {}, 57.9, 91.2),
+          ("deeplabv3_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large-fc3c493d.pth", {"aux_loss": True}, 60.3, 91.2),
+      )),
     # timm, trained in PyTorch (Hugging Face files; SHA-256 from the hub's LFS pointers)
     PretrainedEntry("mobilenet_v3_large.timm_ra_in1k", "mobilenet_v3_large", "timm",
                     *_hf("mobilenetv3_large_100.ra_in1k"), kwargs={"width_convention": "timm", "bn_eps": 1e-5},

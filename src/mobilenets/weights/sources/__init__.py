@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import keras, timm, torchvision, torchvision_detection
+from . import keras, timm, torchvision, torchvision_detection, torchvision_segmentation
 from ._common import MappedState
 
 __all__ = ["SOURCES", "MappedState", "architecture_options", "detect_source", "keras", "timm", "torchvision",
-           "torchvision_detection"]
+           "torchvision_detection", "torchvision_segmentation"]
 
 # "timm_tf": timm's tf_ ports of the TensorFlow weights (TF "same" padding, BN eps 1e-3, mean = std = 0.5).
 SOURCES = ("auto", "native", "torchvision", "timm", "timm_tf", "keras")
@@ -28,7 +28,8 @@ def detect_source(state: Mapping[str, Any]) -> str | None:
     """
     if "stem.conv.weight" in state or "backbone.stem.conv.weight" in state:  # a classifier or a detector
         return "native"
-    if torchvision.looks_like(state) or torchvision_detection.looks_like(state):
+    if (torchvision.looks_like(state) or torchvision_detection.looks_like(state)
+            or torchvision_segmentation.looks_like(state)):
         return "torchvision"
     if timm.looks_like(state):
         return "timm"
@@ -49,6 +50,10 @@ def architecture_options(source: str, arch: str) -> dict[str, Any]:
         return {}
     if arch.startswith("ssdlite"):  # the detectors (family "ssdlite" or a registered ssdlite name)
         return {"bn_eps": torchvision_detection.BN_EPS} if source == "torchvision" else {}
+    if arch.startswith(("lraspp", "deeplabv3")):
+        # The segmenters: torchvision's BatchNorm settings are their defaults already (the backbone
+        # family's, e.g. V3's 1e-3, and PyTorch's 1e-5 in the heads), so one eps for all would be wrong.
+        return {}
     if source == "torchvision":
         options: dict[str, Any] = {"bn_eps": torchvision.BN_EPS.get(arch, 1e-5), "pad_type": ""}
     elif source == "timm":
