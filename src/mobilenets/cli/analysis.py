@@ -21,7 +21,7 @@ __all__ = ["best_backend_note", "cmd_experiment", "cmd_report", "register", "reg
 
 # ------------------------------------------------------------------------------------------ profile
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from ..cost import DETECTOR_PARTS, profile
+    from ..cost import DETECTOR_PARTS, SEGMENTER_PARTS, profile
     from ..weights import create_model
 
     kwargs = parse_set(override_items(args))
@@ -29,9 +29,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         kwargs["width_mult"] = args.width_mult
     model = create_model(args.model, **kwargs)
     size = args.input_size or model.pretrained_cfg["input_size"][-1]
-    # A detector's cost is argued by part (backbone, extra levels, the two heads).
-    detector = model.pretrained_cfg.get("task") == "detect"
-    result = profile(model, size, parts=DETECTOR_PARTS if detector else None)
+    # A detector's or segmenter's cost is argued by part (backbone, extra levels / head, the heads).
+    task = model.pretrained_cfg.get("task")
+    detector = task == "detect"
+    parts = {"detect": DETECTOR_PARTS, "segment": SEGMENTER_PARTS}.get(str(task))
+    result = profile(model, size, parts=parts)
     if args.json:
         data = result.to_dict()
         data["model"] = args.model

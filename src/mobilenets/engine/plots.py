@@ -63,6 +63,7 @@ def _run_label_smoothing(metrics_csv: Path) -> float | None:
 _SCORE_PANELS = {
     "acc1": ("accuracy.png", "top-1 accuracy (%)", "validation top-1", "{:.2f}%"),
     "map": ("map.png", "box mAP@[.5:.95]", "validation mAP", "{:.3f}"),
+    "miou": ("miou.png", "mIoU (background included)", "validation mIoU", "{:.3f}"),
 }
 
 
@@ -135,7 +136,8 @@ def plot_training_curves(
     metrics_csv: str | Path, out_dir: str | Path, *, run_name: str | None = None,
     label_smoothing: float | None = None, metric: str = "acc1",
 ) -> list[Path]:
-    """Write ``loss.png``, ``accuracy.png`` (a detector: ``map.png``) and ``lr.png``; returns their paths.
+    """Write ``loss.png``, ``accuracy.png`` (a detector: ``map.png``; a segmenter: ``miou.png``) and
+    ``lr.png``; returns their paths.
 
     See :func:`training_curve_figures` for what they show and the defaults of the keywords.
     """
