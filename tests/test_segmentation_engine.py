@@ -152,3 +152,24 @@ def test_ddp_evaluation_equals_one_process(tmp_path: Path) -> None:
         assert got["n"] == single["n"] == 10 and got["pixels"] == single["pixels"]
         assert got["miou"] == single["miou"] and got["pixel_acc"] == single["pixel_acc"]
         assert math.isclose(got["loss"], single["loss"], rel_tol=1e-6)  # float32 sums over other batchings
+
+
+def test_backbone_starts_from_classifier_weights() -> None:
+    """model.backbone_pretrained: the classifier file's trunk tensors (and its BN eps) land in the
+    dilated backbone unchanged; a classifier of another width is a one-line error."""
+    import mobilenets
+    from mobilenets.weights import load_weights
+    from mobilenets.weights.create import load_backbone_weights
+
+    path = str(Path(__file__).parent / "fixtures" / "weights" / "tv_mobilenet_v3_large.safetensors")
+    seg = mobilenets.create_model("lraspp", backbone="mobilenet_v3_large", backbone_kwargs={"width_mult": 0.1},
+                                  num_classes=4)
+    assert load_backbone_weights(seg, path) == len(seg.backbone.state_dict())
+    clf = mobilenets.create_model("mobilenet_v3_large", width_mult=0.1, num_classes=5, bn_eps=1e-3)
+    load_weights(clf, path)
+    theirs = clf.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in seg.backbone.state_dict().items())
+    assert {m.eps for m in seg.backbone.modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}
+    other = mobilenets.create_model("lraspp", backbone="mobilenet_v3_large", num_classes=4)
+    with pytest.raises(ValueError, match="does not match|do not fit"):
+        load_backbone_weights(other, path)

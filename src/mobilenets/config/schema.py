@@ -87,6 +87,9 @@ class ModelConfig:
     # None: train from scratch. Digits are far from ImageNet, so pretrained weights buy little
     # and would force the 224-px stem; a path or registry tag can be given for fine-tuning.
     pretrained: str | None = field(default=None, metadata=_help("weights to start from: registry tag, weights directory/file, hf-hub:ORG/REPO"))
+    # None: a detector's or segmenter's backbone starts as the rest of it does. torchvision's detection and
+    # segmentation references start from an ImageNet classifier (--weights-backbone): name its tag here.
+    backbone_pretrained: str | None = field(default=None, metadata=_help("detector/segmenter: classifier weights for the backbone (tag, directory or file)"))
     # None: take the number of classes from the dataset, so one config serves digits (10) and
     # CIFAR-100 (100) without edits that are easy to forget.
     num_classes: int | None = field(default=None, metadata=_help("classifier outputs (null: the dataset's class count)"))

@@ -53,6 +53,13 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int, extra: dict[s
         model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **kwargs)
     except ValueError as exc:
         raise ConfigError(str(exc), key="model.pretrained" if cfg.model.pretrained else "model") from None
+    if cfg.model.backbone_pretrained:
+        from ..weights.create import load_backbone_weights
+
+        try:
+            load_backbone_weights(model, cfg.model.backbone_pretrained)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="model.backbone_pretrained") from None
     if cfg.bn_momentum is not None:
         # V3's momentum 0.01 leaves BN statistics far behind the weights when an epoch is
         # only ~20 steps; the main job trains with 0.1.

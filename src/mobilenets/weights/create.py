@@ -15,7 +15,7 @@ from ..models.registry import build_model, check_model_kwargs, instantiate
 from .load import load_pretrained
 from .options import pretrained_kwargs
 
-__all__ = ["create_model"]
+__all__ = ["create_model", "load_backbone_weights"]
 
 
 def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.Module:
@@ -42,3 +42,37 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
     model = instantiate(name, pretrained_kwargs(name, pretrained, kwargs))
     load_pretrained(model, pretrained)
     return model
+
+
+def load_backbone_weights(model: nn.Module, pretrained: str) -> int:
+    """Initialise a detector's or segmenter's backbone from a classifier's weights (ImageNet, usually).
+
+    Why: torchvision's detection and segmentation references start from an ImageNet backbone
+    (``--weights-backbone``); training a segmenter's backbone from scratch on VOC-sized data does not
+    reach their figures. ``pretrained`` is anything :func:`create_model` takes for the backbone's
+    classifier (``model.backbone_name``: a tag, a directory, a torchvision/timm/Keras file); every
+    backbone tensor must be found there with its shape (the classifier head is not used). Dilation
+    changes no weight, so an output-stride-16 backbone takes a stride-32 classifier's weights. The
+    source's BatchNorm eps is copied too (torchvision's V3 uses 1e-3). Returns the tensors loaded.
+    """
+    name = getattr(model, "backbone_name", None)
+    backbone = getattr(model, "backbone", None)
+    if name is None or not isinstance(backbone, nn.Module):
+        raise ValueError(f"{type(model).__name__} has no named backbone to load classifier weights into")
+    kwargs = {"in_chans": getattr(model, "in_chans", 3), **dict(getattr(model, "backbone_kwargs", {}) or {})}
+    source = create_model(name, pretrained=pretrained, **kwargs)
+    theirs = source.state_dict()
+    mine = backbone.state_dict()
+    missing = [k for k in mine if k not in theirs]
+    wrong = [k for k in mine if k in theirs and theirs[k].shape != mine[k].shape]
+    if missing or wrong:
+        bad = (missing or wrong)[0]
+        raise ValueError(f"backbone weights {pretrained!r} do not fit {name}: {len(missing)} tensors missing, "
+                         f"{len(wrong)} of another shape (first: {bad!r})")
+    backbone.load_state_dict({k: theirs[k] for k in mine})
+    source_modules = dict(source.named_modules())
+    for mod_name, mod in backbone.named_modules():
+        src = source_modules.get(mod_name)
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and isinstance(src, nn.modules.batchnorm._BatchNorm):
+            mod.eps = src.eps
+    return len(mine)

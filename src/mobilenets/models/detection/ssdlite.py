@@ -206,6 +206,8 @@ class SSDLite(nn.Module):
         norm_layer = norm_layer_for(bn_eps, bn_momentum)
         self.backbone = build_model(backbone, features_only=True, in_chans=in_chans, bn_eps=bn_eps,
                                     bn_momentum=bn_momentum, **dict(backbone_kwargs or {}))
+        #: the registered classifier the backbone was built from (what load_backbone_weights builds)
+        self.backbone_name, self.backbone_kwargs = backbone, dict(backbone_kwargs or {})
         self._tap_at, chans, reds = _taps(self.backbone, first_level)
         self.extras = nn.ModuleList()
         for width in extra_channels:

@@ -67,6 +67,8 @@ class Segmenter(nn.Module):
         if bn_momentum is not None:
             check_number("bn_momentum", bn_momentum, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1] (or None)")
         self.num_classes, self.in_chans, self.output_stride = num_classes, in_chans, output_stride
+        #: the registered classifier the backbone was built from (what load_backbone_weights builds)
+        self.backbone_name, self.backbone_kwargs = backbone, dict(backbone_kwargs or {})
         self.backbone: MobileNet = build_backbone(backbone, output_stride=output_stride, in_chans=in_chans,
                                                   bn_eps=bn_eps, bn_momentum=bn_momentum,
                                                   backbone_kwargs=backbone_kwargs)
