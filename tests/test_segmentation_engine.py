@@ -8,20 +8,23 @@ import json
 import math
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from mobilenets.cli import main
 from mobilenets.config import TrainConfig, load_config
 from mobilenets.data import MaskAugment, TensorSegmentationDataset, make_segmentation_batches
+from mobilenets.engine import train as train_mod
 from mobilenets.engine.evaluate import evaluate_segmentation
+from mobilenets.engine.plots import best_epoch, read_metrics
 from mobilenets.engine.seg_metrics import ConfusionMatrix, confusion_matrix, segmentation_scores
 from mobilenets.engine.task import SegmentationTask, get_task, resolve_task
+from mobilenets.engine.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,7 +54,7 @@ def test_absent_class_has_no_iou_and_is_left_out_of_the_mean() -> None:
 
 
 def test_bad_labels_are_named() -> None:
-    with pytest.raises(ValueError, match="target label 7 invalid; expected 0..2"):
+    with pytest.raises(ValueError, match=r"target label 7 invalid; expected 0\.\.2"):
         confusion_matrix(torch.zeros(3, dtype=torch.long), torch.tensor([0, 7, 255]), 3)
     with pytest.raises(ValueError, match="shape"):
         confusion_matrix(torch.zeros(3), torch.zeros(4), 3)
@@ -171,5 +174,136 @@ def test_backbone_starts_from_classifier_weights() -> None:
     assert all(torch.equal(v, theirs[k]) for k, v in seg.backbone.state_dict().items())
     assert {m.eps for m in seg.backbone.modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}
     other = mobilenets.create_model("lraspp", backbone="mobilenet_v3_large", num_classes=4)
-    with pytest.raises(ValueError, match="does not match|do not fit"):
+    with pytest.raises(ValueError, match=r"does not match|do not fit"):
         load_backbone_weights(other, path)
+
+
+# ------------------------------------------------------------------------------ a tiny run, end to end
+TINY = [
+    "task=segment", "data.name=digit_scenes", "data.image_size=64", "data.scene_sizes=[64,16,16]",
+    "model.name=lraspp",
+    "model.kwargs={backbone: mobilenet_v3_small, backbone_kwargs: {width_mult: 0.35}, low_level: first4, "
+    "inter_channels: 32, aux_loss: true}",
+    "batch_size=16", "eval_batch_size=16", "epochs=2", "sched.warmup_epochs=0.5", "quiet=true",
+]
+SEG_KEYS = ("best_val_miou", "test_miou", "test_pixel_acc", "test_mean_acc", "test_loss", "test_per_class_iou")
+CLASSES = {"__background__", *(str(d) for d in range(10))}
+
+
+def tiny_cfg(run: Path, *extra: str) -> TrainConfig:
+    return load_config(TrainConfig, None, [*TINY, f"output_dir={run}", *extra])
+
+
+@pytest.fixture(scope="module")
+def segmentation_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    run = tmp_path_factory.mktemp("seg") / "run"
+    return run, train(tiny_cfg(run))
+
+
+def test_run_directory_and_summary(segmentation_run: tuple[Path, dict[str, Any]]) -> None:
+    run, summary = segmentation_run
+    for name in ("config.yaml", "metrics.csv", "summary.json", "model.safetensors", "config.json",
+                 "checkpoints/last.pt", "loss.png", "miou.png", "lr.png"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "summary.json").read_text()) == summary
+    assert summary["task"] == "segment" and summary["params"] > 0
+    for key in SEG_KEYS:
+        assert key in summary, key
+    assert 0.0 <= summary["test_miou"] <= 1.0 and 0.0 <= summary["test_pixel_acc"] <= 1.0
+    assert set(summary["test_per_class_iou"]) == CLASSES
+    rows = read_metrics(run / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert {"train_loss", "val_loss", "val_miou", "val_pixel_acc", "ema_val_miou"} <= set(rows[0])
+    assert best_epoch(rows, "miou") == (summary["best_epoch"], pytest.approx(summary["best_val_miou"], abs=1e-6),
+                                        summary["best_weights"])
+
+
+def test_resume_is_exact(tmp_path: Path, segmentation_run: tuple[Path, dict[str, Any]],
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    ref_run, _ = segmentation_run
+    ref = torch.load(ref_run / "checkpoints" / "last.pt", weights_only=True)
+    real = train_mod.train_one_epoch
+    calls = {"n": 0}
+
+    def killed_in_epoch_two(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(tmp_path / "run"))
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    train(tiny_cfg(tmp_path / "run", "resume=true"))
+    got = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    for key, value in ref["model"].items():
+        assert torch.equal(value, got["model"][key]), key
+    assert [r["val_miou"] for r in ref["history"]] == [r["val_miou"] for r in got["history"]]
+    assert ref["best"] == got["best"] and "miou" in got["best"]
+
+
+def test_eval_json(segmentation_run: tuple[Path, dict[str, Any]], capsys: pytest.CaptureFixture[str]) -> None:
+    run, summary = segmentation_run
+    assert main(["eval", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("miou", "pixel_acc", "mean_acc", "per_class_iou", "n", "split", "dataset"):
+        assert key in result, key
+    assert result["dataset"] == "digit_scenes" and result["split"] == "test" and result["n"] == 16
+    assert result["miou"] == pytest.approx(summary["test_miou"], abs=1e-9)  # the run's recorded test scenes
+    assert result["pixel_acc"] == pytest.approx(summary["test_pixel_acc"], abs=1e-9)
+    assert set(result["per_class_iou"]) == CLASSES
+    assert main(["eval", str(run)]) == 0
+    assert "mIoU" in capsys.readouterr().out
+
+
+def _scene_png(tmp_path: Path, index: int = 0) -> tuple[Path, torch.Tensor]:
+    from PIL import Image
+
+    from mobilenets.data import build_datasets
+
+    image, _ = build_datasets("digit_scenes", None, 64, scene_sizes=(4, 4, 4))["test"][index]
+    scene = tmp_path / f"scene{index}.png"
+    Image.fromarray(image[0].numpy(), mode="L").save(scene)
+    return scene, image
+
+
+def test_predict_writes_the_overlay(tmp_path: Path, segmentation_run: tuple[Path, dict[str, Any]],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    import mobilenets
+
+    run, _ = segmentation_run
+    scene, image = _scene_png(tmp_path)
+    out = tmp_path / "overlay.png"
+    assert main(["predict", str(scene), "--weights", str(run), "--out", str(out), "--json"]) == 0
+    [item] = json.loads(capsys.readouterr().out)
+    assert item["out"] == str(out)
+    with Image.open(out) as drawn:
+        assert drawn.format == "PNG" and drawn.size == (64, 64) and drawn.mode == "RGB"
+    # the overlay colours the pixels the weights label as digits, and leaves the rest as the image
+    model = mobilenets.from_pretrained(run).eval()
+    mean, std = model.pretrained_cfg["mean"][0], model.pretrained_cfg["std"][0]
+    with torch.no_grad():
+        labels = model((image[None].float() / 255 - mean) / std)["out"].argmax(1)[0]
+    drawn = torch.from_numpy(__import__("numpy").asarray(Image.open(out).convert("RGB"))).long()
+    grey = (drawn[..., 0] == drawn[..., 1]) & (drawn[..., 1] == drawn[..., 2])
+    assert bool(grey[labels == 0].all())
+    if bool((labels > 0).any()):
+        assert not bool(grey[labels > 0].all())
+
+
+def test_export_eval_and_predict_of_a_segmenter_artefact(tmp_path: Path, segmentation_run: tuple[Path, dict[str, Any]],
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An exported segmenter (its logits within 1e-4 of eager, verified by export) scores what its weights
+    score on the recorded test scenes."""
+    pytest.importorskip("onnxruntime")
+    run, summary = segmentation_run
+    onnx = tmp_path / "seg.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(onnx)]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert main(["eval", str(onnx), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 16
+    assert result["miou"] == pytest.approx(summary["test_miou"], abs=1e-3)
