@@ -421,6 +421,8 @@ def reduced_precision_check(weights: str | Path | nn.Module, path: Path,
     wdir = Path(weights)
     if not (wdir.is_dir() and read_config(wdir).get("dataset")):
         return None
+    if is_segmenter(load_model(wdir)):
+        return None  # top-1 does not judge per-pixel logits: a segmenter's reduced precision is left unchecked
     stages = as_stage_log(log)
     ref = evaluate_weights(wdir, plot=False, log=stages, label="fp32")
     got = evaluate_weights(path, plot=False, log=stages, label=f"{path.name} ({read_metadata(path).precision})")

@@ -604,7 +604,8 @@ def _quantize_segmenter(model: nn.Module, weights: str | Path, method: str, targ
         raise ValueError(f"--method {method} is not available for a segmenter (QAT fine-tunes a classification "
                          "loss); use --method ptq")
     meta = ArtifactMetadata.from_model(SegmentationGraph(model), "weights", source=str(weights))
-    dataset, _, splits = segmentation_datasets(meta, data=data, root=root, source=weights)
+    dataset, _, splits = segmentation_datasets(weights, data=data, root=root, known_dataset=meta.dataset,
+                                               image_size=meta.input_size[-1])
     if split not in splits:
         raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(splits)}")
     meta.dataset = dataset

@@ -272,11 +272,12 @@ def calibration_images(meta: ArtifactMetadata, dataset: Any, *, batches: int, ba
     return out
 
 
-def segmentation_datasets(meta: ArtifactMetadata, *, data: str | None, root: str | None,
-                          source: str | Path | None) -> tuple[str, str | None, dict[str, Any]]:
-    """A segmenter's dataset splits (``train``/``val``/``test``, each with the segmentation protocol):
-    the dataset the weights / artefact / run's ``config.yaml`` record (or ``data``), built by the data
-    registry with ``task="segment"``, at the pixel size the run trained on (else the model's input size).
+def segmentation_datasets(source: str | Path | None, *, data: str | None, root: str | None,
+                          known_dataset: str | None, image_size: int) -> tuple[str, str | None, dict[str, Any]]:
+    """A segmenter's splits (``train``/``val``/``test``, each with the segmentation protocol): ``data``, or
+    the dataset the weights / artefact (``known_dataset``) or the run's ``config.yaml`` beside ``source``
+    record, built by the data registry with ``task="segment"`` at the pixel size the run trained on
+    (else ``image_size``, the model's input side).
 
     The one seam between deployment and the data registry: tests (and callers with their own split
     objects) pass splits to :func:`evaluate_segmenter` directly instead.
@@ -285,14 +286,14 @@ def segmentation_datasets(meta: ArtifactMetadata, *, data: str | None, root: str
     from ..engine.evaluate import DATA_ROOT_FLAG, recorded_data
 
     recorded = recorded_data(source)
-    dataset = data or meta.dataset or (recorded.name if recorded else None)
+    dataset = data or known_dataset or (recorded.name if recorded else None)
     if dataset is None:
         raise ValueError(f"{source} names no dataset in its metadata; pass --data NAME (e.g. --data digit_scenes)")
     same = recorded is not None and recorded.name == dataset
     origin = None
     if root is None and same and recorded is not None and recorded.root:
         root, origin = recorded.root, f"{recorded.config_path} as data.root"
-    size = recorded.image_size if same and recorded is not None and recorded.image_size else int(meta.input_size[-1])
+    size = recorded.image_size if same and recorded is not None and recorded.image_size else int(image_size)
     options: dict[str, Any] = {"task": "segment"}
     if same and recorded is not None and recorded.scene_sizes is not None:
         options["scene_sizes"] = recorded.scene_sizes
