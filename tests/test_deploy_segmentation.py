@@ -404,3 +404,28 @@ def test_eval_and_predict_of_an_exported_segmenter(segmenter: nn.Module, tmp_pat
     assert np.array_equal(drawn, overlay(image, labels, 4))
     assert main(["predict", str(tmp_path / "img.png"), "--weights", str(path), "--out", str(tmp_path / "o2.png")]) == 0
     assert "overlay" in capsys.readouterr().out and (tmp_path / "o2.png").is_file()
+
+
+def test_weights_directory_of_a_segmenter(registered: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A segmenter's save_pretrained directory (what a training run writes): export, eval and quantize take
+    it like an artefact, through the same Segmenter and evaluate_segmenter."""
+    import mobilenets.deploy.segment as segment
+    from mobilenets.deploy.evaluate import evaluate_weights
+    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.models.native import save_pretrained
+    from mobilenets.models.registry import build_model
+
+    model = build_model(registered)
+    save_pretrained(model, tmp_path / "w", class_names=NAMES, extra={"dataset": "digit_scenes"})
+    splits = {"train": random_split(16, 0), "val": random_split(4, 2), "test": random_split(6, 3)}
+    monkeypatch.setattr(segment, "segmentation_datasets", lambda source, **kw: ("digit_scenes", None, splits))
+    result = export_model(tmp_path / "w", "onnx", tmp_path / "w.onnx")
+    assert result.passed and result.verified and load_artifact(result.path).metadata.dataset == "digit_scenes"
+    want = evaluate_segmenter(model, splits["test"])
+    got = evaluate_weights(tmp_path / "w")
+    assert got["task"] == "segment" and got["runtime"] == "pytorch" and got["miou"] == want["miou"]
+    res = quantize_weights(tmp_path / "w", target="x86", out=tmp_path / "q.pt2", calib_batches=2, calib_batch_size=8)
+    assert res.metric == "mIoU" and res.dataset == "digit_scenes" and res.split == "test"
+    assert res.float_acc1 == pytest.approx(100 * want["miou"]) and res.float_size_bytes > 0
+    with pytest.raises(ValueError, match="not available for a segmenter"):
+        quantize_weights(tmp_path / "w", method="qat", target="x86", out=tmp_path / "q2.pt2")
