@@ -2,6 +2,7 @@
 
     python benchmarks/latency.py                                   # V1, V2, V3-L, V3-S; batch 1 and 32
     python benchmarks/latency.py --models mobilenet_v3_large --batch 1 --backends eager,executorch,int8-xnnpack
+    python benchmarks/latency.py --segmentation --batch 1                # LR-ASPP / DeepLabV3 at 520 and 128 px
 
 Models are built with random weights at their default (ImageNet, 224×224) configuration: latency does
 not depend on the weights' values. Every row comes from ``mobilenets bench`` (the same timing loop),
@@ -35,6 +36,22 @@ from mobilenets.deploy.best import cpu_description
 from mobilenets.deploy.runtimes import default_threads
 
 DEFAULT_MODELS = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
+
+#: ``--segmentation``: (model, input side, create_model keywords). 520 px with VOC's 21 classes is
+#: torchvision's evaluation size; 128 px with 11 classes on grey images is the digit scenes'.
+SEGMENTATION = tuple(
+    (name, size, kwargs)
+    for name in ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+    for size, kwargs in ((520, {}), (128, {"num_classes": 11, "in_chans": 1}))
+)
+
+
+def runs(models: str, input_size: int | None, segmentation: bool) -> list[tuple[str, int | None, dict, str]]:
+    """(model spec, input size, keywords, row label) of each benchmark run; a segmenter's label carries its
+    input side, since one model is measured at two sizes."""
+    if segmentation:
+        return [(name, size, kw, f"{name}@{size}") for name, size, kw in SEGMENTATION]
+    return [(m, input_size, {}, m) for m in models.split(",")]
 
 
 def ratios(rows: list[BenchResult], model: str, batch: int) -> dict[str, object]:
@@ -73,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--json", default=None, help="append each row (JSON lines) to this file")
+    parser.add_argument("--segmentation", action="store_true",
+                        help="the segmentation rows instead of --models: LR-ASPP and DeepLabV3 (V3-Large) at 520 px "
+                             "(21 classes) and at the digit scenes' 128 px (11 classes, 1 channel)")
     args = parser.parse_args(argv)
     threads = args.threads or default_threads()
     batches = tuple(int(b) for b in args.batch.split(","))
@@ -80,11 +100,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.getloadavg()[0]:.2f}", flush=True)
     rows: list[BenchResult] = []
     start = time.perf_counter()
-    for model in args.models.split(","):
+    plan = runs(args.models, args.input_size, args.segmentation)
+    for model, size, kwargs, label in plan:
         for batch in batches:
-            got = run_bench(model, backends=args.backends, batches=(batch,), input_size=args.input_size,
+            got = run_bench(model, backends=args.backends, batches=(batch,), input_size=size, kwargs=kwargs,
                             threads=threads, min_time_s=args.min_time, strict=False,
                             log=lambda m: print(m, file=sys.stderr, flush=True))
+            for r in got:
+                r.model = label
             rows += got
             if args.json:
                 with open(args.json, "a") as fh:
@@ -94,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## all rows\n")
     print(format_results(rows))
     print("\n## ratios (one run)\n")
-    for model in args.models.split(","):
+    for model in (label for *_, label in plan):
         for batch in batches:
             r = ratios(rows, model, batch)
             if "best_fp32_over_eager" in r:

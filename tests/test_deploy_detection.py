@@ -159,8 +159,8 @@ def test_metadata_without_task_is_a_classifier(tmp_path: Path) -> None:
     assert meta.task == "classify" and meta.postprocess is None
     with pytest.raises(ArtifactError, match="postprocess"):
         ArtifactMetadata.from_dict({**old, "task": "detect"}, "d.json")
-    with pytest.raises(ArtifactError, match="task 'segment' unknown"):
-        ArtifactMetadata.from_dict({**old, "task": "segment"}, "d.json")
+    with pytest.raises(ArtifactError, match="task 'pose' unknown"):
+        ArtifactMetadata.from_dict({**old, "task": "pose"}, "d.json")
 
 
 def test_old_classifier_artefact_still_loads(tmp_path: Path) -> None:

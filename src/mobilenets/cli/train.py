@@ -150,7 +150,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"  {name:>12s}  " + ("   n/a" if ap is None else f"{ap:6.3f}"))
         return 0
     if result.get("task") == "segment":
-        print(f"mIoU {result['miou']:.3f}  pixel acc {result['pixel_acc']:.3f}  mean acc {result['mean_acc']:.3f}")
+        print(f"mIoU {result['miou']:.3f}  pixel acc {result['pixel_acc']:.3f}  mean class acc {result['mean_acc']:.3f}")
         for name, iou in result["per_class_iou"].items():
             print(f"  {name:>12s}  " + ("   n/a" if iou is None else f"{iou:6.3f}"))
         return 0
@@ -180,6 +180,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             for d in item["detections"]:
                 x0, y0, x1, y1 = d["box"]
                 print(f"  {d['class']:>12s} {d['score']:.3f}  [{x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}]")
+            continue
+        if "classes" in item:  # a segmenter
+            found = ", ".join(f"{name} {100 * frac:.1f}%" for name, frac in item["classes"].items())
+            print(f"{item['image']}: {found}" + (f"; overlay {item['out']}" if item.get("out") else ""))
             continue
         preds = ", ".join(f"{p['class']} {100 * p['prob']:.1f}%" for p in item["top"])
         print(f"{item['image']}: {preds}")

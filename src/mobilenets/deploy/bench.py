@@ -92,10 +92,20 @@ def _torch_runner(module: Callable[[torch.Tensor], Any], channels_last: bool = F
 
 
 def _build_eager(ctx: BuildContext) -> Runner:
-    from .fuse import is_detector, reference_graph
+    from .fuse import is_detector, is_segmenter, reference_graph
 
-    # A detector: network + box decoding, the graph every other backend runs (NMS is the same after all).
+    # A detector: network + box decoding, the graph every other backend runs (NMS is the same after all);
+    # a segmenter: its "out" logits (the auxiliary head, which no export computes, is not timed either).
+    if is_segmenter(ctx.model):
+        return _torch_runner(_no_aux(reference_graph(ctx.model)))
     return _torch_runner(reference_graph(ctx.model) if is_detector(ctx.model) else ctx.model.eval())
+
+
+def _no_aux(graph: nn.Module) -> nn.Module:
+    from .fuse import _drop_aux_head
+
+    _drop_aux_head(graph.model)
+    return graph
 
 
 def _graph(ctx: BuildContext) -> nn.Module:
@@ -431,6 +441,16 @@ def _calibration(model: nn.Module, batch: int, size: int, n: int = 4) -> list[to
             from .quantize import _load_data
 
             meta = ArtifactMetadata.from_model(model, "weights", input_size=size)
+            from .fuse import SegmentationGraph, is_segmenter
+
+            if is_segmenter(model):
+                from .segment import calibration_images as seg_calibration
+                from .segment import segmentation_datasets
+
+                meta = ArtifactMetadata.from_model(SegmentationGraph(model), "weights", input_size=size)
+                train = segmentation_datasets(None, data=dataset, root=None, known_dataset=dataset,
+                                              image_size=size)[2]["train"]
+                return seg_calibration(meta, train, batches=n, batch_size=max(batch, 8))
             if meta.task == "detect":
                 from .detect import calibration_images, detection_datasets
 

@@ -22,6 +22,7 @@ from ..engine.evaluate import build_eval_datasets, evaluate, evaluate_detection,
 from ..engine.runtime import resolve_device
 from ..engine.stages import StageLog, as_stage_log
 from ..weights import from_pretrained, read_config
+from .fuse import is_segmenter
 
 __all__ = ["draw_detections", "evaluate_weights", "predict_images"]
 
@@ -70,6 +71,11 @@ class _Loaded:
                 from .detect import Detector
 
                 self.model = Detector(predictor)
+            elif meta.task == "segment":  # label maps at each image's size, like the eager segmenter's
+                from .segment import Segmenter
+
+                self.model = Segmenter(predictor)
+            self.task = meta.task
             self.dataset = meta.dataset
             self.class_names = meta.class_names
             self.num_classes = meta.num_classes
@@ -90,10 +96,20 @@ class _Loaded:
         self.in_chans = self.model.in_chans
         self.runtime = "pytorch"
         self.run_source = wdir
+        self.task = str(self.cfg.get("task") or "classify")
+        if is_segmenter(self.model):
+            from .segment import Segmenter
+
+            self.task = "segment"
+            self.model = Segmenter(self.model)
 
     @property
     def is_detector(self) -> bool:
         return self.cfg.get("task") == "detect"
+
+    @property
+    def is_segmenter(self) -> bool:
+        return self.task == "segment"
 
 
 def evaluate_weights(
@@ -129,6 +145,9 @@ def evaluate_weights(
     if loaded.is_detector:
         return _evaluate_detector(loaded, data=data, root=root, split=split, batch_size=batch_size, stages=stages,
                                   label=label)
+    if loaded.is_segmenter:
+        return _evaluate_segmenter(loaded, data=data, root=root, split=split, batch_size=batch_size, stages=stages,
+                                   label=label)
     wdir, dev, model, cfg = loaded.source, loaded.device, loaded.model, loaded.cfg
     size = int(cfg["input_size"][-1])
     dataset, _, datasets = build_eval_datasets(
@@ -202,6 +221,50 @@ def _evaluate_detector(loaded: _Loaded, *, data: str | None, root: str | None, s
     return result
 
 
+def _evaluate_segmenter(loaded: _Loaded, *, data: str | None, root: str | None, split: str, batch_size: int,
+                        stages: StageLog, label: str | None) -> dict[str, Any]:
+    """mIoU, pixel accuracy and per-class IoU of segmenter weights or a segmenter artefact on a split
+    (:func:`mobilenets.deploy.segment.evaluate_segmenter`, at the pixel size its run trained on)."""
+    from ..data.registry import test_split_label
+    from .segment import evaluate_segmenter, segmentation_datasets
+
+    dataset, _, datasets = segmentation_datasets(loaded.run_source, data=data, root=root, known_dataset=loaded.dataset,
+                                                 image_size=int(loaded.cfg["input_size"][-1]))
+    if split not in datasets:
+        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(datasets)}")
+    split_label = test_split_label(datasets) if split == "test" else split
+    result = evaluate_segmenter(loaded.model, datasets[split], batch_size=batch_size, log=stages,
+                                label=f"{label or loaded.runtime} on {dataset}/{split_label}")
+    result.update(weights=str(loaded.source), dataset=dataset, split=split_label, runtime=loaded.runtime)
+    return result
+
+
+def _predict_segmentation(loaded: _Loaded, images: list[str], *, out: str | Path | None) -> list[dict[str, Any]]:
+    """Per image: the fraction of its pixels given to each class found; the colour overlay written to ``out``."""
+    import numpy as np
+
+    from ..data.folder import load_rgb
+    from .segment import save_overlay
+
+    names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
+    results = []
+    for path in images:
+        img = load_rgb(path)
+        if loaded.in_chans == 1:
+            img = img.convert("L")
+        arr = torch.from_numpy(np.array(img, dtype=np.uint8))
+        x = arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)
+        labels = loaded.model([x])[0]
+        counts = torch.bincount(labels.reshape(-1), minlength=loaded.num_classes)
+        total = int(counts.sum())
+        found = {names[i]: float(c) / total for i, c in enumerate(counts.tolist()) if c}
+        item: dict[str, Any] = {"image": str(path), "classes": found, "size": [int(labels.shape[0]), int(labels.shape[1])]}
+        if out is not None:
+            item["out"] = str(save_overlay(_out_path(out, path, len(images) > 1), img, labels, loaded.num_classes))
+        results.append(item)
+    return results
+
+
 def draw_detections(image: Any, detections: list[dict[str, Any]], path: str | Path) -> Path:
     """Write ``image`` (PIL) with each detection's box and ``class score`` label drawn on it (PNG)."""
     from PIL import ImageDraw
@@ -264,7 +327,9 @@ def predict_images(
     """Top-k class names and probabilities for each image file (weights directory or any artefact).
 
     A detector's weights give each image's ``detections`` instead (class, label, score, box xyxy in the
-    image's pixels; those scoring at least ``min_score``), drawn onto a PNG at ``out`` when given.
+    image's pixels; those scoring at least ``min_score``), drawn onto a PNG at ``out`` when given. A
+    segmenter's give ``classes`` (each class found: its fraction of the pixels) and, with ``out``, the
+    VOC-colour overlay of the label map (:func:`mobilenets.deploy.segment.save_overlay`).
     """
     from ..data.augment import eval_preprocess
     from ..data.folder import eval_transform, load_rgb
@@ -272,6 +337,8 @@ def predict_images(
     loaded = _Loaded(weights, resolve_device(device))
     if loaded.is_detector:
         return _predict_detections(loaded, images, min_score=min_score, out=out)
+    if loaded.is_segmenter:
+        return _predict_segmentation(loaded, images, out=out)
     dev, model, cfg = loaded.device, loaded.model, loaded.cfg
     size = int(cfg["input_size"][-1])
     transform = eval_transform(size, float(cfg.get("crop_pct") or 1.0), str(cfg.get("interpolation") or "bilinear"))

@@ -24,9 +24,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 __all__ = [
     "DetectionGraph",
     "InferenceModel",
+    "SegmentationGraph",
     "fold_batchnorm",
     "fuse_for_inference",
     "is_detector",
+    "is_segmenter",
     "max_abs_diff",
     "prepare_for_export",
     "reference_graph",
@@ -165,20 +167,78 @@ class DetectionGraph(nn.Module):
         return torch.cat([boxes, torch.softmax(out["cls_logits"], dim=-1)], dim=-1)
 
 
-def prepare_for_export(model: nn.Module) -> InferenceModel | DetectionGraph:
+def is_segmenter(model: Any) -> bool:
+    """Whether ``model`` is a semantic segmenter: its ``task`` attribute (class or instance) is ``"segment"``,
+    or its ``pretrained_cfg`` says ``task: segment``.
+
+    Duck-typed so any model with the segmentation interface (a normalised ``[N, C, H, W]`` batch in, a
+    dict with ``"out"`` logits ``[N, K, H, W]`` at the input size out) deploys without this module
+    importing the model package.
+    """
+    if getattr(model, "task", None) == "segment":
+        return True
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return isinstance(cfg, dict) and cfg.get("task") == "segment"
+
+
+def _drop_aux_head(model: nn.Module) -> None:
+    """Remove the auxiliary (training-only) head of a segmenter copy, in place.
+
+    Its output is not exported, but ``torch.export`` keeps dead module calls, so an ExecuTorch or
+    ``.pt2`` file would still compute it. Segmenters follow torchvision's structure: ``aux_classifier``,
+    skipped by ``forward`` when ``None``.
+    """
+    if isinstance(getattr(model, "aux_classifier", None), nn.Module):
+        model.aux_classifier = None
+
+
+class SegmentationGraph(nn.Module):
+    """A segmenter's inference graph: its ``"out"`` logits ``[N, K, H, W]`` as the ONE output.
+
+    The auxiliary head's output (``"aux"``, a training loss only) is not returned, so exporters drop
+    its branch as dead code and every runtime's single-output predictor holds; a dict output would also
+    be flattened differently by each exporter. Softmax / argmax stay outside the graph: the logits are
+    what the fp32 tolerance compares, and the label map is one argmax after any runtime
+    (:class:`mobilenets.deploy.segment.Segmenter`).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not is_segmenter(model):
+            raise ValueError(f"{type(model).__name__} is not a segmenter (no task 'segment' attribute or "
+                             "pretrained_cfg entry)")
+        self.model = model
+        self.pretrained_cfg: dict[str, Any] = {**dict(getattr(model, "pretrained_cfg", {}) or {}), "task": "segment"}
+        self.num_classes = int(getattr(model, "num_classes", 0))
+        self.in_chans = int(getattr(model, "in_chans", 3))
+        self.task = "segment"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out["out"] if isinstance(out, dict) else out
+
+
+def prepare_for_export(model: nn.Module) -> InferenceModel | DetectionGraph | SegmentationGraph:
     """Fold, drop regularisers and wrap: the graph every exporter and quantizer starts from.
 
-    A classifier becomes an :class:`InferenceModel` (logits), a detector a :class:`DetectionGraph`.
+    A classifier becomes an :class:`InferenceModel` (logits), a detector a :class:`DetectionGraph`, a
+    segmenter a :class:`SegmentationGraph` (the ``out`` logits).
     """
     fused = fuse_for_inference(model)
+    if is_segmenter(model):
+        _drop_aux_head(fused)
+        return SegmentationGraph(fused).eval()
     return (DetectionGraph(fused) if is_detector(model) else InferenceModel(fused)).eval()
 
 
 def reference_graph(model: nn.Module) -> nn.Module:
     """What an export of ``model`` is compared with: the unfolded eval model itself for a classifier,
-    its :class:`DetectionGraph` (no folding, so folding errors show) for a detector."""
+    its :class:`DetectionGraph` / :class:`SegmentationGraph` (no folding, so folding errors show) for a
+    detector / segmenter."""
     if is_detector(model):
         return DetectionGraph(copy.deepcopy(model).eval()).eval()
+    if is_segmenter(model):
+        return SegmentationGraph(copy.deepcopy(model).eval()).eval()
     return model.eval()
 
 

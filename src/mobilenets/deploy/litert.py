@@ -355,7 +355,8 @@ def quantize_litert(graph: nn.Module, calib: list[torch.Tensor], out: Path, meta
     model = _embed_metadata(model, meta)
     report = inspect_tflite(model)
     heads = len(getattr(getattr(graph, "model", None), "cls_head", ())) if meta.task == "detect" else 0
-    check_integer(report, out, nhwc=nhwc, head_transposes=4 * heads)  # 2 per head output, 2 heads per level
+    # 2 per detector head output, 2 heads per level; a segmenter's logits go back to NCHW once at the end.
+    check_integer(report, out, nhwc=nhwc, head_transposes=4 * heads + (meta.task == "segment"))
     atomic_write_bytes(out, model)
     return report
 

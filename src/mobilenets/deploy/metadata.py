@@ -26,7 +26,7 @@ SIDECAR_SUFFIX = ".json"
 EXTRA_FILE = "mobilenets.json"
 
 
-TASKS = ("classify", "detect")
+TASKS = ("classify", "detect", "segment")
 POSTPROCESS_KEYS = ("score_thresh", "nms_thresh", "topk_candidates", "detections_per_img")
 """The detector attributes (``SSDLite``'s options) a detector artefact's metadata records."""
 
@@ -60,8 +60,9 @@ class ArtifactMetadata:
     source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     task: str = "classify"
-    """``classify`` (the graph gives logits) or ``detect`` (``[N, A, 4 + C]``: boxes / input size, then class
-    probabilities); artefacts written before detectors existed have no entry and are classifiers."""
+    """``classify`` (the graph gives logits), ``detect`` (``[N, A, 4 + C]``: boxes / input size, then class
+    probabilities) or ``segment`` (per-pixel logits ``[N, K, H, W]`` at the input size); artefacts written
+    before detectors existed have no entry and are classifiers."""
     postprocess: dict[str, Any] | None = None
     """A detector's post-processing settings (``score_thresh``, ``nms_thresh``, ``topk_candidates``,
     ``detections_per_img``), applied after the runtime by :mod:`mobilenets.deploy.detect`."""

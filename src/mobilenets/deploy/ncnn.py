@@ -190,6 +190,8 @@ class NcnnPredictor(Predictor):
             logits = np.array(out, dtype=np.float32).reshape(-1)
             detect = self.metadata.task == "detect"  # [A, 4 + C] per image: a multiple of 4 + C values
             width = self.metadata.num_classes + (4 if detect else 0)
+            if self.metadata.task == "segment":  # [K, H, W] per image
+                width *= h * w
             if (logits.size % width != 0) if detect else (logits.size != width):
                 raise ArtifactError(f"{self.path}: the graph outputs {logits.size} values per image but its "
                                     f"metadata says {self.metadata.num_classes} classes; the metadata belongs "

@@ -47,10 +47,13 @@ class Predictor:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[N, num_classes]``, or for a detector (``metadata.task == "detect"``) its graph's one
-        output ``[N, A, 4 + num_classes]`` (whatever shape the runtime hands it back in)."""
+        output ``[N, A, 4 + num_classes]``, or for a segmenter (``"segment"``) per-pixel logits
+        ``[N, num_classes, H, W]`` at the input size (whatever shape the runtime hands them back in)."""
         out = self._call(x)
         if self.metadata.task == "detect":
             out = out.reshape(x.shape[0], -1, 4 + self.metadata.num_classes)
+        elif self.metadata.task == "segment":
+            out = out.reshape(x.shape[0], self.metadata.num_classes, *x.shape[2:])
         return out
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:

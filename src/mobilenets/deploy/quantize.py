@@ -36,10 +36,11 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, add_onnx_metadata, dynamic_shapes, export_onnx, export_program, quiet
 from .export import executorch_batch_bound, load_model, lower_to_executorch
 from .extras import NeedsExtras, quiet_imports, require
-from .fuse import InferenceModel, is_detector, prepare_for_export
+from .fuse import InferenceModel, SegmentationGraph, is_detector, is_segmenter, prepare_for_export
 from .metadata import ArtifactMetadata, write_metadata
 
-__all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_weights"]
+__all__ = ["QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e", "quantize_segmenter",
+           "quantize_weights"]
 
 
 @dataclass(frozen=True)
@@ -351,9 +352,11 @@ class QuantizeResult:
     census: dict[str, Any] | None = None
     """LiteRT: the flatbuffer's tensors by type and ops by input/output type (proof it is integer)."""
     metric: str = "top-1"
-    """What ``float_acc1`` / ``int8_acc1`` measure, in percent: ``top-1``, or ``AP50`` for a detector."""
+    """What ``float_acc1`` / ``int8_acc1`` measure, in percent: ``top-1``, ``AP50`` for a detector, ``mIoU``
+    for a segmenter."""
     metrics: dict[str, Any] | None = None
-    """A detector: float and int8 COCO box metrics (``map``, ``map50``, ...)."""
+    """A detector: float and int8 COCO box metrics (``map``, ``map50``, ...); a segmenter: float and int8
+    ``miou``, ``pixel_acc``, ``mean_acc``, ``per_class_iou``."""
 
     @property
     def drop(self) -> float:
@@ -369,7 +372,11 @@ class QuantizeResult:
                 f"drop {self.drop:+.2f} points")
         if self.metrics:
             f, q = self.metrics.get("float") or {}, self.metrics.get("int8") or {}
-            line += f"; mAP float {f.get('map', float('nan')):.3f}  int8 {q.get('map', float('nan')):.3f}"
+            if "map" in f or "map" in q:
+                line += f"; mAP float {f.get('map', float('nan')):.3f}  int8 {q.get('map', float('nan')):.3f}"
+            else:
+                line += (f"; pixel acc float {100 * f.get('pixel_acc', float('nan')):.2f}%  int8 "
+                         f"{100 * q.get('pixel_acc', float('nan')):.2f}%")
         if self.drop > LARGE_DROP:
             others = ", ".join(k for k in QUANT_TARGETS if k != self.target)
             line += (f"\nWARNING: int8 lost {self.drop:.1f} points of {self.metric} with target {self.target}; do not deploy "
@@ -433,8 +440,9 @@ def quantize_model(
     stages = as_stage_log(log)
     out = Path(out)
     spec = _check_target(method, target, out, int8_io, channels_last_io)
-    if method == "qat" and is_detector(model):
-        raise ValueError("--method qat is not available for a detector (QAT fine-tunes a classification loss); "
+    if method == "qat" and (is_detector(model) or is_segmenter(model)):
+        kind = "detector" if is_detector(model) else "segmenter"
+        raise ValueError(f"--method qat is not available for a {kind} (QAT fine-tunes a classification loss); "
                          "use --method ptq")
     if spec.fixed_batch and batch is None:
         batch = 1  # the runtime takes one input shape; a predictor runs other batches in chunks of it
@@ -522,6 +530,9 @@ def quantize_weights(
     if is_detector(model):
         return _quantize_detector(model, weights, method, target, out, data, root, split, calib_batches,
                                   calib_batch_size, evaluate, int8_io, channels_last_io, stages)
+    if is_segmenter(model):
+        return _quantize_segmenter(model, weights, method, target, out, data, root, split, calib_batches,
+                                   calib_batch_size, evaluate, int8_io, channels_last_io, stages)
     graph = prepare_for_export(model)
     meta = ArtifactMetadata.from_model(graph, "weights", source=str(weights))
     d = _load_data(meta, data, root, calib_batches=calib_batches, batch_size=calib_batch_size, split=split,
@@ -578,3 +589,61 @@ def _quantize_detector(model: nn.Module, weights: str | Path, method: str, targe
     return QuantizeResult(str(path), "ptq", target, dataset, split, ap50[0], ap50[1], path.stat().st_size,
                           wfile.stat().st_size if wfile.is_file() else 0, seconds, sum(int(x.shape[0]) for x in calib),
                           _census(path), metric="AP50", metrics=figures)
+
+
+def _quantize_segmenter(model: nn.Module, weights: str | Path, method: str, target: str, out: str | Path,
+                        data: str | None, root: str | None, split: str, calib_batches: int, calib_batch_size: int,
+                        evaluate: bool, int8_io: bool, channels_last_io: bool, stages: StageLog) -> QuantizeResult:
+    """A segmenter's weights: calibrated on its dataset's training split; float vs int8 mIoU (points, the
+    result's figures, with pixel accuracy and per-class IoU in ``metrics``) on ``split`` through
+    :mod:`mobilenets.deploy.segment`."""
+    from ..weights import WEIGHTS_NAME
+    from .segment import segmentation_datasets
+
+    if method != "ptq":
+        raise ValueError(f"--method {method} is not available for a segmenter (QAT fine-tunes a classification "
+                         "loss); use --method ptq")
+    meta = ArtifactMetadata.from_model(SegmentationGraph(model), "weights", source=str(weights))
+    dataset, _, splits = segmentation_datasets(weights, data=data, root=root, known_dataset=meta.dataset,
+                                               image_size=meta.input_size[-1])
+    if split not in splits:
+        raise ValueError(f"split {split!r} not available for {dataset}; expected one of {sorted(splits)}")
+    meta.dataset = dataset
+    result = quantize_segmenter(model, target, out, splits["train"], splits[split] if evaluate else None,
+                                meta=meta, calib_batches=calib_batches, calib_batch_size=calib_batch_size,
+                                int8_io=int8_io, channels_last_io=channels_last_io, log=stages)
+    wfile = Path(weights) / WEIGHTS_NAME
+    result.dataset, result.split = dataset, split
+    result.float_size_bytes = wfile.stat().st_size if wfile.is_file() else 0
+    return result
+
+
+def quantize_segmenter(
+    model: nn.Module, target: str, out: str | Path, train: Any, test: Any | None, *,
+    meta: ArtifactMetadata | None = None, calib_batches: int = 8, calib_batch_size: int = 32,
+    int8_io: bool = False, channels_last_io: bool = False, eval_batch_size: int = 32,
+    log: StageLog | Callable[[str], None] | None = None,
+) -> QuantizeResult:
+    """int8 PTQ of an in-memory segmenter calibrated on ``train``'s images, with float and int8 mIoU on
+    ``test`` (any splits with the segmentation protocol; ``test=None`` skips the evaluation).
+
+    The figures are mIoU in points (``float_acc1`` / ``int8_acc1``; ``drop`` is the loss), the full scores
+    of both in ``metrics``, so the target's cost is read in the unit segmentation reports.
+    """
+    from .segment import calibration_images, evaluate_segmenter, segmentation_figures
+
+    stages = as_stage_log(log)
+    start = time.perf_counter()
+    base = meta or ArtifactMetadata.from_model(SegmentationGraph(model), "weights")
+    calib = calibration_images(base, train, batches=calib_batches, batch_size=calib_batch_size)
+    stages(f"loaded {len(calib)} calibration batches of up to {calib_batch_size} images from the training split")
+    path = quantize_model(model, "ptq", target, out, calib, meta=base, int8_io=int8_io,
+                          channels_last_io=channels_last_io, log=stages)
+    seconds = time.perf_counter() - start
+    figures = {k: segmentation_figures(evaluate_segmenter(src, test, batch_size=eval_batch_size, log=stages, label=k)
+                                       if test is not None else None)
+               for k, src in (("float", model), ("int8", path))}
+    miou = [100 * float(f["miou"]) if f else float("nan") for f in figures.values()]
+    return QuantizeResult(str(path), "ptq", target, base.dataset or "", "test", miou[0], miou[1], path.stat().st_size,
+                          0, seconds, sum(int(x.shape[0]) for x in calib), _census(path), metric="mIoU",
+                          metrics=figures)
