@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,13 @@ def test_report_of_a_segmentation_run(tmp_path: Path) -> None:
     # No weights in the directory: the overlay is left out, and the report says why.
     assert 'id="plot-segmentation-overlay"' not in html
     assert "No segmentation overlay figure for seg" in md and "config.json" in md
+    # The browser draws the figure (the classification report's own check, tests/test_report.py).
+    from test_report import render
+
+    dom, console = render(out)
+    assert console == [], console
+    tag = re.search(r'<img\b[^>]*id="plot-segmentation-curves"[^>]*>', dom)
+    assert tag is not None and 'data-decoded="yes"' in tag.group(0)
 
 
 def test_segmentation_curves_plot_the_ema_series_where_kept(tmp_path: Path) -> None:

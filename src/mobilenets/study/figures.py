@@ -328,7 +328,7 @@ def build_detection_figures(runs: Sequence[_Run], chosen: _Run) -> tuple[list[Fi
 # ---------------------------------------------------------------------------------------- segmentation
 def _segmentation_curves(runs: Sequence[_Run]) -> Figure:
     fig = _training_curves(runs, [("miou", "-", " mIoU"), ("pixel_acc", "--", " pixel acc")],
-                           "train loss (cross-entropy)", "val mIoU / pixel accuracy",
+                           "train loss (cross-entropy, aux head's included)", "val mIoU / pixel accuracy",
                            "val mIoU (solid), pixel accuracy (dashed)")
     return Figure("plot-segmentation-curves", "Segmentation training curves", _png(fig),
                   "First seed of every segmentation run; validation figures of the EMA weights where the run kept "
@@ -456,8 +456,8 @@ def segmentation_overlay(run_dir: Any, *, index: int = 0, min_side: int = 384) -
     ignore = int(getattr(ds, "ignore_index", IGNORE_INDEX))
     scores = segmentation_scores(confusion_matrix(predicted, truth.long(), len(names), ignore), names)
     caption = (f"{dataset} {split} image {index} ({image.shape[-1]}x{image.shape[-2]} px"
-               + (f", shown {scale}x" if scale > 1 else "") + f"): the image, its ground truth and "
-               f"the run's prediction (pixel accuracy {scores['pixel_acc']:.3f}, mIoU "
+               + (f", shown {scale}x" if scale > 1 else "") + f"), left to right: the image, its ground "
+               f"truth and the run's prediction (pixel accuracy {scores['pixel_acc']:.3f}, mIoU "
                f"{scores['miou']:.3f} on this image); classes coloured in the VOC palette, background clear.")
     return png, caption
 
