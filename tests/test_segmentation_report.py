@@ -6,7 +6,8 @@ segmenter runs together with all three sections.
 The segmentation and detection run directories are written by the tests (``summary.json``, ``metrics.csv``,
 ``config.yaml`` and ``latency.json`` as training and the results rows write them, with made-up numbers):
 what is under test is the report reading them, not training. They hold no weights, so the figures that
-need a model (the overlay, the predicted boxes) are left out with a note, which the tests check too.
+need a model (the overlay, the predicted boxes) are left out with a note, which the tests check too; one
+test saves an untrained LR-ASPP into such a directory to draw the overlay figure for real.
 """
 
 from __future__ import annotations
@@ -331,3 +332,32 @@ def test_segmentation_item_of_the_detection_scenes() -> None:
         _segmentation_item(Scenes(None), 0)
     pairs = [(torch.zeros(1, 2, 2, dtype=torch.uint8), masks[0])]
     assert _segmentation_item(pairs, 0)[1].tolist() == [[0, 1], [2, 3]]
+
+
+def test_report_draws_the_overlay_of_a_run_with_weights(tmp_path: Path) -> None:
+    """A run directory holding a segmenter's weights (an untrained 0.35-wide LR-ASPP on V3-Small): the
+    report's overlay figure shows its test image 0, with the predicted panel the model's own argmax."""
+    from mobilenets.data.registry import build_datasets
+    from mobilenets.deploy import segment
+    from mobilenets.study.figures import _PANEL_GAP, _segmentation_item, predicted_mask
+    from mobilenets.study.report import build_report
+    from mobilenets.weights import create_model, from_pretrained
+
+    torch.manual_seed(0)
+    run = tmp_path / "seg"
+    write_seg_run(run)
+    model = create_model("lraspp", backbone="mobilenet_v3_small", backbone_kwargs={"width_mult": 0.35},
+                         num_classes=11, in_chans=1)
+    model.save_pretrained(str(run), CLASSES)
+    rep = build_report([run])
+    assert [f.id for f in rep.figures] == ["plot-segmentation-curves", "plot-segmentation-overlay"]
+    fig = rep.figures[1]
+    assert fig.note.startswith("digit_scenes test image 0 (64x64 px, shown 6x)")
+    img = _decode(fig.png).astype(int)
+    side = 64 * 6
+    assert img.shape[1] == 3 * side + 2 * _PANEL_GAP
+    ds = build_datasets("digit_scenes", None, 64, task="segment", scene_sizes=[64, 16, 16])["test"]
+    image, _ = _segmentation_item(ds, 0)
+    want = segment.overlay(image, predicted_mask(from_pretrained(run).eval(), image), len(CLASSES))
+    panel = img[:side, 2 * (side + _PANEL_GAP):]
+    assert np.array_equal(panel, np.kron(want.astype(int), np.ones((6, 6, 1), dtype=int)))
