@@ -285,20 +285,36 @@ def run_record(run_dir: Path, name: str, seed: int, lat: LatencySpec | None = No
         "wall_time_s": summary.get("wall_time_s"), "latency_eager_ms": latency["eager_ms"],
         "latency_best_ms": latency["best_ms"], "best_backend": latency["best_backend"],
         "latency_note": latency.get("note", ""), "run_dir": rel,
-        **_detection_fields(summary),
+        **_task_fields(summary),
     }
 
 
 #: The ``summary.json`` figures of a detection run (``DetectionTask.summary``) a results row carries.
 DETECTION_FIELDS = ("test_map", "test_map50", "test_map75", "test_map_small", "test_map_medium", "test_map_large",
                     "best_val_map")
+#: The ``summary.json`` figures of a segmentation run (``SegmentationTask.summary``) a results row carries
+#: (its per-class IoU too, under ``test_per_class_iou``).
+SEGMENTATION_FIELDS = ("test_miou", "test_pixel_acc", "test_mean_acc", "test_loss", "best_val_miou")
+#: Task (a summary's ``task``) -> the figures its rows carry; a classifier's rows carry none beyond the common ones.
+TASK_FIELDS = {"detect": DETECTION_FIELDS, "segment": SEGMENTATION_FIELDS}
 
 
-def _detection_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """``task`` and the COCO box figures of a detection run; nothing for a classifier (its rows stay as they were)."""
-    if summary.get("task") != "detect":
+def _task_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """``task`` and the task's own figures (COCO box mAP of a detector, mIoU and per-class IoU of a segmenter);
+    nothing for a classifier (its rows stay as they were)."""
+    task = summary.get("task")
+    if task not in TASK_FIELDS:
         return {}
-    return {"task": "detect", **{k: summary.get(k) for k in DETECTION_FIELDS}}
+    fields: dict[str, Any] = {"task": task, **{k: summary.get(k) for k in TASK_FIELDS[task]}}
+    if task == "segment":
+        fields["test_per_class_iou"] = dict(summary.get("test_per_class_iou") or {})
+    return fields
+
+
+def _per_class_mean(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Mean IoU of each class over seeds; ``None`` for a class no seed's test split scored (absent everywhere)."""
+    names = list(dict.fromkeys(k for r in rows for k in (r.get("test_per_class_iou") or {})))
+    return {k: _mean_std((r.get("test_per_class_iou") or {}).get(k) for r in rows)[0] for k in names}
 
 
 def _mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
@@ -323,10 +339,13 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         row["run_dirs"] = [r["run_dir"] for r in rows]
         for key in ("test_acc1", "test_acc5", "best_val_acc1", "train_time_s", "latency_eager_ms", "latency_best_ms"):
             row[key], row[f"{key}_std"] = _mean_std(r.get(key) for r in rows)
-        if first.get("task") == "detect":
-            row["task"] = "detect"
-            for key in DETECTION_FIELDS:
+        task = first.get("task")
+        if task in TASK_FIELDS:
+            row["task"] = task
+            for key in TASK_FIELDS[task]:
                 row[key], row[f"{key}_std"] = _mean_std(r.get(key) for r in rows)
+            if task == "segment":
+                row["test_per_class_iou"] = _per_class_mean(rows)
         out.append(row)
     return out
 

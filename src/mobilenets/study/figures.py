@@ -1,7 +1,8 @@
 """The report's figures: accuracy against MACs and against latency with the Pareto front, training curves,
 per-block MACs, params and latency of one chosen model, and that model's architecture diagram; for detection
 runs, the validation mAP curves and a test scene with a detector's predicted boxes drawn by the predict
-command's own drawing function."""
+command's own drawing function; for segmentation runs, the validation mIoU curves and a test image with a
+segmenter's predicted mask beside the ground truth, coloured by the deployment's own overlay."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from ..engine.plots import read_metrics
 from .document import Figure
 from .runs import _Run
 
-__all__ = ["DETECTION_FIGURE_IDS", "build_detection_figures", "build_figures"]
+__all__ = ["DETECTION_FIGURE_IDS", "SEGMENTATION_FIGURE_IDS", "build_detection_figures", "build_figures",
+           "build_segmentation_figures", "predicted_mask"]
 
 #: The figures a report adds when it has detection runs.
 DETECTION_FIGURE_IDS = ("plot-detection-curves", "plot-detection-predicted")
+#: The figures a report adds when it has segmentation runs.
+SEGMENTATION_FIGURE_IDS = ("plot-segmentation-curves", "plot-segmentation-overlay")
 
 
 def _pyplot() -> Any:
@@ -318,4 +322,154 @@ def build_detection_figures(runs: Sequence[_Run], chosen: _Run) -> tuple[list[Fi
     except (ValueError, OSError) as exc:
         return figures, f"No predicted-boxes figure for {chosen.name}: {exc}"
     figures.append(Figure("plot-detection-predicted", f"Predicted boxes: {chosen.name}", png, caption))
+    return figures, None
+
+
+# ---------------------------------------------------------------------------------------- segmentation
+def _segmentation_curves(runs: Sequence[_Run]) -> Figure:
+    fig = _training_curves(runs, [("miou", "-", " mIoU"), ("pixel_acc", "--", " pixel acc")],
+                           "train loss (cross-entropy, aux head's included)", "val mIoU / pixel accuracy",
+                           "val mIoU (solid), pixel accuracy (dashed)")
+    return Figure("plot-segmentation-curves", "Segmentation training curves", _png(fig),
+                  "First seed of every segmentation run; validation figures of the EMA weights where the run kept "
+                  "an EMA.")
+
+
+#: White pixels between the panels of :func:`_overlay_png`.
+_PANEL_GAP = 8
+#: Height of one legend line under the panels of :func:`_overlay_png`.
+_LEGEND_LINE = 16
+
+
+def _overlay_png(image: Any, truth: Any, predicted: Any, classes: Sequence[str], *, scale: int = 1,
+                 alpha: float = 0.5) -> bytes:
+    """PNG bytes of three panels side by side, top-aligned, ``_PANEL_GAP`` white pixels apart: the image,
+    the image with the ground-truth mask ``truth`` coloured in, and with the ``predicted`` mask coloured in
+    (both by :func:`mobilenets.deploy.segment.overlay`, what ``mobilenets predict --out`` writes: VOC
+    palette, background left clear); each enlarged ``scale`` times (nearest neighbour, so every pixel
+    stays one class). Under them a legend of the classes either mask has (and ignored pixels), one swatch
+    per line.
+
+    ``image``: uint8 ``[C, H, W]`` (1 or 3 channels); ``truth`` / ``predicted``: ``[H, W]`` class indices
+    (255 in ``truth``: ignored pixels); ``classes``: the names of the indices, background first.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    if int(scale) < 1:
+        raise ValueError(f"scale={scale} invalid; expected a positive integer")
+    arr = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or arr.dtype != np.uint8:
+        raise ValueError(f"image of shape {arr.shape} and dtype {arr.dtype} invalid; expected uint8 (1|3, H, W)")
+
+    from ..deploy.segment import overlay, voc_palette
+    from ..engine.seg_metrics import IGNORE_INDEX
+
+    k = len(classes)
+    plain = np.repeat(arr, 3, axis=0) if arr.shape[0] == 1 else arr
+    plain = plain.transpose(1, 2, 0)
+    panels = [plain, overlay(plain, truth, k, alpha), overlay(plain, predicted, k, alpha)]
+    h, w = plain.shape[:2]
+    side_h, side_w = h * int(scale), w * int(scale)
+    # Every class either mask has (ignored pixels too: the overlay paints them VOC's border colour).
+    labels = sorted({int(v) for m in (truth, predicted) for v in np.unique(np.asarray(
+        m.detach().cpu() if hasattr(m, "detach") else m)) if 0 < int(v) < k or int(v) == IGNORE_INDEX})
+    legend = ["background: clear", *(classes[i] if i < k else f"ignored ({i})" for i in labels)]
+    width = 3 * side_w + 2 * _PANEL_GAP
+    canvas = Image.new("RGB", (width, side_h + _PANEL_GAP + _LEGEND_LINE * len(legend)), "white")
+    for i, panel in enumerate(panels):
+        pil = Image.fromarray(panel)
+        if scale > 1:
+            pil = pil.resize((side_w, side_h), Image.Resampling.NEAREST)
+        canvas.paste(pil, (i * (side_w + _PANEL_GAP), 0))
+    draw = ImageDraw.Draw(canvas)
+    palette = voc_palette()
+    for line, text in enumerate(legend):
+        y = side_h + _PANEL_GAP + line * _LEGEND_LINE
+        if line:  # background has no colour of its own
+            colour = tuple(int(c) for c in palette[labels[line - 1]])
+            draw.rectangle((2, y + 2, 13, y + 13), fill=colour, outline="black")
+        draw.text((18, y + 2), text, fill="black")
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def predicted_mask(model: Any, image: Any) -> Any:
+    """Class indices ``[H, W]`` (int64) a segmenter gives a uint8 image ``[C, H, W]``: the image scaled to
+    0..1 and normalised with the model's ``pretrained_cfg`` mean and std (as training fed it), the argmax of
+    the ``out`` logits."""
+    import torch
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    c = int(image.shape[0])
+    mean = torch.tensor(cfg.get("mean", (0.0,) * c), dtype=torch.float32).view(-1, 1, 1)
+    std = torch.tensor(cfg.get("std", (1.0,) * c), dtype=torch.float32).view(-1, 1, 1)
+    x = (image.float().div(255) - mean) / std
+    with torch.no_grad():
+        out = model(x[None])
+    logits = out["out"] if isinstance(out, dict) else out
+    if logits.ndim != 4 or tuple(logits.shape[-2:]) != tuple(image.shape[-2:]):
+        raise ValueError(f"segmenter logits of shape {tuple(logits.shape)} invalid; expected (1, K, "
+                         f"{image.shape[-2]}, {image.shape[-1]}) for a {tuple(image.shape)} image")
+    return logits[0].argmax(0)
+
+
+def _segmentation_item(ds: Any, index: int) -> tuple[Any, Any]:
+    """``(uint8 image [C, S, S], mask [S, S])`` of item ``index`` of a segmentation split; the digit scenes'
+    detection split (items ``(image, boxes)``) gives its kept masks instead."""
+    image, target = ds[index]
+    if isinstance(target, dict):
+        masks = getattr(ds, "masks", None)
+        if masks is None:
+            raise ValueError(f"the {type(ds).__name__} split has no masks; a segmentation figure needs them")
+        target = masks[index]
+    return image, target
+
+
+def segmentation_overlay(run_dir: Any, *, index: int = 0, min_side: int = 384) -> tuple[bytes, str]:
+    """PNG bytes of test image ``index`` of a segmentation run (:func:`_overlay_png`: the image, the ground
+    truth and the run's predicted mask) and a caption with the image's pixel accuracy and IoU. The data is
+    the run's own (its ``config.yaml``); small images are enlarged to at least ``min_side`` pixels."""
+    from pathlib import Path
+
+    from ..engine.evaluate import build_eval_datasets, recorded_data
+    from ..engine.seg_metrics import IGNORE_INDEX, confusion_matrix, segmentation_scores
+    from ..weights import from_pretrained, read_config
+
+    run_dir = Path(run_dir)
+    model = from_pretrained(run_dir).float().eval()
+    recorded = recorded_data(run_dir)
+    size = recorded.image_size if recorded and recorded.image_size else int(model.pretrained_cfg["input_size"][-1])
+    dataset, _, splits = build_eval_datasets(run_dir, data=None, root=None, known_dataset=read_config(run_dir).get("dataset"),
+                                             image_size=size, crop_pct=1.0, interpolation="bilinear",
+                                             num_classes=model.num_classes, task="segment")
+    split = "test" if "test" in splits else "val"
+    ds = splits[split]
+    index = min(index, len(ds) - 1)
+    image, truth = _segmentation_item(ds, index)
+    predicted = predicted_mask(model, image)
+    names = list(getattr(ds, "classes", None) or getattr(model, "class_names", None)
+                 or [str(i) for i in range(model.num_classes)])
+    scale = max(1, -(-min_side // max(int(image.shape[-1]), int(image.shape[-2]))))
+    png = _overlay_png(image, truth, predicted, names, scale=scale)
+    ignore = int(getattr(ds, "ignore_index", IGNORE_INDEX))
+    scores = segmentation_scores(confusion_matrix(predicted, truth.long(), len(names), ignore), names)
+    caption = (f"{dataset} {split} image {index} ({image.shape[-1]}x{image.shape[-2]} px"
+               + (f", shown {scale}x" if scale > 1 else "") + f"), left to right: the image, its ground "
+               f"truth and the run's prediction (pixel accuracy {scores['pixel_acc']:.3f}, mIoU "
+               f"{scores['miou']:.3f} on this image); classes coloured in the VOC palette, background clear.")
+    return png, caption
+
+
+def build_segmentation_figures(runs: Sequence[_Run], chosen: _Run) -> tuple[list[Figure], str | None]:
+    """The segmentation figures: every segmentation run's curves, and ``chosen``'s predicted mask on a test
+    image; plus a note when the image cannot be drawn here (its dataset or weights are not on this
+    machine, say), in which case the report goes without that figure rather than failing."""
+    figures = [_segmentation_curves(runs)]
+    try:
+        png, caption = segmentation_overlay(chosen.dirs[0])
+    except (ValueError, OSError) as exc:
+        return figures, f"No segmentation overlay figure for {chosen.name}: {exc}"
+    figures.append(Figure("plot-segmentation-overlay", f"Predicted mask: {chosen.name}", png, caption))
     return figures, None

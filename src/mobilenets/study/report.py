@@ -7,7 +7,9 @@ ImageNet MACs/params beside ours (computed for the same ImageNet geometry, and m
 accuracy against MACs and against latency with the Pareto front; training curves; per-block MACs, params and
 latency of one chosen model; and that model's architecture diagram. Detection runs (``task: detect``) get their
 own table (params, MACs, COCO box mAP / AP50 / AP75, latency), their curves and a test scene with one run's
-predicted boxes; a report of classifiers only is as it was.
+predicted boxes; segmentation runs (``task: segment``) likewise (mIoU, pixel and mean accuracy, the lowest
+class IoU, latency; mIoU curves; one run's predicted mask beside the ground truth); a report of classifiers
+only is as it was.
 
 Where each part lives: :mod:`.runs` (collecting the runs), :mod:`.tables` (the tables; the published
 numbers in ``claims.yaml``), :mod:`.figures` (the plots), :mod:`.document` (HTML and Markdown writing).
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .document import Report
-from .figures import build_detection_figures, build_figures
+from .figures import build_detection_figures, build_figures, build_segmentation_figures
 from .runs import _collect, _Run
 from .tables import _is_ablation_variant, build_tables
 
@@ -68,15 +70,17 @@ def build_report(inputs: Sequence[str | Path], *, model: str | None = None, titl
     rep.tables = build_tables(runs)
     if model is not None and _named(runs, model) is None:
         _pick(runs, model)  # the one-line error listing the runs
-    classify = [r for r in runs if not r.is_detection]
-    detect = [r for r in runs if r.is_detection]
+    classify = [r for r in runs if r.task == "classify"]
     if classify:
         chosen = _pick(classify, model if model is not None and _named(classify, model) else None)
         net = from_pretrained(chosen.dirs[0]).float().eval()
         shape = tuple(int(v) for v in net.pretrained_cfg["input_size"])
         rep.figures = build_figures(classify, net, shape, chosen.name)
-    if detect:
-        figures, note = build_detection_figures(detect, (_named(detect, model) if model else None) or detect[0])
+    for task, build in (("detect", build_detection_figures), ("segment", build_segmentation_figures)):
+        mine = [r for r in runs if r.task == task]
+        if not mine:
+            continue
+        figures, note = build(mine, (_named(mine, model) if model else None) or mine[0])
         rep.figures += figures
         if note:
             rep.intro.append(note)

@@ -29,9 +29,20 @@ class _Run:
         return dict(self.row.get("kwargs") or {})
 
     @property
+    def task(self) -> str:
+        """``classify``, ``detect`` or ``segment``: which section of the report the run belongs to (a run
+        written before summaries named their task is a classifier's)."""
+        return str(self.row.get("task") or "classify")
+
+    @property
     def is_detection(self) -> bool:
         """A detector's run (its summary says ``task: detect``): reported with box mAP, not top-1."""
-        return self.row.get("task") == "detect"
+        return self.task == "detect"
+
+    @property
+    def is_segmentation(self) -> bool:
+        """A segmenter's run (its summary says ``task: segment``): reported with mIoU, not top-1."""
+        return self.task == "segment"
 
 
 def _collect(inputs: Sequence[str | Path]) -> tuple[list[_Run], list[dict[str, Any]]]:

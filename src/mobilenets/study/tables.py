@@ -15,7 +15,7 @@ from .claims import PAPER_V1_CONV, PAPER_V1_RESOLUTION, PAPER_V1_WIDTH, STUDY_AB
 from .document import Table
 from .runs import _Run
 
-__all__ = ["DETECTION_TABLE_IDS", "TABLE_IDS", "V1_IMAGENET_COST", "build_tables"]
+__all__ = ["DETECTION_TABLE_IDS", "SEGMENTATION_TABLE_IDS", "TABLE_IDS", "V1_IMAGENET_COST", "build_tables"]
 
 
 #: Every table a report contains, in order (tests check them all).
@@ -23,6 +23,8 @@ TABLE_IDS = ("results-table", "study-claims-table", "ablation-table", "v1-width-
              "v1-conv-table", "runs-table")
 #: The tables a report adds when it has detection runs (a report of detectors only has just these).
 DETECTION_TABLE_IDS = ("detection-table",)
+#: The tables a report adds when it has segmentation runs (a report of segmenters only has just these).
+SEGMENTATION_TABLE_IDS = ("segmentation-table",)
 
 
 _DASH = "—"
@@ -298,11 +300,52 @@ def _detection_table(runs: Sequence[_Run]) -> Table:
         "best val mAP", "latency eager (ms)", "latency best (ms)", "best backend", "train time (s)"], rows, note)
 
 
+def _worst_class(per_class: Any) -> str:
+    """``name: IoU`` of the class the model segments worst, the figure a mean hides; a class absent from
+    the test split (IoU ``None``) is not a failure and is passed over."""
+    scored = [(k, v) for k, v in (per_class or {}).items() if v is not None]
+    if not scored:
+        return _DASH
+    name, iou = min(scored, key=lambda kv: kv[1])
+    return f"{name}: {iou:.3f}"
+
+
+def _segmentation_table(runs: Sequence[_Run]) -> Table:
+    rows = []
+    for r in runs:
+        x = r.row
+        rows.append([r.name, str(x.get("model")), _kw_text(r.kwargs), str(x.get("dataset")), f"{x.get('image_size')}px",
+                     _mega(x.get("params"), 3), _mega(x.get("macs"), 1),
+                     _pm(x.get("test_miou"), x.get("test_miou_std"), 3),
+                     _pm(x.get("test_pixel_acc"), x.get("test_pixel_acc_std"), 3),
+                     _pm(x.get("test_mean_acc"), x.get("test_mean_acc_std"), 3),
+                     _pm(x.get("best_val_miou"), x.get("best_val_miou_std"), 3),
+                     _worst_class(x.get("test_per_class_iou")),
+                     _pm(x.get("latency_eager_ms"), x.get("latency_eager_ms_std")),
+                     _pm(x.get("latency_best_ms"), x.get("latency_best_ms_std")), str(x.get("best_backend") or _DASH),
+                     _pm(x.get("train_time_s"), x.get("train_time_s_std"), 1)])
+    n = max(len(r.dirs) for r in runs)
+    note = ("Per-pixel metrics on the test split from one confusion matrix over all its pixels (the ignore label "
+            "255 left out), from the weights best on val mIoU: mIoU is the mean intersection over union of the classes "
+            "(background included) present in the labels or the predictions, pixel accuracy the fraction of pixels "
+            "labelled right, mean accuracy the mean over classes of each class's pixel recall; the lowest class IoU "
+            "is of those classes too; " + ("mean ± sample std over seeds (the per-class IoU averaged over seeds). " if n > 1 else
+                        "one seed per run. ")
+            + "MACs: the network (backbone and head) at the model's input size. "
+            "Latency: median of batch-1 CPU forward passes at the model's input size, upsampled logits included.")
+    return Table("segmentation-table", "Segmentation: params, MACs, mIoU, pixel accuracy, latency", [
+        "run", "model", "options", "dataset", "input", "params (M)", "MACs (M)", "mIoU", "pixel acc", "mean acc",
+        "best val mIoU", "lowest class IoU", "latency eager (ms)", "latency best (ms)", "best backend",
+        "train time (s)"], rows, note)
+
+
 def build_tables(runs: Sequence[_Run]) -> list[Table]:
     """Every table of a report: :data:`TABLE_IDS` of the classification runs (when there are any), then
-    :data:`DETECTION_TABLE_IDS` of the detection runs (when there are any)."""
-    classify = [r for r in runs if not r.is_detection]
+    :data:`DETECTION_TABLE_IDS` of the detection runs and :data:`SEGMENTATION_TABLE_IDS` of the segmentation
+    runs (each when there are any)."""
+    classify = [r for r in runs if r.task == "classify"]
     detect = [r for r in runs if r.is_detection]
+    segment = [r for r in runs if r.is_segmentation]
     tables = []
     if classify:
         tables += [_results_table(classify), _study_claims_table(classify), _ablation_table(classify),
@@ -310,4 +353,6 @@ def build_tables(runs: Sequence[_Run]) -> list[Table]:
                    _runs_table(classify)]
     if detect:
         tables.append(_detection_table(detect))
+    if segment:
+        tables.append(_segmentation_table(segment))
     return tables
