@@ -449,3 +449,19 @@ def test_full_size_segmenters_export_verified(name: str, fmt: str, tmp_path: Pat
     assert is_segmenter(model)
     result = export_model(model, fmt, _file(tmp_path, fmt), input_size=128)
     assert result.passed and result.verified, result.summary()
+
+
+def test_latency_script_has_segmentation_rows_at_both_sizes() -> None:
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("latency_script", Path(__file__).resolve().parent.parent / "benchmarks" / "latency.py")
+    assert spec is not None and spec.loader is not None
+    latency = iu.module_from_spec(spec)
+    spec.loader.exec_module(latency)
+    plan = latency.runs("mobilenet_v2", None, segmentation=True)
+    assert {(name, size) for name, size, _, _ in plan} == {
+        (n, s) for n in ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large") for s in (520, 128)}
+    assert all(label == f"{name}@{size}" for name, size, _, label in plan)
+    assert all(kw == {"num_classes": 11, "in_chans": 1} for _, size, kw, _ in plan if size == 128)
+    assert latency.runs("mobilenet_v2,mobilenet_v1", 96, segmentation=False) == [
+        ("mobilenet_v2", 96, {}, "mobilenet_v2"), ("mobilenet_v1", 96, {}, "mobilenet_v1")]
