@@ -402,6 +402,9 @@ def test_eval_and_predict_of_an_exported_segmenter(segmenter: nn.Module, tmp_pat
     labels = Segmenter(path)([torch.from_numpy(image)[None]])[0]
     assert drawn.shape == (40, 36, 3)
     assert np.array_equal(drawn, overlay(image, labels, 4))
+    assert main(["eval", str(path), "--data", "digit_scenes"]) == 0
+    text = capsys.readouterr().out
+    assert "mIoU" in text and "pixel acc" in text and "three" in text
     assert main(["predict", str(tmp_path / "img.png"), "--weights", str(path), "--out", str(tmp_path / "o2.png")]) == 0
     assert "overlay" in capsys.readouterr().out and (tmp_path / "o2.png").is_file()
 
@@ -429,3 +432,36 @@ def test_weights_directory_of_a_segmenter(registered: str, tmp_path: Path, monke
     assert res.float_acc1 == pytest.approx(100 * want["miou"]) and res.float_size_bytes > 0
     with pytest.raises(ValueError, match="not available for a segmenter"):
         quantize_weights(tmp_path / "w", method="qat", target="x86", out=tmp_path / "q2.pt2")
+
+
+# ------------------------------------------------------------------------------------ full size (slow)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large"])
+@pytest.mark.parametrize("fmt", [*FAST_FORMATS, *SLOW_FORMATS])
+def test_full_size_segmenters_export_verified(name: str, fmt: str, tmp_path: Path) -> None:
+    """The registered segmenters (V3-Large LR-ASPP / DeepLabV3) in every format, at the digit scenes' 128 px."""
+    import mobilenets
+
+    _needs(fmt)
+    if name not in mobilenets.list_models(task=None):
+        pytest.skip(f"{name} is not registered in this checkout")
+    model = randomize(mobilenets.create_model(name, num_classes=11, in_chans=1))
+    assert is_segmenter(model)
+    result = export_model(model, fmt, _file(tmp_path, fmt), input_size=128)
+    assert result.passed and result.verified, result.summary()
+
+
+def test_latency_script_has_segmentation_rows_at_both_sizes() -> None:
+    import importlib.util as iu
+
+    spec = iu.spec_from_file_location("latency_script", Path(__file__).resolve().parent.parent / "benchmarks" / "latency.py")
+    assert spec is not None and spec.loader is not None
+    latency = iu.module_from_spec(spec)
+    spec.loader.exec_module(latency)
+    plan = latency.runs("mobilenet_v2", None, segmentation=True)
+    assert {(name, size) for name, size, _, _ in plan} == {
+        (n, s) for n in ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large") for s in (520, 128)}
+    assert all(label == f"{name}@{size}" for name, size, _, label in plan)
+    assert all(kw == {"num_classes": 11, "in_chans": 1} for _, size, kw, _ in plan if size == 128)
+    assert latency.runs("mobilenet_v2,mobilenet_v1", 96, segmentation=False) == [
+        ("mobilenet_v2", 96, {}, "mobilenet_v2"), ("mobilenet_v1", 96, {}, "mobilenet_v1")]

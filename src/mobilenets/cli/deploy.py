@@ -121,8 +121,8 @@ def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=RAW,
         description=wrap_description(
             "Static int8 quantization calibrated on the training split of the weights' dataset (a run "
-            "directory brings its data.root from config.yaml); reports top-1 of the float and the int8 model on "
-            "the evaluation split. Stages (calibrating n/N, lowering, evaluating n/N) are printed on stderr."),
+            "directory brings its data.root from config.yaml); reports top-1 (AP50 for a detector, mIoU for a "
+            "segmenter) of the float and the int8 model on the evaluation split. Stages (calibrating n/N, lowering, evaluating n/N) are printed on stderr."),
         epilog="targets:\n" + targets + "\n\n" + examples(
             "mobilenets quantize runs/digits --out model_int8.pt2",
             "mobilenets quantize runs/digits --target xnnpack --out model_int8.pte",

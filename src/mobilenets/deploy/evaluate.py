@@ -125,7 +125,9 @@ def evaluate_weights(
     log: StageLog | Callable[[str], None] | None = None,
     label: str | None = None,
 ) -> dict[str, Any]:
-    """Top-1/top-5, per-class accuracy and a confusion-matrix PNG on a split.
+    """Top-1/top-5, per-class accuracy and a confusion-matrix PNG on a split; for a detector COCO box AP
+    (``map``, ``map50``, ...), for a segmenter ``miou``, ``pixel_acc``, ``mean_acc`` and ``per_class_iou``
+    (:func:`mobilenets.deploy.segment.evaluate_segmenter`).
 
     ``weights``: a weights / run directory, or an exported or quantized artefact (run on the CPU by its
     own runtime). ``data`` / ``root`` default to what the weights and the run's ``config.yaml`` record.
