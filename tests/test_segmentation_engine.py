@@ -310,3 +310,19 @@ def test_export_eval_and_predict_of_a_segmenter_artefact(tmp_path: Path, segment
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 16
     assert result["miou"] == pytest.approx(summary["test_miou"], abs=1e-3)
+
+
+def test_export_graph_drops_the_aux_head() -> None:
+    """The exported graph computes the main logits only: the folded copy has no aux head left, and
+    its one output equals eager's "out"."""
+    import mobilenets
+    from mobilenets.deploy.fuse import prepare_for_export
+
+    model = mobilenets.create_model("deeplabv3", backbone="mobilenet_v3_small", num_classes=3, in_chans=1,
+                                    aux_loss=True, backbone_kwargs={"width_mult": 0.35}, aspp_channels=16).eval()
+    graph = prepare_for_export(model)
+    assert model.aux_head is not None
+    assert not any("aux" in name for name, _ in graph.named_modules())
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(graph(x), model(x)["out"], atol=1e-4)

@@ -185,11 +185,12 @@ def _drop_aux_head(model: nn.Module) -> None:
     """Remove the auxiliary (training-only) head of a segmenter copy, in place.
 
     Its output is not exported, but ``torch.export`` keeps dead module calls, so an ExecuTorch or
-    ``.pt2`` file would still compute it. Segmenters follow torchvision's structure: ``aux_classifier``,
-    skipped by ``forward`` when ``None``.
+    ``.pt2`` file would still compute it. Ours hold it as ``aux_head``, torchvision's as
+    ``aux_classifier``; both forwards skip it when ``None``.
     """
-    if isinstance(getattr(model, "aux_classifier", None), nn.Module):
-        model.aux_classifier = None
+    for name in ("aux_head", "aux_classifier"):
+        if isinstance(getattr(model, name, None), nn.Module):
+            setattr(model, name, None)
 
 
 class SegmentationGraph(nn.Module):
