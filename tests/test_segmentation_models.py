@@ -116,6 +116,26 @@ def test_heads_on_every_family_forward_and_gradient(head: str, backbone: str) ->
     assert not no_grad
 
 
+@pytest.mark.parametrize("head", ["lraspp", "deeplabv3"])
+@pytest.mark.parametrize("backbone", sorted(FAMILIES))
+def test_heads_on_every_family_export_verified(head: str, backbone: str, tmp_path: Path) -> None:
+    """The deploy path's torch.export graph (BN folded, aux head dropped) reloads and matches eager's
+    ``out`` logits within the fp32 limit, for each head on each family (trained BN statistics: not the
+    identity, so the folding is exercised)."""
+    from mobilenets.deploy.export import export_model
+
+    torch.manual_seed(0)
+    model = mobilenets.create_model(head, backbone=backbone, backbone_kwargs=FAMILIES[backbone], num_classes=3,
+                                    in_chans=1, aux_loss=True, **SMALL_HEAD[head])
+    model.pretrained_cfg["input_size"] = (1, 64, 64)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 1, 64, 64) * 2 + 0.5)  # running statistics away from 0 / 1
+    result = export_model(model.eval(), "pt2", tmp_path / "seg.pt2")
+    assert result.verified and result.passed, result.summary()
+    assert result.max_abs_diff <= TOL
+
+
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "mobilenet_v4_conv_small"])
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_output_stride_sets_the_feature_size(backbone: str, output_stride: int) -> None:

@@ -531,6 +531,10 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
         return results
     assert model is not None
     size = int(input_size or model.pretrained_cfg["input_size"][-1])
+    if input_size is not None:
+        # Every file written below (an int8 one's metadata, too) records the size it is benched at.
+        chans = int(model.pretrained_cfg["input_size"][0])
+        model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (chans, size, size)}
     with tempfile.TemporaryDirectory(prefix="mobilenets-bench-") as tmp:
         for batch in batches:
             if batch < 1:
