@@ -314,7 +314,7 @@ def _touch(path: Path) -> Path:
 # ------------------------------------------------------------------------------------------ int8
 @pytest.mark.parametrize(("target", "suffix"), [("x86", ".pt2"), ("onnxruntime", ".onnx")])
 def test_ptq_tiny_calibration_and_int8_eval(target: str, suffix: str, weights: Path, tmp_path: Path) -> None:
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     out = tmp_path / f"int8{suffix}"
     result = quantize_weights(weights, method="ptq", target=target, out=out, calib_batches=2, calib_batch_size=8)
@@ -334,7 +334,7 @@ def test_ptq_tiny_calibration_and_int8_eval(target: str, suffix: str, weights: P
 @pytest.mark.parametrize(("target", "suffix"), [("onnxruntime", ".onnx"), ("x86", ".pt2")])
 def test_ptq_v4_hybrid(target: str, suffix: str, v4_weights: Path, tmp_path: Path) -> None:
     """int8 quantization handles MobileNetV4's attention (the matmuls may stay float, convs go int8)."""
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     out = tmp_path / f"v4_int8{suffix}"
     result = quantize_weights(v4_weights, method="ptq", target=target, out=out, calib_batches=2, calib_batch_size=8)
@@ -347,7 +347,7 @@ def test_ptq_v4_hybrid(target: str, suffix: str, v4_weights: Path, tmp_path: Pat
 
 
 def test_quantize_rejects_bad_arguments(weights: Path, tmp_path: Path) -> None:
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     with pytest.raises(ValueError, match=r"must end in \.pte"):
         quantize_weights(weights, target="xnnpack", out=tmp_path / "x.onnx", calib_batches=1)

@@ -196,7 +196,7 @@ def test_quantize_weights_of_a_detector(tmp_path: Path, monkeypatch: pytest.Monk
     """``quantize_weights`` (the CLI's entry) on a detector's weights: calibration on the training split,
     AP50 (and mAP) of float and int8 on the evaluation split, through the shared evaluation."""
     import mobilenets.deploy.detect as detect
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
     from mobilenets.weights import save_pretrained
 
     splits = _scenes()

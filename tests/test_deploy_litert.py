@@ -46,7 +46,7 @@ def fp32(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def int8(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     out = tmp_path_factory.mktemp("int8") / "q.tflite"
     result = quantize_weights(weights, target="litert", out=out, calib_batches=4, calib_batch_size=32)
@@ -114,7 +114,7 @@ def test_int8_is_integer_and_accurate(weights: Path, int8: tuple[Path, object]) 
 @pytest.mark.slow  # a litert-torch conversion (12-40 s) beyond the ones the fixtures share
 def test_int8_io_and_the_checks_that_catch_float(weights: Path, tmp_path: Path) -> None:
     from mobilenets.deploy.litert import TFLiteReport
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     out = tmp_path / "q8io.tflite"
     result = quantize_weights(weights, target="litert", out=out, calib_batches=2, calib_batch_size=16,
@@ -199,7 +199,7 @@ def test_coreml_converts_and_is_never_reported_verified_off_macos(weights: Path,
 
 
 def test_quantize_litert_refuses_qat(weights: Path, tmp_path: Path) -> None:
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     with pytest.raises(ValueError, match="--method qat is not available for target litert"):
         quantize_weights(weights, method="qat", target="litert", out=tmp_path / "q.tflite")

@@ -86,7 +86,7 @@ def test_int8_ptq_full_and_weight_only(weights: Path, fp32: Path, tmp_path: Path
     from mobilenets.deploy.evaluate import evaluate_weights
     from mobilenets.deploy.fuse import prepare_for_export
     from mobilenets.deploy.mnn import quantize_mnn
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     out = tmp_path / "q.mnn"
     result = quantize_weights(weights, target="mnn", out=out, calib_batches=2, calib_batch_size=16)
@@ -178,7 +178,7 @@ def test_missing_extra_names_the_install(weights: Path, tmp_path: Path, monkeypa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "MNN" else real(name, *a))
     with pytest.raises(MissingExtraError, match=r"pip install 'mobilenets\[mnn\]'"):
         export_model(weights, "mnn", tmp_path / "m.mnn")
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
 
     with pytest.raises(MissingExtraError, match=r"pip install 'mobilenets\[mnn\]'"):
         quantize_weights(weights, target="mnn", out=tmp_path / "q.mnn", calib_batches=1)

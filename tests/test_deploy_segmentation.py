@@ -314,7 +314,8 @@ def test_overlay_colours_classes_and_keeps_background(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ int8
 @pytest.mark.parametrize("target", ["x86", *(pytest.param(t, marks=pytest.mark.slow) for t in ("xnnpack", "litert"))])
 def test_ptq_reports_miou_before_and_after(segmenter: nn.Module, target: str, tmp_path: Path) -> None:
-    from mobilenets.deploy.quantize import QUANT_TARGETS, quantize_segmenter
+    from mobilenets.deploy.quantize import QUANT_TARGETS
+    from mobilenets.deploy.quantize_run import quantize_segmenter
 
     train, test = random_split(16, 0), random_split(8, 1)
     out = tmp_path / f"q{QUANT_TARGETS[target].suffix}"
@@ -414,7 +415,7 @@ def test_weights_directory_of_a_segmenter(registered: str, tmp_path: Path, monke
     it like an artefact, through the same Segmenter and evaluate_segmenter."""
     import mobilenets.deploy.segment as segment
     from mobilenets.deploy.evaluate import evaluate_weights
-    from mobilenets.deploy.quantize import quantize_weights
+    from mobilenets.deploy.quantize_run import quantize_weights
     from mobilenets.models.native import save_pretrained
     from mobilenets.models.registry import build_model
 

@@ -116,7 +116,7 @@ def test_moved_data_root_is_one_line_naming_the_flag(folder_run: Path, tmp_path:
         assert json.loads(capsys.readouterr().out)["n"] == 8
 
         # quantize reads the same record and fails the same way.
-        from mobilenets.deploy.quantize import quantize_weights
+        from mobilenets.deploy.quantize_run import quantize_weights
 
         with pytest.raises(ValueError, match=r"--data-root DIR") as qerr:
             quantize_weights(folder_run, target="onnxruntime", out=tmp_path / "q.onnx", calib_batches=1)

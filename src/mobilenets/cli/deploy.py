@@ -48,7 +48,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from ..deploy.quantize import quantize_weights
+    from ..deploy.quantize_run import quantize_weights
 
     result = quantize_weights(
         args.weights, method=args.method, target=args.target, out=args.out, calib_batches=args.calib_batches,

@@ -92,20 +92,11 @@ def _torch_runner(module: Callable[[torch.Tensor], Any], channels_last: bool = F
 
 
 def _build_eager(ctx: BuildContext) -> Runner:
-    from .fuse import is_detector, is_segmenter, reference_graph
+    from .fuse import reference_graph
 
     # A detector: network + box decoding, the graph every other backend runs (NMS is the same after all);
     # a segmenter: its "out" logits (the auxiliary head, which no export computes, is not timed either).
-    if is_segmenter(ctx.model):
-        return _torch_runner(_no_aux(reference_graph(ctx.model)))
-    return _torch_runner(reference_graph(ctx.model) if is_detector(ctx.model) else ctx.model.eval())
-
-
-def _no_aux(graph: nn.Module) -> nn.Module:
-    from .fuse import _drop_aux_head
-
-    _drop_aux_head(graph.model)
-    return graph
+    return _torch_runner(reference_graph(ctx.model))
 
 
 def _graph(ctx: BuildContext) -> nn.Module:
@@ -437,12 +428,11 @@ def _calibration(model: nn.Module, batch: int, size: int, n: int = 4) -> list[to
     c = int(getattr(model, "in_chans", 3))
     if dataset:
         try:
+            from .fuse import SegmentationGraph, is_segmenter
             from .metadata import ArtifactMetadata
             from .quantize import _load_data
 
             meta = ArtifactMetadata.from_model(model, "weights", input_size=size)
-            from .fuse import SegmentationGraph, is_segmenter
-
             if is_segmenter(model):
                 from .segment import calibration_images as seg_calibration
                 from .segment import segmentation_datasets

@@ -354,6 +354,13 @@ def export_model(
     result.max_abs_diff, result.verify_s, result.runtime = verify_artifact(
         out, reference_graph(model), threads=threads, tolerance=FP32_TOLERANCE if exact else None)
     result.verified, result.note, result.tolerance = True, "", FP32_TOLERANCE if exact else None
+    return _check_by_task(result, weights, out, model, exact, precision, threads, stages)
+
+
+def _check_by_task(result: ExportResult, weights: str | Path | nn.Module, out: Path, model: nn.Module, exact: bool,
+                   precision: str, threads: int | None, stages: StageLog) -> ExportResult:
+    """What an export's logits check leaves to the model's task: a detector's final detections, a
+    reduced-precision classifier's top-1 on its split (a segmenter's is not checked here)."""
     if is_detector(model):
         return _verify_detector(result, out, model, exact, threads, stages)
     if is_segmenter(model) and not exact:

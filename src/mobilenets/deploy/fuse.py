@@ -233,13 +233,15 @@ def prepare_for_export(model: nn.Module) -> InferenceModel | DetectionGraph | Se
 
 
 def reference_graph(model: nn.Module) -> nn.Module:
-    """What an export of ``model`` is compared with: the unfolded eval model itself for a classifier,
-    its :class:`DetectionGraph` / :class:`SegmentationGraph` (no folding, so folding errors show) for a
-    detector / segmenter."""
+    """What an export of ``model`` is compared with (and eager is timed as): the unfolded eval model itself
+    for a classifier, its :class:`DetectionGraph` / :class:`SegmentationGraph` (no folding, so folding
+    errors show; a segmenter's aux head dropped, as every export drops it) for a detector / segmenter."""
     if is_detector(model):
         return DetectionGraph(copy.deepcopy(model).eval()).eval()
     if is_segmenter(model):
-        return SegmentationGraph(copy.deepcopy(model).eval()).eval()
+        graph = SegmentationGraph(copy.deepcopy(model).eval()).eval()
+        _drop_aux_head(graph.model)
+        return graph
     return model.eval()
 
 

@@ -10,12 +10,11 @@ from torch import nn
 
 from ..config import ConfigError, TrainConfig
 
-__all__ = ["build_augment", "build_data", "build_model"]
+__all__ = ["build_augment", "build_data", "build_model", "resolve_task"]
 
 
 def build_data(cfg: TrainConfig, device: torch.device) -> tuple[dict[str, Any], Any]:
     from ..data.registry import DATASET_INFO, build_datasets
-    from .task import resolve_task
 
     info = DATASET_INFO[cfg.data.name]
     datasets = build_datasets(
@@ -76,3 +75,13 @@ def build_augment(cfg: TrainConfig, num_classes: int, mean: Sequence[float], std
 
     return BatchAugment.from_config(cfg.aug, size=cfg.data.image_size, num_classes=num_classes, mean=mean,
                                     std=std, generator=generator)
+
+
+def resolve_task(cfg: TrainConfig) -> str:
+    """``cfg.task``, with ``auto`` replaced by the dataset's own task (``DatasetInfo.task``)."""
+    if cfg.task != "auto":
+        return cfg.task
+    from ..data.registry import DATASET_INFO
+
+    info = DATASET_INFO.get(cfg.data.name)
+    return str(getattr(info, "task", "classify") or "classify")

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, TrainConfig
-from .build import build_augment, build_model
+from .build import build_augment, build_model, resolve_task
 from .epoch import classification_loss
 from .evaluate import evaluate, evaluate_detection, evaluate_segmentation
 
@@ -367,16 +367,6 @@ class SegmentationTask(Task):
 
 TASKS: dict[str, type[Task]] = {"classify": ClassificationTask, "detect": DetectionTask,
                                 "segment": SegmentationTask}
-
-
-def resolve_task(cfg: TrainConfig) -> str:
-    """``cfg.task``, with ``auto`` replaced by the dataset's own task (``DatasetInfo.task``)."""
-    if cfg.task != "auto":
-        return cfg.task
-    from ..data.registry import DATASET_INFO
-
-    info = DATASET_INFO.get(cfg.data.name)
-    return str(getattr(info, "task", "classify") or "classify")
 
 
 def get_task(name: str, cfg: TrainConfig | None = None) -> Task:
