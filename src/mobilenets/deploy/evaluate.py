@@ -243,19 +243,13 @@ def _evaluate_segmenter(loaded: _Loaded, *, data: str | None, root: str | None, 
 
 def _predict_segmentation(loaded: _Loaded, images: list[str], *, out: str | Path | None) -> list[dict[str, Any]]:
     """Per image: the fraction of its pixels given to each class found; the colour overlay written to ``out``."""
-    import numpy as np
 
-    from ..data.folder import load_rgb
     from .segment import save_overlay
 
     names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
     results = []
     for path in images:
-        img = load_rgb(path)
-        if loaded.in_chans == 1:
-            img = img.convert("L")
-        arr = torch.from_numpy(np.array(img, dtype=np.uint8))
-        x = arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)
+        img, x = _read_image(path, loaded.in_chans)
         labels = loaded.model([x])[0]
         counts = torch.bincount(labels.reshape(-1), minlength=loaded.num_classes)
         total = int(counts.sum())
@@ -295,21 +289,29 @@ def _out_path(out: str | Path, image: str | Path, several: bool) -> Path:
     return Path(out) / f"{Path(image).stem}.png" if several else Path(out)
 
 
-def _predict_detections(loaded: _Loaded, images: list[str], *, min_score: float,
-                        out: str | Path | None) -> list[dict[str, Any]]:
-    """Detections (boxes in the image's own pixels) above ``min_score`` per image; drawn to ``out``."""
+def _read_image(path: str | Path, in_chans: int) -> tuple[Any, torch.Tensor]:
+    """An image file as the PIL image (grey for a 1-channel model) and its uint8 [C, H, W] tensor."""
     import numpy as np
 
     from ..data.folder import load_rgb
 
+    img = load_rgb(path)
+    if in_chans == 1:
+        img = img.convert("L")
+    arr = torch.from_numpy(np.array(img, dtype=np.uint8))
+    return img, arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)
+
+
+def _predict_detections(loaded: _Loaded, images: list[str], *, min_score: float,
+                        out: str | Path | None) -> list[dict[str, Any]]:
+    """Detections (boxes in the image's own pixels) above ``min_score`` per image; drawn to ``out``."""
+
+
     names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
     results = []
     for path in images:
-        img = load_rgb(path)
-        if loaded.in_chans == 1:
-            img = img.convert("L")
-        arr = torch.from_numpy(np.array(img, dtype=np.uint8))
-        x = (arr[None] if arr.ndim == 2 else arr.permute(2, 0, 1)).float().div(255).to(loaded.device)
+        img, arr = _read_image(path, loaded.in_chans)
+        x = arr.float().div(255).to(loaded.device)
         with torch.no_grad():
             det = loaded.model([x])[0]
         dets = [{"class": names[int(lab)], "label": int(lab), "score": float(sc), "box": [float(v) for v in box]}

@@ -57,8 +57,11 @@ class Task:
 
     def eval_batches(self, dataset: Any, batch_size: int, *, cfg: TrainConfig, device: torch.device,
                      rank: int = 0, world_size: int = 1) -> Any:
-        """This rank's evaluation batches of a split (in order, no drops)."""
-        raise NotImplementedError
+        """This rank's evaluation batches of a split (in order, no drops): :meth:`batches` unshuffled on
+        this rank's shard (a detection shard may repeat images, which evaluation gathers once per image id;
+        a segmentation shard gives every image to exactly one rank, so summed confusion matrices are exact)."""
+        return self.batches(dataset, batch_size, cfg=cfg, shuffle=False, seed=0, device=device, rank=rank,
+                            world_size=world_size)[0]
 
     # ------------------------------------------------------------------ model
     def build_model(self, cfg: TrainConfig, info: Any, num_classes: int, channels: int) -> nn.Module:
@@ -204,13 +207,6 @@ class DetectionTask(Task):
                                       drop_last=drop_last, rank=rank, world_size=world_size,
                                       num_workers=cfg.data.num_workers)
 
-    def eval_batches(self, dataset: Any, batch_size: int, *, cfg: TrainConfig, device: torch.device,
-                     rank: int = 0, world_size: int = 1) -> Any:
-        # The loader shards; evaluation gathers every rank's detections and keeps one set per image
-        # (a padded shard repeats images), then scores them against the whole split's ground truth.
-        return self.batches(dataset, batch_size, cfg=cfg, shuffle=False, seed=0, device=device, rank=rank,
-                            world_size=world_size)[0]
-
     def build_model(self, cfg: TrainConfig, info: Any, num_classes: int, channels: int) -> nn.Module:
         extra: dict[str, Any] = {}
         if not cfg.model.pretrained:  # from scratch: the dataset's statistics are the model's normalisation
@@ -303,12 +299,6 @@ class SegmentationTask(Task):
         return make_segmentation_batches(dataset, batch_size, shuffle=shuffle, seed=seed, device=device,
                                          drop_last=drop_last, rank=rank, world_size=world_size,
                                          num_workers=cfg.data.num_workers)
-
-    def eval_batches(self, dataset: Any, batch_size: int, *, cfg: TrainConfig, device: torch.device,
-                     rank: int = 0, world_size: int = 1) -> Any:
-        # Evaluation shards give every image to exactly one rank, so summed confusion matrices are exact.
-        return self.batches(dataset, batch_size, cfg=cfg, shuffle=False, seed=0, device=device, rank=rank,
-                            world_size=world_size)[0]
 
     def build_model(self, cfg: TrainConfig, info: Any, num_classes: int, channels: int) -> nn.Module:
         model = build_model(cfg, num_classes, channels)

@@ -21,7 +21,7 @@ from .._validate import did_you_mean
 from .mobilenet import MobileNet
 
 __all__ = ["TASKS", "build_model", "check_model_kwargs", "get_model_kwargs", "instantiate", "list_models", "model_task",
-           "register_model"]
+           "register_model", "register_task_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 # Keywords every entry point forwards to the builder (MobileNet.__init__), beside its own.
@@ -41,6 +41,39 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         raise ValueError(f"model {fn.__name__!r} has task {fn.task!r}; expected one of {TASKS}")  # type: ignore[attr-defined]
     _MODELS[fn.__name__] = fn
     return fn
+
+
+def register_task_model(name: str, doc: str, cls: type[nn.Module], task: str, *, backbone: str | None,
+                        base_kwargs: Mapping[str, Any] | None = None, **defaults: Any) -> Callable[..., nn.Module]:
+    """Register ``name``: ``cls`` (a detector or segmenter built on a registered backbone) with this
+    backbone (``None``: the caller picks) and defaults; ``backbone_kwargs`` given by the caller are merged
+    over ``base_kwargs`` (so ``{"width_mult": 0.5}`` keeps V3's reduced tail of a named entry).
+
+    The entry's signature is exactly ``cls``'s keywords (no classifier options, the fixed backbone left
+    out), so :func:`build_model` checks them; ``entry.task`` says what it builds.
+    """
+    base = dict(base_kwargs or {})
+
+    def entry(**kwargs: Any) -> nn.Module:
+        options = {**defaults, **kwargs}
+        given = options.get("backbone_kwargs")
+        if given is not None and not isinstance(given, Mapping):
+            raise ValueError(f"backbone_kwargs={given!r} invalid; expected a mapping of the backbone's keywords")
+        options["backbone_kwargs"] = {**base, **dict(given or {})}
+        if backbone is not None:
+            options["backbone"] = backbone
+        return cls(**options)
+
+    params = []
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        if backbone is not None and p.name == "backbone":
+            continue
+        params.append(p.replace(default=defaults[p.name]) if p.name in defaults else p)
+    entry.__signature__ = inspect.Signature(params, return_annotation=cls)  # type: ignore[attr-defined]
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = doc
+    entry.task = task  # type: ignore[attr-defined]
+    return register_model(entry)
 
 
 def list_models(pattern: str = "*", task: str | None = "classify") -> list[str]:

@@ -8,11 +8,10 @@ exactly SSDLite's keywords (no classifier options), so :func:`mobilenets.create_
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from ..registry import register_model
+from ..registry import register_task_model
 from .ssdlite import SSDLite
 
 __all__ = [
@@ -25,31 +24,8 @@ __all__ = [
     "ssdlite_mobilenet_v4_conv_small",
 ]
 
-_SIGNATURE = inspect.signature(SSDLite.__init__)
-
-
-def _entry(name: str, doc: str, *, backbone: str | None, base_kwargs: Mapping[str, Any] | None = None,
-           **defaults: Any) -> Callable[..., SSDLite]:
-    """One registered entry point: SSDLite with this backbone (``None``: the caller picks) and defaults."""
-    base = dict(base_kwargs or {})
-
-    def entry(**kwargs: Any) -> SSDLite:
-        options = {**defaults, **kwargs}
-        options["backbone_kwargs"] = {**base, **dict(options.get("backbone_kwargs") or {})}
-        if backbone is not None:
-            options["backbone"] = backbone
-        return SSDLite(**options)
-
-    params = []
-    for p in list(_SIGNATURE.parameters.values())[1:]:
-        if backbone is not None and p.name == "backbone":
-            continue
-        params.append(p.replace(default=defaults[p.name]) if p.name in defaults else p)
-    entry.__signature__ = inspect.Signature(params, return_annotation=SSDLite)  # type: ignore[attr-defined]
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = doc
-    entry.task = "detect"  # type: ignore[attr-defined]
-    return register_model(entry)
+def _entry(name: str, doc: str, *, backbone: str | None, **defaults: Any) -> Callable[..., SSDLite]:
+    return register_task_model(name, doc, SSDLite, "detect", backbone=backbone, **defaults)  # type: ignore[return-value]
 
 
 ssdlite = _entry(

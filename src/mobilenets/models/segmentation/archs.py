@@ -8,42 +8,17 @@ fixes its backbone, and its ``backbone_kwargs`` are merged over the entry's. ``e
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from ..registry import register_model
+from ..registry import register_task_model
 from .segmenter import LRASPP, DeepLabV3, Segmenter
 
 __all__ = ["deeplabv3", "deeplabv3_mobilenet_v3_large", "lraspp", "lraspp_mobilenet_v3_large"]
 
 
-def _entry(name: str, doc: str, cls: type[Segmenter], *, backbone: str | None,
-           base_kwargs: Mapping[str, Any] | None = None, **defaults: Any) -> Callable[..., Segmenter]:
-    """One registered entry point: ``cls`` with this backbone (``None``: the caller picks) and defaults."""
-    base = dict(base_kwargs or {})
-    signature = inspect.signature(cls.__init__)
-
-    def entry(**kwargs: Any) -> Segmenter:
-        options = {**defaults, **kwargs}
-        given = options.get("backbone_kwargs")
-        if given is not None and not isinstance(given, Mapping):
-            raise ValueError(f"backbone_kwargs={given!r} invalid; expected a mapping of the backbone's keywords")
-        options["backbone_kwargs"] = {**base, **dict(given or {})}
-        if backbone is not None:
-            options["backbone"] = backbone
-        return cls(**options)
-
-    params = []
-    for p in list(signature.parameters.values())[1:]:
-        if backbone is not None and p.name == "backbone":
-            continue
-        params.append(p.replace(default=defaults[p.name]) if p.name in defaults else p)
-    entry.__signature__ = inspect.Signature(params, return_annotation=cls)  # type: ignore[attr-defined]
-    entry.__name__ = entry.__qualname__ = name
-    entry.__doc__ = doc
-    entry.task = "segment"  # type: ignore[attr-defined]
-    return register_model(entry)
+def _entry(name: str, doc: str, cls: type[Segmenter], *, backbone: str | None, **defaults: Any) -> Callable[..., Segmenter]:
+    return register_task_model(name, doc, cls, "segment", backbone=backbone, **defaults)  # type: ignore[return-value]
 
 
 lraspp = _entry(
