@@ -16,9 +16,9 @@ import torch
 
 pytest.importorskip("pycocotools")
 
+from interrupted import killed_then_resumed
 from mobilenets.cli import main
 from mobilenets.config import ConfigError, TrainConfig, load_config
-from mobilenets.engine import train as train_mod
 from mobilenets.engine.plots import best_epoch, read_metrics
 from mobilenets.engine.task import ClassificationTask, DetectionTask, get_task, resolve_task
 from mobilenets.engine.train import train
@@ -93,21 +93,7 @@ def test_resume_is_exact(tmp_path: Path, detection_run: tuple[Path, dict[str, An
                          monkeypatch: pytest.MonkeyPatch) -> None:
     ref_run, _ = detection_run
     ref = torch.load(ref_run / "checkpoints" / "last.pt", weights_only=True)
-    real = train_mod.train_one_epoch
-    calls = {"n": 0}
-
-    def killed_in_epoch_two(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_one_epoch", killed_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_cfg(tmp_path / "run"))
-    monkeypatch.setattr(train_mod, "train_one_epoch", real)
-    train(tiny_cfg(tmp_path / "run", "resume=true"))
-    got = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    got = killed_then_resumed(monkeypatch, tiny_cfg, tmp_path / "run")
     for key, value in ref["model"].items():
         assert torch.equal(value, got["model"][key]), key
     assert [r["val_map"] for r in ref["history"]] == [r["val_map"] for r in got["history"]]

@@ -16,10 +16,10 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
+from interrupted import killed_then_resumed
 from mobilenets.cli import main
 from mobilenets.config import TrainConfig, load_config
 from mobilenets.data import MaskAugment, TensorSegmentationDataset, make_segmentation_batches
-from mobilenets.engine import train as train_mod
 from mobilenets.engine.evaluate import evaluate_segmentation
 from mobilenets.engine.plots import best_epoch, read_metrics
 from mobilenets.engine.seg_metrics import ConfusionMatrix, confusion_matrix, segmentation_scores
@@ -223,21 +223,7 @@ def test_resume_is_exact(tmp_path: Path, segmentation_run: tuple[Path, dict[str,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     ref_run, _ = segmentation_run
     ref = torch.load(ref_run / "checkpoints" / "last.pt", weights_only=True)
-    real = train_mod.train_one_epoch
-    calls = {"n": 0}
-
-    def killed_in_epoch_two(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train_mod, "train_one_epoch", killed_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_cfg(tmp_path / "run"))
-    monkeypatch.setattr(train_mod, "train_one_epoch", real)
-    train(tiny_cfg(tmp_path / "run", "resume=true"))
-    got = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    got = killed_then_resumed(monkeypatch, tiny_cfg, tmp_path / "run")
     for key, value in ref["model"].items():
         assert torch.equal(value, got["model"][key]), key
     assert [r["val_miou"] for r in ref["history"]] == [r["val_miou"] for r in got["history"]]
