@@ -312,3 +312,12 @@ def test_export_graph_drops_the_aux_head() -> None:
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         assert torch.allclose(graph(x), model(x)["out"], atol=1e-4)
+
+
+def test_a_model_of_another_task_is_named(tmp_path: Path) -> None:
+    from mobilenets.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"'lraspp', a segmenter, for task detect; expected a detector"):
+        train(tiny_cfg(tmp_path / "run", "task=detect"))
+    with pytest.raises(ConfigError, match=r"'mobilenet_v3_small', a classifier, for task segment"):
+        train(tiny_cfg(tmp_path / "run2", "model.name=mobilenet_v3_small", "model.kwargs={}"))
