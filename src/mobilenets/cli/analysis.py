@@ -236,7 +236,8 @@ def register(subparsers: Any) -> None:
         formatter_class=RAW,
         description="One static HTML file (images embedded, no scripts) plus a Markdown twin beside it. Detection runs\n"
         "get a table of params, MACs, COCO box mAP / AP50 / AP75 and latency, their curves and a test scene with\n"
-        "predicted boxes drawn.",
+        "predicted boxes drawn; segmentation runs a table of params, MACs, mIoU / pixel accuracy and latency,\n"
+        "their curves and a test image with its ground truth and predicted mask.",
         epilog=examples(
             "mobilenets report runs/experiments/v3_digits_study -o report.html",
             "mobilenets report runs/digits runs/v2 --title 'digits runs' --no-markdown"),
@@ -245,8 +246,8 @@ def register(subparsers: Any) -> None:
                    help="experiment directories (results.json) and/or training run directories (summary.json)")
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default report.html)")
     p.add_argument("--model", default=None,
-                   help="run name for the per-layer bars and architecture diagram (a detection run: the one whose "
-                        "predicted boxes are drawn)")
+                   help="run name for the per-layer bars and architecture diagram (a detection or segmentation "
+                        "run: the one whose predicted boxes / mask are drawn)")
     p.add_argument("--title", default=None, help="report title (default: from the experiment names)")
     p.add_argument("--no-markdown", action="store_true", help="skip the Markdown twin")
     p.set_defaults(func=cmd_report)
