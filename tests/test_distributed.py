@@ -158,3 +158,26 @@ def test_ddp_detection_gathers_every_ranks_detections(tmp_path: Path) -> None:
     import json
 
     assert json.loads(res.stdout)["map"] == pytest.approx(logged, abs=1e-6)
+
+
+@pytest.mark.slow  # a torchrun launch of a tiny segmenter and one evaluation: ~30 s on 2 cores
+def test_ddp_segmentation_sums_every_ranks_confusion_matrix(tmp_path: Path) -> None:
+    """Segmentation through the same DDP loop: the val mIoU rank 0 logs (each rank scores its own images,
+    the confusion matrices summed) equals a single-process evaluation of the saved weights on the whole
+    val split."""
+    run = tmp_path / "seg"
+    args = ["configs/segment_digits.yaml", "data.scene_sizes=[64,30,30]", "data.image_size=64", "epochs=1",
+            "batch_size=16", "ema=false", "quiet=true", "threads=1", "model.kwargs.backbone_kwargs={width_mult: 0.35}",
+            f"output_dir={run}"]
+    _, err = _finish(torchrun(args, cwd=Path(__file__).resolve().parent.parent))
+    assert "x 2 processes" in err
+    header, *rows = (run / "metrics.csv").read_text().strip().splitlines()
+    logged = float(rows[-1].split(",")[header.split(",").index("val_miou")])
+    res = subprocess.run([sys.executable, "-m", "mobilenets", "eval", str(run), "--split", "val", "--json"],
+                         env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+
+    result = json.loads(res.stdout)
+    assert result["n"] == 30
+    assert result["miou"] == pytest.approx(logged, abs=1e-6)
