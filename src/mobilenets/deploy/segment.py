@@ -282,26 +282,13 @@ def segmentation_datasets(source: str | Path | None, *, data: str | None, root: 
     The one seam between deployment and the data registry: tests (and callers with their own split
     objects) pass splits to :func:`evaluate_segmenter` directly instead.
     """
-    from ..data.registry import DataRootError, build_datasets
-    from ..engine.evaluate import DATA_ROOT_FLAG, recorded_data
+    from ..engine.evaluate import build_eval_datasets, recorded_data
 
     recorded = recorded_data(source)
-    dataset = data or known_dataset or (recorded.name if recorded else None)
-    if dataset is None:
-        raise ValueError(f"{source} names no dataset in its metadata; pass --data NAME (e.g. --data digit_scenes)")
-    same = recorded is not None and recorded.name == dataset
-    origin = None
-    if root is None and same and recorded is not None and recorded.root:
-        root, origin = recorded.root, f"{recorded.config_path} as data.root"
+    same = recorded is not None and recorded.name == (data or known_dataset or recorded.name)
     size = recorded.image_size if same and recorded is not None and recorded.image_size else int(image_size)
-    options: dict[str, Any] = {"task": "segment"}
-    if same and recorded is not None and recorded.scene_sizes is not None:
-        options["scene_sizes"] = recorded.scene_sizes
-    try:
-        splits = build_datasets(dataset, root, int(size), crop_pct=1.0, interpolation="bilinear", **options)
-    except DataRootError as exc:
-        raise ValueError(exc.message(DATA_ROOT_FLAG, origin=origin)) from None
-    return dataset, root, splits
+    return build_eval_datasets(source, data=data, root=root, known_dataset=known_dataset, image_size=int(size),
+                               crop_pct=1.0, interpolation="bilinear", task="segment")
 
 
 # ------------------------------------------------------------------------------------- overlay
