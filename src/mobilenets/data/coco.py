@@ -127,12 +127,7 @@ class CocoDetection(FileDetectionDataset):
         self.ann_file = Path(ann_file) if ann_file is not None else default_ann
         self.image_dir = Path(image_dir) if image_dir is not None else default_dir
         path = self.ann_file
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise AnnotationError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise AnnotationError(f"{path}: expected a JSON object with images, annotations and categories")
+        data = _load_json(path)
         images = _read_images(path, data)
         cats = _read_categories(path, data)
         if contiguous:

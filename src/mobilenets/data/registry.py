@@ -233,7 +233,7 @@ def _build_voc(root: str | Path | None, image_size: int, **kw: Any) -> dict[str,
 def _build_voc_segmentation(root: str | Path | None, image_size: int, **kw: Any) -> dict[str, Any]:
     """VOC2012 (else VOC2007; option ``year``) ``ImageSets/Segmentation`` train / val / test, where test is
     **the val split itself** when there is no ``test.txt`` (VOC2012's test labels are not public)."""
-    from .voc import VOCSegmentation, voc_segmentation_dir
+    from .voc import VOCSegmentation, voc_year_dir
 
     layout = ("a directory holding VOC2012/ (or VOCdevkit/VOC2012/, or VOC2007) with SegmentationClass/, "
               "JPEGImages/ and ImageSets/Segmentation/{train,val}.txt")
@@ -242,7 +242,7 @@ def _build_voc_segmentation(root: str | Path | None, image_size: int, **kw: Any)
     if not Path(root).expanduser().is_dir():
         raise DataRootError("voc", layout, root, "does not exist")
     years = [str(kw["year"])] if kw.get("year") else ["2012", "2007"]
-    found = [(y, d) for y in years if (d := voc_segmentation_dir(root, y)) is not None]
+    found = [(y, d) for y in years if (d := voc_year_dir(root, y, "SegmentationClass")) is not None]
     if not found:
         raise DataRootError("voc", layout, root, f"has no {' or '.join(f'VOC{y}/SegmentationClass' for y in years)} folder")
     year, base = found[0]

@@ -31,7 +31,7 @@ import numpy as np
 from .detection import AnnotationError, FileDetectionDataset, ground_truth
 from .segmentation import FileSegmentationDataset
 
-__all__ = ["VOC_CLASSES", "VOCDetection", "VOCSegmentation", "voc_segmentation_dir", "voc_year_dir"]
+__all__ = ["VOC_CLASSES", "VOCDetection", "VOCSegmentation", "voc_year_dir"]
 
 #: The devkit's class order; label = index + 1.
 VOC_CLASSES: tuple[str, ...] = (
@@ -40,12 +40,13 @@ VOC_CLASSES: tuple[str, ...] = (
 )
 
 
-def voc_year_dir(root: str | Path, year: str | int) -> Path | None:
+def voc_year_dir(root: str | Path, year: str | int, holds: str = "Annotations") -> Path | None:
     """``root/VOC<year>`` or ``root/VOCdevkit/VOC<year>`` (or ``root`` itself when it is that folder),
-    whichever holds ``Annotations/``; None when none does."""
+    whichever holds ``holds/`` (``Annotations`` for boxes, ``SegmentationClass`` for masks); None when
+    none does."""
     root = Path(root).expanduser()
     for cand in (root / f"VOC{year}", root / "VOCdevkit" / f"VOC{year}", root):
-        if (cand / "Annotations").is_dir() and (root != cand or cand.name == f"VOC{year}"):
+        if (cand / holds).is_dir() and (root != cand or cand.name == f"VOC{year}"):
             return cand
     return None
 
@@ -146,16 +147,6 @@ class VOCDetection(FileDetectionDataset):
         return ground_truth(self._images_gt(), anns, self.classes, self.label_to_category)
 
 
-def voc_segmentation_dir(root: str | Path, year: str | int) -> Path | None:
-    """``root/VOC<year>`` or ``root/VOCdevkit/VOC<year>`` (or ``root`` itself when it is that folder),
-    whichever holds ``SegmentationClass/``; None when none does."""
-    root = Path(root).expanduser()
-    for cand in (root / f"VOC{year}", root / "VOCdevkit" / f"VOC{year}", root):
-        if (cand / "SegmentationClass").is_dir() and (root != cand or cand.name == f"VOC{year}"):
-            return cand
-    return None
-
-
 class VOCSegmentation(FileSegmentationDataset):
     """VOC semantic segmentation: the ids of ``ImageSets/Segmentation/<image_set>.txt`` under
     ``VOC<year>`` (2012 is the benchmark: 1464 train, 1449 val), items resized to ``image_size``. 21 classes
@@ -164,7 +155,7 @@ class VOCSegmentation(FileSegmentationDataset):
 
     def __init__(self, root: str | Path, image_set: str = "val", *, year: str | int = 2012, image_size: int = 520,
                  classes: Sequence[str] = VOC_CLASSES) -> None:
-        base = voc_segmentation_dir(root, year)
+        base = voc_year_dir(root, year, "SegmentationClass")
         if base is None:
             raise FileNotFoundError(f"no VOC{year}/SegmentationClass folder under {root}")
         listing = base / "ImageSets" / "Segmentation" / f"{image_set}.txt"
