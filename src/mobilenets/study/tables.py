@@ -276,19 +276,30 @@ def _runs_table(runs: Sequence[_Run]) -> Table:
                                             "latency eager (ms)", "latency best (ms)", "run directory"], rows)
 
 
+def _model_cells(r: _Run) -> list[str]:
+    """The leading cells of a detection or segmentation row: run, model, options, dataset, input, params, MACs."""
+    x = r.row
+    return [r.name, str(x.get("model")), _kw_text(r.kwargs), str(x.get("dataset")), f"{x.get('image_size')}px",
+            _mega(x.get("params"), 3), _mega(x.get("macs"), 1)]
+
+
+def _cost_cells(x: dict[str, Any]) -> list[str]:
+    """The trailing cells of a detection or segmentation row: latency eager / best, best backend, train time."""
+    return [_pm(x.get("latency_eager_ms"), x.get("latency_eager_ms_std")),
+            _pm(x.get("latency_best_ms"), x.get("latency_best_ms_std")), str(x.get("best_backend") or _DASH),
+            _pm(x.get("train_time_s"), x.get("train_time_s_std"), 1)]
+
+
 def _detection_table(runs: Sequence[_Run]) -> Table:
     rows = []
     for r in runs:
         x = r.row
-        rows.append([r.name, str(x.get("model")), _kw_text(r.kwargs), str(x.get("dataset")), f"{x.get('image_size')}px",
-                     _mega(x.get("params"), 3), _mega(x.get("macs"), 1),
+        rows.append([*_model_cells(r),
                      _pm(x.get("test_map"), x.get("test_map_std"), 3),
                      _pm(x.get("test_map50"), x.get("test_map50_std"), 3),
                      _pm(x.get("test_map75"), x.get("test_map75_std"), 3),
                      _pm(x.get("best_val_map"), x.get("best_val_map_std"), 3),
-                     _pm(x.get("latency_eager_ms"), x.get("latency_eager_ms_std")),
-                     _pm(x.get("latency_best_ms"), x.get("latency_best_ms_std")), str(x.get("best_backend") or _DASH),
-                     _pm(x.get("train_time_s"), x.get("train_time_s_std"), 1)])
+                     *_cost_cells(x)])
     n = max(len(r.dirs) for r in runs)
     note = ("COCO box metrics (pycocotools' COCOeval) on the test split, from the weights best on val mAP: mAP is "
             "the mean over IoU 0.50:0.95, AP50 / AP75 at IoU 0.50 / 0.75; "
@@ -314,16 +325,13 @@ def _segmentation_table(runs: Sequence[_Run]) -> Table:
     rows = []
     for r in runs:
         x = r.row
-        rows.append([r.name, str(x.get("model")), _kw_text(r.kwargs), str(x.get("dataset")), f"{x.get('image_size')}px",
-                     _mega(x.get("params"), 3), _mega(x.get("macs"), 1),
+        rows.append([*_model_cells(r),
                      _pm(x.get("test_miou"), x.get("test_miou_std"), 3),
                      _pm(x.get("test_pixel_acc"), x.get("test_pixel_acc_std"), 3),
                      _pm(x.get("test_mean_acc"), x.get("test_mean_acc_std"), 3),
                      _pm(x.get("best_val_miou"), x.get("best_val_miou_std"), 3),
                      _worst_class(x.get("test_per_class_iou")),
-                     _pm(x.get("latency_eager_ms"), x.get("latency_eager_ms_std")),
-                     _pm(x.get("latency_best_ms"), x.get("latency_best_ms_std")), str(x.get("best_backend") or _DASH),
-                     _pm(x.get("train_time_s"), x.get("train_time_s_std"), 1)])
+                     *_cost_cells(x)])
     n = max(len(r.dirs) for r in runs)
     note = ("Per-pixel metrics on the test split from one confusion matrix over all its pixels (the ignore label "
             "255 left out), from the weights best on val mIoU: mIoU is the mean intersection over union of the classes "
