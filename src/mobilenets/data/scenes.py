@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..constants import IGNORE_INDEX
 from .detection import ground_truth
 from .tensor import TensorImageDataset, load_digits_splits
 
@@ -215,7 +216,7 @@ class DigitScenes(torch.utils.data.Dataset):
     num_channels = 1
     #: Mask value that counts for nothing; the scenes' own masks never use it (every pixel is labelled),
     #: but crop padding does (:class:`~.augment.masks.MaskAugment`).
-    ignore_index = 255
+    ignore_index = IGNORE_INDEX
 
     def __init__(self, digits: TensorImageDataset, num_scenes: int, *, spec: SceneSpec | None = None, seed: int = 0,
                  split: str = "train", fresh_each_epoch: bool = False, device: torch.device | str = "cpu",

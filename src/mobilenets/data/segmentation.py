@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..constants import IGNORE_INDEX
 from .detection import AnnotationError, epoch_order
 
 __all__ = [
@@ -47,8 +48,6 @@ __all__ = [
     "segmentation_order",
 ]
 
-#: Mask value of pixels no loss or metric counts (the VOC convention; ``engine.seg_metrics`` uses the same).
-IGNORE_INDEX = 255
 #: Image file endings a ``mask_folder`` split's ``images/`` may hold (its masks are always PNG).
 MASK_IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from ..constants import IGNORE_INDEX
 from .distributed import all_gather_object, all_reduce_sum
 from .runtime import amp_context, prepare_input
 
@@ -279,7 +280,7 @@ def evaluate_segmentation(
     *,
     num_classes: int,
     class_names: Sequence[str] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int = IGNORE_INDEX,
     amp: str = "none",
     channels_last: bool = False,
     distributed: bool = False,

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
+from ..constants import IGNORE_INDEX
+
 __all__ = ["IGNORE_INDEX", "ConfusionMatrix", "confusion_matrix", "segmentation_scores"]
 
-#: The label that marks pixels without a class (VOC's boundary value; the crop padding of augmentation).
-IGNORE_INDEX = 255
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,

@@ -23,12 +23,14 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, TrainConfig
 from .build import build_augment, build_model, resolve_task
 from .epoch import classification_loss
 from .evaluate import evaluate, evaluate_detection, evaluate_segmentation
+from .seg_metrics import IGNORE_INDEX
 
 __all__ = ["TASKS", "ClassificationTask", "DetectionTask", "SegmentationTask", "Task", "get_task", "resolve_task"]
 
@@ -319,10 +321,6 @@ class SegmentationTask(Task):
         return MaskAugment(cfg.data.image_size, mean=mean, std=std).eval()
 
     def loss(self, model: nn.Module, x: torch.Tensor, targets: Any, amp_ctx: Any) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        from .seg_metrics import IGNORE_INDEX
-
         with amp_ctx:
             out = model(x)
         loss = F.cross_entropy(out["out"].float(), targets, ignore_index=IGNORE_INDEX)
@@ -334,7 +332,7 @@ class SegmentationTask(Task):
                  dataset: Any, num_classes: int, distributed: bool = False) -> dict[str, Any]:
         return evaluate_segmentation(model, batches, preprocess, num_classes=num_classes,
                                      class_names=list(getattr(dataset, "classes", []) or []) or None,
-                                     ignore_index=int(getattr(dataset, "ignore_index", 255)), amp=cfg.amp,
+                                     ignore_index=int(getattr(dataset, "ignore_index", IGNORE_INDEX)), amp=cfg.amp,
                                      channels_last=cfg.channels_last, distributed=distributed)
 
     def row(self, val: dict[str, Any], ema_val: dict[str, Any] | None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..._validate import check_prob
+from ...constants import IGNORE_INDEX
 from .base import _move, to_float
 from .geometry import _affine_grid
 from .pipeline import normalize
@@ -45,7 +46,7 @@ class MaskAugment(torch.nn.Module):
 
     def __init__(self, size: int, *, scale: tuple[float, float] = (1.0, 1.0), hflip: float = 0.0,
                  mean: Sequence[float] | float = 0.0, std: Sequence[float] | float = 1.0,
-                 ignore_index: int = 255, generator: torch.Generator | None = None) -> None:
+                 ignore_index: int = IGNORE_INDEX, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if int(size) < 1:
             raise ValueError(f"size={size!r} invalid; expected a positive number of pixels")
@@ -66,7 +67,7 @@ class MaskAugment(torch.nn.Module):
 
     @classmethod
     def from_config(cls, aug: Any, *, size: int, mean: Sequence[float] | float, std: Sequence[float] | float,
-                    ignore_index: int = 255, generator: torch.Generator | None = None) -> MaskAugment:
+                    ignore_index: int = IGNORE_INDEX, generator: torch.Generator | None = None) -> MaskAugment:
         """The segmentation augmentation an ``AugConfig`` describes: ``aug.seg_scale`` (missing: (1, 1))
         and ``aug.hflip`` (None, the dataset's unresolved default, reads as 0)."""
         scale = tuple(getattr(aug, "seg_scale", None) or (1.0, 1.0))
