@@ -105,7 +105,7 @@ class _Loaded:
 
     @property
     def is_detector(self) -> bool:
-        return self.cfg.get("task") == "detect"
+        return self.task == "detect"
 
     @property
     def is_segmenter(self) -> bool:
@@ -243,7 +243,6 @@ def _evaluate_segmenter(loaded: _Loaded, *, data: str | None, root: str | None, 
 
 def _predict_segmentation(loaded: _Loaded, images: list[str], *, out: str | Path | None) -> list[dict[str, Any]]:
     """Per image: the fraction of its pixels given to each class found; the colour overlay written to ``out``."""
-
     from .segment import save_overlay
 
     names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
@@ -305,8 +304,6 @@ def _read_image(path: str | Path, in_chans: int) -> tuple[Any, torch.Tensor]:
 def _predict_detections(loaded: _Loaded, images: list[str], *, min_score: float,
                         out: str | Path | None) -> list[dict[str, Any]]:
     """Detections (boxes in the image's own pixels) above ``min_score`` per image; drawn to ``out``."""
-
-
     names = loaded.class_names or [str(i) for i in range(loaded.num_classes)]
     results = []
     for path in images:
