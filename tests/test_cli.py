@@ -13,7 +13,7 @@ import pytest
 import mobilenets
 from mobilenets.cli import build_parser, cli_message, main
 
-COMMANDS = ("profile", "list", "train", "eval", "predict", "convert", "export", "quantize", "bench", "experiment",
+COMMANDS = ("profile", "list", "train", "eval", "predict", "convert", "export", "quantize", "bench", "adapt", "experiment",
             "report")
 
 

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engine", ("mobilenets.engine",)),
     ("deploy", ("mobilenets.deploy",)),
     ("analysis", ("mobilenets.analysis",)),
+    ("adapt", ("mobilenets.adapt",)),
     ("study", ("mobilenets.study",)),
     ("cli", ("mobilenets.cli", "mobilenets.__main__", "mobilenets")),
 ]

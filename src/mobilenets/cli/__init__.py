@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import analysis, convert, deploy, train
+from . import adapt, analysis, convert, deploy, train
 from .common import (
     RAW,
     add_overrides_argument,
@@ -53,11 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # The order of `mobilenets --help`: profile; list, train, eval, predict; convert; export, quantize,
-    # bench; experiment, report.
+    # bench; adapt; experiment, report.
     analysis.register_profile(sub)
     train.register(sub)
     convert.register(sub)
     deploy.register(sub)
+    adapt.register(sub)
     analysis.register(sub)
     return parser
 
