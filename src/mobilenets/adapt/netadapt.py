@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from ..analysis.lut import LatencyTable, measure_network_ms, network_parts
+from ..analysis.lut import LatencyTable, arch_parts, measure_network_ms, network_parts
 from ..config import TrainConfig
 from ..engine.progress import Progress, format_duration
 from ..fileio import atomic_write_text
@@ -108,13 +107,13 @@ class _Run:
         self.budget_ms = opts.budget_ms or 0.0
 
     def predict(self, arch: ArchSpec) -> float:
-        with torch.device("meta"):
-            model = MobileNet(arch, num_classes=self.base.num_classes, in_chans=self.base.in_chans)
-        return self.lut.predict(network_parts(model, self.opts.input_size), self.constant_ms)
+        parts = arch_parts(arch, in_chans=self.base.in_chans, num_classes=self.base.num_classes,
+                           input_size=self.opts.input_size)
+        return self.lut.predict(parts, self.constant_ms)
 
     def measure(self, model: nn.Module) -> float:
         return measure_network_ms(model.cpu().eval(), self.opts.input_size, self.opts.backend,
-                                  threads=self.opts.threads, batch=self.opts.batch)
+                                  threads=self.opts.threads, batch=self.opts.batch, repeats=5)
 
     def write(self, record: dict[str, Any]) -> None:
         atomic_write_text(self.out / STATE_NAME, json.dumps(record, indent=2))
@@ -148,7 +147,7 @@ def _start(run: _Run, base: MobileNet, base_info: dict[str, Any]) -> dict[str, A
                           f"{measured:.3f} ms on {opts.backend}: there is nothing to adapt")
     val = run.trainer.validate(base)
     return {"format": "mobilenets-adapt", "version": 1, "options": opts.key(), "base": base_info,
-            "budget_ms": budget, "cpu": run.lut.cpu, "lut": str(run.lut.path), "constant_ms": run.constant_ms,
+            "budget_ms": budget, "cpu": run.lut.header["cpu"], "lut": str(run.lut.path), "constant_ms": run.constant_ms,
             "base_measured_ms": measured, "base_predicted_ms": parts_sum + run.constant_ms,
             "base_val_acc1": val["acc1"], "smallest_predicted_ms": min_ms, "widths_before": _widths(base.arch),
             "iterations": [], "done": False}
