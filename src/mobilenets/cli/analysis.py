@@ -71,7 +71,7 @@ def register_profile(subparsers: argparse._SubParsersAction) -> None:
                         "mobilenets profile mobilenet_v3_large --json",
                         "mobilenets profile ssdlite320_mobilenet_v3_large --input-size 320"),
     )
-    p.add_argument("model", help="model name (see `mobilenets list`)")
+    p.add_argument("model", help="model name (see `mobilenets list`) or a table file (.yaml/.yml/.json)")
     add_overrides_argument(p, "create_model keyword")
     p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's)")
     p.add_argument("--width-mult", type=float, default=None, help="width multiplier α (same as width_mult=...)")

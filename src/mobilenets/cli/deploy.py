@@ -160,7 +160,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=RAW,
         description=wrap_description(
             "Median/p90 latency, images/s, peak memory and speed-up over eager for each backend and batch. "
-            "MODEL is a model name (random weights), a weights directory, or an exported artefact; trailing "
+            "MODEL is a model name or a table file (random weights), a weights directory, or an exported artefact; trailing "
             "KEY=VALUE arguments are create_model keywords for a model name."),
         epilog="backends (also: all, fp32, int8, best = the fastest installed fp32 backend):\n" + backends
         + "\n\n" + examples(
@@ -169,7 +169,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
             "mobilenets bench model.onnx --json"),
     )
     p.add_argument("model", metavar="MODEL_OR_WEIGHTS",
-                   help="model name (random weights), weights/run directory, or an exported artefact")
+                   help="model name or table file (random weights), weights/run directory, or an exported artefact")
     add_overrides_argument(p, "create_model keyword for a model name")
     p.add_argument("--backends", default="eager", help="comma list of backends, or all/fp32/int8/best (default: eager)")
     p.add_argument("--batch", type=_int_list, default=(1,), help="comma list of batch sizes (default: 1)")

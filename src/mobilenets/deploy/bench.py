@@ -454,11 +454,11 @@ def _calibration(model: nn.Module, batch: int, size: int, n: int = 4) -> list[to
 
 
 def load_bench_model(spec: str, kwargs: dict[str, Any] | None = None) -> tuple[str, nn.Module | None, Path | None]:
-    """``spec`` is a registered model name (random weights), a weights directory, or an artefact file."""
-    from ..models import list_models
+    """``spec`` is a registered model name or a table file (random weights), a weights directory, or an artefact file."""
+    from ..models.registry import is_model_name
 
     path = Path(spec)
-    if spec in list_models(task=None):
+    if is_model_name(spec):
         from ..weights import create_model
 
         return spec, create_model(spec, **(kwargs or {})).eval(), None
@@ -471,7 +471,8 @@ def load_bench_model(spec: str, kwargs: dict[str, Any] | None = None) -> tuple[s
         return getattr(model, "model_name", path.name), model, None
     if path.is_file():
         return path.name, None, path
-    raise FileNotFoundError(f"{spec} is neither a model name (see `mobilenets list`), a weights directory nor an artefact")
+    raise FileNotFoundError(f"{spec} is neither a model name (see `mobilenets list`), a table file, a weights directory "
+                            "nor an artefact")
 
 
 def run_bench(

@@ -65,16 +65,19 @@ def resolve_dataset_defaults(cfg: TrainConfig) -> tuple[TrainConfig, list[str]]:
     """
     from ..data.registry import DATASET_INFO
     from ..models import get_model_kwargs
+    from ..models.table_file import is_table_path
 
     info = DATASET_INFO[cfg.data.name]
     d = info.defaults
     kwargs = dict(cfg.model.kwargs)
     chosen: list[str] = []
     try:
-        accepts_small_input = "small_input" in get_model_kwargs(cfg.model.name)
+        valid = get_model_kwargs(cfg.model.name)
     except ValueError as exc:
         raise ConfigError(str(exc), key="model.name") from None
-    if "small_input" not in kwargs and accepts_small_input:
+    # A table file whose options set small_input was made for that input: the file decides, not the dataset.
+    fixed_by_table = is_table_path(cfg.model.name) and valid.get("small_input") is not None
+    if "small_input" not in kwargs and "small_input" in valid and not fixed_by_table:
         kwargs["small_input"] = d.small_input
         chosen.append(f"model.kwargs.small_input={str(d.small_input).lower()}")
     image_size = cfg.data.image_size

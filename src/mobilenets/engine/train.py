@@ -218,9 +218,9 @@ def _check_classes(cfg: TrainConfig, train_ds: Any, info: Any, dist_info: DistIn
 def _model_on_device(cfg: TrainConfig, task: Task, device: torch.device, dist_info: DistInfo, info: Any,
                      num_classes: int, channels: int) -> tuple[nn.Module, Any, Any]:
     """The model (initialised from ``cfg.seed``) on ``device`` in its memory format, and its mean/std."""
-    from ..models.registry import list_models, model_task
+    from ..models.registry import is_model_name, model_task
 
-    if cfg.model.name in list_models(task=None) and model_task(cfg.model.name) != task.name:
+    if is_model_name(cfg.model.name) and model_task(cfg.model.name) != task.name:
         kinds = {"classify": "a classifier", "detect": "a detector", "segment": "a segmenter"}
         raise ConfigError(f"got {cfg.model.name!r}, {kinds[model_task(cfg.model.name)]}, for task {task.name}; "
                           f"expected {kinds[task.name]} (`mobilenets list -v` marks each)", key="model.name")

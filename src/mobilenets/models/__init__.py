@@ -3,6 +3,7 @@
 
 from . import detection, segmentation  # registers the detectors and segmenters
 from .archs import (
+    mobilenet_table,
     mobilenet_v1,
     mobilenet_v2,
     mobilenet_v3_large,
@@ -19,6 +20,7 @@ from .blocks import BLOCK_TYPES, BlockSpec, BlockType
 from .layers import make_divisible
 from .mobilenet import ArchSpec, MobileNet
 from .registry import build_model, get_model_kwargs, list_models, model_task, register_model
+from .table_file import TableFile, read_table_file, write_table_file
 
 __all__ = [
     "BLOCK_TYPES",
@@ -26,11 +28,13 @@ __all__ = [
     "BlockSpec",
     "BlockType",
     "MobileNet",
+    "TableFile",
     "build_model",
     "detection",
     "get_model_kwargs",
     "list_models",
     "make_divisible",
+    "mobilenet_table",
     "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3_large",
@@ -41,8 +45,10 @@ __all__ = [
     "mobilenet_v4_hybrid_large",
     "mobilenet_v4_hybrid_medium",
     "model_task",
+    "read_table_file",
     "register_model",
     "resnet18",
     "resnet50",
     "segmentation",
+    "write_table_file",
 ]

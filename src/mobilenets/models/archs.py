@@ -1,12 +1,13 @@
 """The registered entry points: what :func:`mobilenets.create_model` calls, one per model name.
 
-Each resolves its family's table (:mod:`.tables`, :mod:`.resolve`) and hands it to the one builder.
+Each resolves its family's table (:mod:`.tables`, :mod:`.resolve`) and hands it to the one builder;
+``mobilenet_table`` resolves a table given as data (a table file, :mod:`.table_file`) the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from .mobilenet import MobileNet
 from .registry import register_model
@@ -18,10 +19,11 @@ from .resolve import (
     resolve_mobilenet_v4,
     resolve_resnet,
 )
+from .table_file import load_table, resolve_table_file
 from .tables import MOBILENET_V4
 
-__all__ = ["MOBILENET_V4", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small",
-           "mobilenet_v4_conv_large", "mobilenet_v4_conv_medium", "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_large",
+__all__ = ["MOBILENET_V4", "mobilenet_table", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large",
+           "mobilenet_v3_small", "mobilenet_v4_conv_large", "mobilenet_v4_conv_medium", "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_large",
            "mobilenet_v4_hybrid_medium", "resnet18", "resnet50"]
 
 
@@ -77,6 +79,27 @@ def mobilenet_v3_small(
     """MobileNetV3-Small (Howard et al. 2019, Table 2)."""
     return _v3("small", width_mult, reduced_tail, dilated, minimalistic, use_se, use_hswish, width_convention,
                small_input, **kwargs)
+
+
+@register_model
+def mobilenet_table(
+    *, table: str | Mapping[str, Any] | None = None, width_mult: float = 1.0, small_input: bool | None = None,
+    width_convention: Literal["torchvision", "timm", "keras"] | None = None, reduced_tail: bool | None = None,
+    dilated: bool | None = None, minimalistic: bool | None = None, use_se: bool | None = None,
+    use_hswish: bool | None = None, separable: bool | None = None, act: Literal["relu", "relu6"] | None = None,
+    **kwargs,
+) -> MobileNet:
+    """A network from an architecture table given as data: a table file's path or its dict (``table_to_dict``).
+
+    Why: a table made by a program (NetAdapt) or written by hand builds, trains and exports like a built-in
+    one. Its family's resolver reads the rows (same loop, same width rules); the family's keywords come from
+    the file's ``options``, and one given here (not ``None``) overrides it. ``width_mult`` scales the table
+    as it scales a built-in one. Without ``table``: MobileNetV3-Small's own table (the usual start).
+    """
+    overrides = {"small_input": small_input, "width_convention": width_convention, "reduced_tail": reduced_tail,
+                 "dilated": dilated, "minimalistic": minimalistic, "use_se": use_se, "use_hswish": use_hswish,
+                 "separable": separable, "act": act}
+    return MobileNet(resolve_table_file(load_table(table), width_mult, **overrides), **kwargs)
 
 
 def _v4_entry(variant: V4Variant, doc: str) -> Callable[..., MobileNet]:

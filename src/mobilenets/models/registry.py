@@ -2,7 +2,9 @@
 
 Each registered entry point is a keyword-only function that resolves an architecture table and hands it
 to the one builder. ``build_model`` validates names and keywords up front so a typo fails with the
-closest valid spelling instead of a ``TypeError`` deep inside a constructor. The registry knows no
+closest valid spelling instead of a ``TypeError`` deep inside a constructor. A table file's path
+(:mod:`.table_file`) stands wherever a name does: every function here reads it through
+:func:`resolve_model_name`, the one place that turns it into ``"mobilenet_table"`` with ``table=<its dict>``. The registry knows no
 weights: ``mobilenets.create_model(name, pretrained=...)`` (:mod:`mobilenets.weights`) builds on it.
 The entry points register themselves when :mod:`mobilenets.models.archs` is imported, which the
 package's ``__init__`` does, so every registered name is known as soon as ``mobilenets.models`` is.
@@ -19,9 +21,10 @@ from torch import nn
 
 from .._validate import did_you_mean
 from .mobilenet import MobileNet
+from .table_file import SUFFIXES, is_table_path, load_table, read_table_file, table_to_dict
 
-__all__ = ["TASKS", "build_model", "check_model_kwargs", "get_model_kwargs", "instantiate", "list_models", "model_task",
-           "register_model", "register_task_model"]
+__all__ = ["TABLE_MODEL", "TASKS", "build_model", "check_model_kwargs", "get_model_kwargs", "instantiate",
+           "is_model_name", "list_models", "model_task", "register_model", "register_task_model", "resolve_model_name"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 # Keywords every entry point forwards to the builder (MobileNet.__init__), beside its own.
@@ -29,6 +32,8 @@ _COMMON_KWARGS: set[str] = set()
 
 
 TASKS = ("classify", "detect", "segment")
+#: The entry point a table file builds through (:func:`mobilenets.models.archs.mobilenet_table`).
+TABLE_MODEL = "mobilenet_table"
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -88,13 +93,43 @@ def list_models(pattern: str = "*", task: str | None = "classify") -> list[str]:
                   and (task is None or getattr(fn, "task", "classify") == task))
 
 
+def is_model_name(name: object) -> bool:
+    """Whether ``name`` is a registered model name or a table file's path (both build a model)."""
+    return (isinstance(name, str) and name in _MODELS) or is_table_path(name)
+
+
+def resolve_model_name(name: str, kwargs: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """``(registered name, keywords)`` for ``name``: a table file's path becomes ``mobilenet_table`` with
+    ``table=<the file's dict>``, and ``mobilenet_table``'s own ``table=`` (a path or a dict) its checked dict
+    form, so the model's recorded keywords (``config.json``) rebuild it without the file."""
+    kwargs = dict(kwargs or {})
+    if is_table_path(name):
+        if "table" in kwargs:
+            raise ValueError(f"table= given with the table file {str(name)!r}; expected one or the other")
+        return TABLE_MODEL, {"table": table_to_dict(read_table_file(name)), **kwargs}
+    if name == TABLE_MODEL and kwargs.get("table") is not None:
+        kwargs["table"] = table_to_dict(load_table(kwargs["table"]))
+    return name, kwargs
+
+
+def _registered(name: str) -> str:
+    return TABLE_MODEL if is_table_path(name) else name
+
+
 def model_task(name: str) -> str:
-    """What a registered model builds: ``"classify"``, ``"detect"`` or ``"segment"``."""
-    return getattr(_entry(name), "task", "classify")
+    """What a registered model (or a table file) builds: ``"classify"``, ``"detect"`` or ``"segment"``."""
+    return getattr(_entry(_registered(name)), "task", "classify")
 
 
 def get_model_kwargs(name: str) -> dict[str, Any]:
-    """The keywords ``create_model(name, ...)`` accepts, with their defaults (``inspect.Parameter.empty`` if none)."""
+    """The keywords ``create_model(name, ...)`` accepts, with their defaults (``inspect.Parameter.empty`` if none).
+
+    For a table file's path: ``mobilenet_table``'s less ``table`` (the file is the table), its defaults
+    the file's ``options`` where it sets them (what a keyword left out builds with).
+    """
+    if is_table_path(name):
+        options = read_table_file(name).options
+        return {k: options.get(k, v) for k, v in get_model_kwargs(TABLE_MODEL).items() if k != "table"}
     fn = _entry(name)
     own = {
         p.name: p.default
@@ -113,6 +148,9 @@ def get_model_kwargs(name: str) -> dict[str, Any]:
 
 
 def _entry(name: str) -> Callable[..., nn.Module]:
+    if isinstance(name, str) and name.lower().endswith(SUFFIXES) and name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}: no such table file (expected an existing {', '.join(SUFFIXES)} "
+                         "file or a registered name)")
     if not isinstance(name, str) or name not in _MODELS:
         raise ValueError(f"unknown model {name!r}{did_you_mean(name, sorted(_MODELS))} (see mobilenets.list_models())")
     return _MODELS[name]
@@ -120,6 +158,10 @@ def _entry(name: str) -> Callable[..., nn.Module]:
 
 def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     """Refuse an unknown model name or keyword (with the closest valid spelling) and non-boolean switches."""
+    _check_model_kwargs(*resolve_model_name(name, kwargs))
+
+
+def _check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
     valid = get_model_kwargs(name)
     for key in kwargs:
         if key not in valid:
@@ -131,6 +173,10 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
 
 def instantiate(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
     """Call the entry point with keywords already checked, recording ``model_name`` / ``model_kwargs``."""
+    return _instantiate(*resolve_model_name(name, kwargs))
+
+
+def _instantiate(name: str, kwargs: dict[str, Any]) -> nn.Module:
     model = _entry(name)(**kwargs)
     model.model_name = name
     model.model_kwargs = dict(kwargs)
@@ -144,5 +190,6 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     plus ``pretrained=``. Keywords are the entry point's own options (e.g. ``width_mult``) and the
     builder's common ones (``num_classes``, ``in_chans``, ``dropout``, ``drop_path_rate``, ...).
     """
-    check_model_kwargs(name, kwargs)
-    return instantiate(name, kwargs)
+    name, kwargs = resolve_model_name(name, kwargs)
+    _check_model_kwargs(name, kwargs)
+    return _instantiate(name, kwargs)

@@ -58,9 +58,10 @@ def _one_act(name: str):
 
 
 def resolve_mobilenet_v1(
-    width_mult: float = 1.0, separable: bool = True, small_input: bool = False, act: str = "relu"
+    width_mult: float = 1.0, separable: bool = True, small_input: bool = False, act: str = "relu", *,
+    table: Table | None = None,
 ) -> ArchSpec:
-    """Resolve Table 1 of the V1 paper.
+    """Resolve Table 1 of the V1 paper (or ``table``: rows in its dialect, e.g. from a table file).
 
     ``act`` is ReLU as in the paper; the published TF-slim/Keras and timm weights were trained with
     ReLU6, so loading them needs ``act="relu6"`` for the outputs to match.
@@ -68,14 +69,15 @@ def resolve_mobilenet_v1(
     _check_width(width_mult)
     check_choice("act", act, ("relu", "relu6"))
     ctx = Context("mobilenet_v1", widths.MOBILENET_V1, width_mult, _one_act(act), small_input, separable=separable)
-    return resolve(MOBILENET_V1, ctx, default_dropout=0.0,
+    return resolve(table or MOBILENET_V1, ctx, default_dropout=0.0,
                    extra={"width_mult": width_mult, "separable": separable, "act": act})
 
 
-def resolve_mobilenet_v2(width_mult: float = 1.0, small_input: bool = False) -> ArchSpec:
+def resolve_mobilenet_v2(width_mult: float = 1.0, small_input: bool = False, *, table: Table | None = None) -> ArchSpec:
+    """Resolve Table 2 of the V2 paper (or ``table``: rows in its dialect, e.g. from a table file)."""
     _check_width(width_mult)
     ctx = Context("mobilenet_v2", widths.MOBILENET_V2, width_mult, _one_act("relu6"), small_input)
-    return resolve(MOBILENET_V2, ctx, extra={"width_mult": width_mult})
+    return resolve(table or MOBILENET_V2, ctx, extra={"width_mult": width_mult})
 
 
 def resolve_mobilenet_v3(
@@ -89,6 +91,7 @@ def resolve_mobilenet_v3(
     use_hswish: bool = True,
     width_convention: V3Convention = "torchvision",
     small_input: bool = False,
+    table: Table | None = None,
 ) -> ArchSpec:
     """Resolve Table 1/2 of the V3 paper with one of the reference implementations' width rules.
 
@@ -96,13 +99,18 @@ def resolve_mobilenet_v3(
     torchvision, timm and keras.applications differ (all publish weights). ``reduced_tail`` halves the
     last stage (torchvision), ``dilated`` swaps its strides for dilation 2 (output stride 16, for
     segmentation backbones), ``minimalistic`` uses 3x3 kernels, ReLU and no SE throughout, and
-    ``use_se`` / ``use_hswish`` are the V3 CIFAR-10 study's ablations.
+    ``use_se`` / ``use_hswish`` are the V3 CIFAR-10 study's ablations. ``table`` replaces the paper's
+    (rows in its dialect, e.g. from a table file), resolved by the same rules; its last stride-2 Bneck
+    opens the tail.
     """
     _check_width(width_mult)
     check_choice("variant", variant, ("large", "small"))
     check_choice("width_convention", width_convention, ("torchvision", "timm", "keras"))
-    table = MOBILENET_V3_LARGE if variant == "large" else MOBILENET_V3_SMALL
+    if table is None:
+        table = MOBILENET_V3_LARGE if variant == "large" else MOBILENET_V3_SMALL
     rows = [r for stage in table.stages for r in stage if isinstance(r, Bneck)]
+    if not any(r.s == 2 for r in rows):
+        raise ValueError(f"mobilenet_v3_{variant} table has no stride-2 Bneck row; expected one to open the tail")
     rules = widths.V3_CONVENTIONS[width_convention]
 
     def act(nl: str | None) -> str:
@@ -111,9 +119,10 @@ def resolve_mobilenet_v3(
 
     divider = 2 if reduced_tail else 1
     ctx = Context(f"mobilenet_v3_{variant}", rules, width_mult, act, small_input, se=use_se and not minimalistic,
-                  minimalistic=minimalistic, divider=divider, dilated=dilated, resolution=112,
+                  minimalistic=minimalistic, divider=divider, dilated=dilated, resolution=224 // table.stem.s,
                   tail_start=max(i for i, r in enumerate(rows) if r.s == 2))
-    assert table.head is not None
+    if table.head is None:
+        raise ValueError(f"mobilenet_v3_{variant} table has head=None; expected the hidden head width (1280 / 1024)")
     return resolve(table, ctx, head_hidden=rules.head(table.head, width_mult, divider), head_act=act("HS"),
                    bn_eps=1e-3, bn_momentum=0.01, extra={"width_mult": width_mult, "width_convention": width_convention})
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from ..models.registry import build_model, check_model_kwargs, instantiate
+from ..models.registry import build_model, check_model_kwargs, instantiate, resolve_model_name
 from .load import load_pretrained
 from .options import pretrained_kwargs
 
@@ -22,7 +22,8 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
     """Build a registered model by name.
 
     Args:
-        name: one of :func:`mobilenets.list_models`.
+        name: one of :func:`mobilenets.list_models`, or a table file's path (``.yaml`` / ``.yml`` /
+            ``.json``, :mod:`mobilenets.models.table_file`), which builds ``mobilenet_table`` with it.
         pretrained: a registry tag (``mobilenets.list_pretrained()``), ``hf-hub:ORG/REPO`` (a timm or
             mobilenets repository on the Hugging Face Hub), a ``save_pretrained`` directory or a
             torchvision/timm/Keras weights file, loaded after construction. A tag, repository or
@@ -36,6 +37,9 @@ def create_model(name: str, pretrained: str | None = None, **kwargs: Any) -> nn.
     """
     if pretrained is None:
         return build_model(name, **kwargs)
+    # A table file becomes "mobilenet_table" with table=<its dict> first, so the weights' recorded
+    # architecture and keywords are compared with what they would build.
+    name, kwargs = resolve_model_name(name, kwargs)
     check_model_kwargs(name, kwargs)
     # What the weights imply (a tag's or repo's keywords; a file's eps, padding and V1's ReLU6) is
     # known from the reference itself, so the model is built right instead of failing to load.
