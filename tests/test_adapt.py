@@ -147,3 +147,130 @@ def test_smallest_arch_keeps_the_topology() -> None:
     assert is_valid(model.arch, small)
     assert all(s.kernel == 3 and s.se_chs is None for s in small.blocks if s.type in ("ds", "ir"))
     assert max(g.width for g in channel_groups(small)) <= 24
+
+
+# --------------------------------------------------------------------------- the whole job, on a tiny table
+TINY_TABLE = """\
+format: mobilenets-table
+version: 1
+family: mobilenet_v3_small
+name: tiny
+options: {small_input: true}
+stem: Conv(3, 32, 2, "HS")
+stages:
+- - Bneck(112, 3, 32, 32, True, "RE", 2)
+- - Bneck(56, 3, 128, 48, False, "RE", 2)
+  - Bneck(28, 3, 192, 48, False, "RE", 1)
+- - Bneck(28, 5, 256, 64, True, "HS", 2)
+- - Bneck(14, 5, 384, 96, True, "HS", 2)
+- - LastConv(384, "HS")
+head: 512
+"""
+
+
+def _fake_measure(model, input_size, backend, *, threads, batch=1, repeats=3, timing=None) -> float:
+    """A deterministic stand-in for a whole-network measurement (the resume test compares two runs' choices):
+    the lookup table's own sum (cached, so it never changes between runs) with a 3% per-call overhead."""
+    from mobilenets.analysis.lut import LatencyTable, network_parts
+
+    return 1.03 * LatencyTable(backend, threads=threads, cache_dir=_LUT_DIR[0]).predict(network_parts(model, input_size))
+
+
+_LUT_DIR: list[Path] = []
+
+
+@pytest.fixture
+def tiny_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from mobilenets.analysis import lut
+
+    monkeypatch.setitem(lut.DEFAULT_TIMING, "min_time_s", 0.005)
+    monkeypatch.setitem(lut.DEFAULT_TIMING, "min_runs", 3)
+    monkeypatch.setitem(lut.DEFAULT_TIMING, "warmup_s", 0.0)
+    _LUT_DIR[:] = [tmp_path / "lut"]
+    table = tmp_path / "tiny.yaml"
+    table.write_text(TINY_TABLE)
+    model = mobilenets.create_model(str(table), in_chans=1, num_classes=10)
+    base = tmp_path / "base"
+    model.save_pretrained(str(base))
+    return base
+
+
+def _opts(tmp_path: Path, **kw):
+    from mobilenets.adapt import AdaptOptions
+
+    return AdaptOptions(**{"budget_fraction": 0.8, "backend": "onnxruntime", "threads": 1, "iterations": 2,
+                           "finetune_steps": 1, "lut_dir": str(tmp_path / "lut"), **kw})
+
+
+#: Short fine-tunes on small batches: the tests check the job's logic, not what it learns.
+FAST = ["batch_size=16", "eval_batch_size=180"]
+
+
+def test_adapt_writes_a_table_that_builds_trains_and_exports(tiny_base: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from mobilenets.adapt import adapt, netadapt, run
+    from mobilenets.deploy.export import export_model
+
+    monkeypatch.setattr(netadapt, "measure_network_ms", _fake_measure)
+    monkeypatch.setattr(run, "measure_network_ms", _fake_measure, raising=False)
+    out = tmp_path / "adapt"
+    record = adapt(str(tiny_base), _opts(tmp_path, iterations=1), out=out, overrides=[*FAST, "epochs=1"],
+                   long_term="finetune", log=lambda m: None)
+    assert record["done"] and len(record["iterations"]) >= 1
+    for it in record["iterations"]:
+        assert it["predicted_ms"] <= it["target_ms"] and it["proposals"] and it["measured_ms"] > 0
+        assert {"name", "change", "predicted_ms", "val_acc1", "val_loss"} <= set(it["proposals"][0])
+    final = record["result"]
+    assert final["meets_budget"] == (final["measured_ms"] <= record["budget_ms"])
+    assert (out / "adapt.png").is_file() and (out / "widths.png").is_file()
+    saved = json.loads((out / "adapt.json").read_text())
+    assert saved["result"]["table"] == str(out / "model.yaml")
+    # the table builds like any model name, as the network the last iteration kept
+    model = mobilenets.create_model(str(out / "model.yaml"), in_chans=1, num_classes=10)
+    adapted = mobilenets.from_pretrained(str(out / "adapted"))
+    assert model.arch == adapted.arch
+    assert sum(p.numel() for p in model.parameters()) < sum(
+        p.numel() for p in mobilenets.from_pretrained(str(tiny_base)).parameters())
+    # the long-term fine-tune is a normal run directory; it exports and verifies
+    res = export_model(out / "finetune", "onnx", tmp_path / "adapted.onnx")
+    assert res.verified and res.max_abs_diff < 1e-4
+
+
+def test_resume_after_a_kill_between_iterations_gives_the_same_table(tiny_base: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from mobilenets.adapt import adapt, netadapt
+
+    monkeypatch.setattr(netadapt, "measure_network_ms", _fake_measure)
+    opts = _opts(tmp_path, kernels=False, se=False)
+    killed = tmp_path / "killed"
+    first = adapt(str(tiny_base), opts, out=killed, overrides=FAST, long_term="none", log=lambda m: None,
+                  stop_after=1)
+    assert not first["done"] and len(first["iterations"]) == 1 and not (killed / "model.yaml").exists()
+    lines: list[str] = []
+    resumed = adapt(str(tiny_base), opts, out=killed, overrides=FAST, long_term="none", log=lines.append)
+    assert any("resuming after iteration 1" in line for line in lines)
+    straight = adapt(str(tiny_base), opts, out=tmp_path / "straight", overrides=FAST, long_term="none",
+                     log=lambda m: None)
+    assert [it["chosen"] for it in resumed["iterations"]] == [it["chosen"] for it in straight["iterations"]]
+    assert (killed / "model.yaml").read_text() == (tmp_path / "straight" / "model.yaml").read_text()
+    # a continuation asked for something else is refused, naming the option
+    with pytest.raises(ValueError, match="finetune_steps"):
+        adapt(str(tiny_base), _opts(tmp_path, kernels=False, se=False, finetune_steps=5), out=killed,
+              overrides=FAST, long_term="none", log=lambda m: None)
+
+
+def test_an_impossible_budget_is_one_clear_error(tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from mobilenets.adapt import BudgetError, adapt, netadapt
+    from mobilenets.cli import main
+
+    monkeypatch.setattr(netadapt, "measure_network_ms", _fake_measure)
+    with pytest.raises(BudgetError, match=r"smallest network .* reach runs in: [\d.]+ ms"):
+        adapt(str(tiny_base), _opts(tmp_path, budget_fraction=None, budget_ms=1e-4), out=tmp_path / "a",
+              long_term="none", log=lambda m: None)
+    code = main(["adapt", str(tiny_base), "--budget-ms", "0.0001", "--backend", "onnxruntime", "--threads", "1",
+                 "--lut-dir", str(tmp_path / "lut"), "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "smallest network" in err[-1] and err[-1].startswith("mobilenets adapt: error:")
+    code = main(["adapt", str(tiny_base), "--budget-ms", "1", "--backend", "onnxruntim", "--out", str(tmp_path / "c")])
+    assert code == 2 and "did you mean 'onnxruntime'" in capsys.readouterr().err

@@ -247,7 +247,15 @@ def adapt_network(base: MobileNet, opts: AdaptOptions, cfg: TrainConfig, out: st
             last = its[-1]
             target = last["predicted_ms"] * budget / last["measured_ms"] * 0.98
         per_it = (time.perf_counter() - t0) / max(index - done - 1, 1) if index - done > 1 else 0.0
-        current = _iteration(run, record, current, index, target, per_it * max(opts.iterations - index, 0))
+        try:
+            current = _iteration(run, record, current, index, target, per_it * max(opts.iterations - index, 0))
+        except BudgetError as exc:
+            if index <= opts.iterations:
+                raise
+            # Predicted met the budget, the measurement did not, and nothing smaller is in reach: keep the
+            # network and say so (adapt.json's result records meets_budget: false) rather than lose the run.
+            run.log(f"warning: {exc}; keeping the last network, measured {its[-1]['measured_ms']:.3f} ms")
+            break
         if stop_after is not None and index >= stop_after:
             return record
     record["done"] = True
