@@ -9,6 +9,11 @@ MobileNet table, and what mobile kernels run fastest); a width that would change
 input width loses its 1x1 conv in the table dialect) is skipped. The two structural proposals of a block are
 its 5x5 depthwise kernel made 3x3 and its squeeze-excite removed, each followed, when it alone does not
 meet the target, by the largest width of that block's own channels that does.
+
+A stage proposal ("for each block (or stage)", as the issue of this tool puts it) narrows every group that
+lies within one stage by one common factor, the largest (in steps of 0.05) that meets the target. Where
+latency is mostly per-layer overhead (small inputs, batch 1), a single group rarely meets an iteration's
+target short of 8 channels, and a stage-wide cut of a few tenths removes far less capacity.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 from ..models.mobilenet import ArchSpec
 from .groups import ChannelGroup, channel_groups, drop_se, resize_group, shrink_kernel
 
-__all__ = ["MIN_WIDTH", "Proposal", "is_valid", "largest_width", "make_proposals", "smallest_arch"]
+__all__ = ["MIN_WIDTH", "Proposal", "is_valid", "largest_width", "make_proposals", "smallest_arch", "stage_proposal"]
 
 #: The narrowest a group may get, and the step between widths.
 MIN_WIDTH = 8
@@ -101,10 +106,65 @@ def _structural(arch: ArchSpec, block: int, new: ArchSpec, what: str, target_ms:
     return Proposal(f"block {block} {what}", f"{what}, {group.name} {group.width} -> {width}", shrunk, ms)
 
 
+def _stage_groups(arch: ArchSpec, stage: int) -> list[ChannelGroup]:
+    """The groups whose channels all lie inside stage ``stage`` (their producers are its blocks)."""
+    start = sum(len(s) for s in arch.stages[:stage])
+    inside = set(range(start, start + len(arch.stages[stage])))
+    out = []
+    for g in channel_groups(arch):
+        owners = {int(n.split(":")[1]) for n in g.nodes if n != "head"}
+        if owners and owners <= inside:
+            out.append(g)
+    return out
+
+
+def _round_width(width: int, factor: float) -> int:
+    return max(MIN_WIDTH, int(round(width * factor / MIN_WIDTH)) * MIN_WIDTH)
+
+
+def stage_proposal(arch: ArchSpec, stage: int, target_ms: float, predict: Predict) -> Proposal | None:
+    """Stage ``stage``'s groups narrowed by the largest common factor (0.95, 0.90, ...) that meets the target."""
+    groups = _stage_groups(arch, stage)
+    if not groups:
+        return None
+    cands: list[tuple[float, ArchSpec, str]] = []
+    seen: set[tuple[int, ...]] = set()
+    for step in range(1, 20):
+        factor = round(1.0 - 0.05 * step, 2)
+        widths = tuple(min(g.width, _round_width(g.width, factor)) for g in groups)
+        if widths in seen or all(w == g.width for w, g in zip(widths, groups, strict=True)):
+            continue
+        seen.add(widths)
+        new = arch
+        for g, w in zip(groups, widths, strict=True):
+            new = resize_group(new, g, w) if w != g.width else new
+        if is_valid(arch, new):
+            change = ", ".join(f"{g.name} {g.width} -> {w}" for g, w in zip(groups, widths, strict=True) if w != g.width)
+            cands.append((factor, new, change))
+    # factors descend: search for the first (largest) that meets the target, latency falling with the factor
+    lo, hi, best = 0, len(cands) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        ms = predict(cands[mid][1])
+        if ms <= target_ms:
+            best, hi = (cands[mid], ms), mid - 1
+        else:
+            lo = mid + 1
+    if best is None:
+        return None
+    (factor, new, change), ms = best
+    return Proposal(f"stage {stage}", f"widths x{factor:g}: {change}", new, ms)
+
+
 def make_proposals(arch: ArchSpec, target_ms: float, predict: Predict, *, kernels: bool = True,
-                   se: bool = True) -> list[Proposal]:
+                   se: bool = True, stages: bool = True) -> list[Proposal]:
     """Every proposal of one NetAdapt iteration that meets ``target_ms`` by prediction."""
     out: list[Proposal] = []
+    if stages:
+        for s in range(len(arch.stages)):
+            p = stage_proposal(arch, s, target_ms, predict)
+            # a stage of one group is that group's own proposal already
+            out += [p] if p is not None and len(_stage_groups(arch, s)) > 1 else []
     for group in channel_groups(arch):
         found = largest_width(arch, group, target_ms, predict)
         if found is not None:
