@@ -9,11 +9,15 @@ candidate, or a later run on the same machine, reads the entries back instead of
 
 Why ``predicted = sum(parts) + one constant`` is enough: timing a part alone adds what every runtime call
 costs whatever it computes (dispatch, input and output copies, the Python wrapper) and loses what
-crossing parts inside one graph costs or saves (cache reuse, fused boundaries). That difference is
-nearly the same for every candidate of one network, because adaptation changes the widths of the
-parts, never how many there are; so the constant, measured once as the whole network
+crossing parts inside one graph costs or saves (cache reuse, fused boundaries). The call cost is
+removed from every entry: the same backend runs a one-operator graph (a ReLU) on the part's input,
+and that time is subtracted (each is its own cached entry). Without it, at 32 px and batch 1 the call
+cost is about a third of a MobileNetV3-Small's blocks, the constant comes out near minus the call cost
+times the number of parts, and a network of 8-channel blocks is predicted to run in negative time.
+What remains differs little between candidates of one network, because adaptation changes the widths of
+the parts, never how many there are; so the constant, measured once as the whole network
 (:func:`measure_network_ms`, through the real ``export_model`` path of ``deploy.bench``) minus the sum of
-its parts, absorbs it. No separate no-op reference is timed for the same reason.
+its parts, absorbs it.
 
 Each part runs in the runtime the whole network would: eager PyTorch as ``deploy.bench``'s eager backend
 runs it, a file backend with BatchNorm folded (as every whole-model export) through the format's writer
@@ -57,9 +61,9 @@ _FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "executorch": "execut
 _SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "litert": ".tflite", "ncnn": ".ncnn.param",
              "mnn": ".mnn"}
 _KINDS = ("stem", "block", "head")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries have the backend's per-call cost removed
 #: Per-entry timing: short, since an entry is one block (tens of microseconds to a few milliseconds).
-DEFAULT_TIMING: dict[str, Any] = {"warmup": 3, "warmup_s": 0.1, "min_runs": 10, "min_time_s": 0.2}
+DEFAULT_TIMING: dict[str, Any] = {"warmup": 3, "warmup_s": 0.1, "min_runs": 10, "min_time_s": 0.1}
 
 
 # ------------------------------------------------------------------------------------------ parts
@@ -259,10 +263,22 @@ def _part_runner(backend: str, module: nn.Module, x: torch.Tensor, threads: int,
     return _file_runner(module, x, _FORMATS[backend], threads, workdir, keep)
 
 
+#: Rounds per entry: an entry is the least of its rounds' medians (see :func:`_least_median_ms`).
+PART_ROUNDS = 3
+
+
 def _median_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any]) -> float:
     from ..deploy.bench import time_callable
 
     return 1e3 * statistics.median(time_callable(fn, x, **timing))
+
+
+def _least_median_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any], rounds: int) -> float:
+    """The least of ``rounds`` medians. Why the least: interference only ever adds time (another process, a
+    shared VM's stolen cycles: medians of one network measured minutes apart differed by 1.6x on the 2-core
+    machine this was written on), so the least median estimates the undisturbed cost. Parts and whole
+    networks are measured alike, so the constant that joins them compares like with like."""
+    return min(_median_ms(fn, x, timing) for _ in range(max(rounds, 1)))
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -382,16 +398,29 @@ class LatencyTable:
         self._save()  # after each entry: a killed run keeps what it measured
         return ms
 
+    def call_ms(self, input_shape: tuple[int, int, int]) -> float:
+        """The backend's cost of one call on an input of this shape: a one-ReLU graph (cached like a part)."""
+        key = json.dumps({"kind": "call", "input_shape": list(input_shape)})
+        if key not in self._entries:
+            self._entries[key] = self._time(nn.ReLU().eval(), input_shape)
+            self._save()
+        elif key in self._from_disk:
+            self._reused.add(key)
+        return self._entries[key]
+
     def _measure(self, part: Part) -> float:
+        """The part alone, less the backend's call cost on its input (never below zero)."""
+        return max(self._time(part.build(), part.input_shape) - self.call_ms(part.input_shape), 0.0)
+
+    def _time(self, module: nn.Module, input_shape: tuple[int, int, int]) -> float:
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         keep: list[Any] = []
         try:
-            module = part.build()
-            x = torch.randn(self.batch, *part.input_shape, generator=torch.Generator().manual_seed(0))
+            x = torch.randn(self.batch, *input_shape, generator=torch.Generator().manual_seed(0))
             with tempfile.TemporaryDirectory(prefix="mobilenets-lut-") as tmp:
                 fn = _part_runner(self.backend, module, x, self.threads, Path(tmp), keep)
-                ms = _median_ms(fn, x, self.timing)
+                ms = _least_median_ms(fn, x, self.timing, PART_ROUNDS)
                 keep.clear()
             return ms
         finally:
@@ -412,8 +441,9 @@ def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threa
                        repeats: int = 3, timing: dict[str, Any] | None = None) -> float:
     """The WHOLE network's median latency (ms) through ``deploy.bench``'s backend: the real export path.
 
-    Built once (export + load), then timed ``repeats`` times; the median of the runs' medians, so one run
-    disturbed by another process does not move the constant a table's predictions are anchored to.
+    Built once (export + load), then timed ``repeats`` times; the least of the runs' medians (as every
+    table entry, :func:`_least_median_ms`), so a run disturbed by another process does not move the constant
+    a table's predictions are anchored to.
     The caller's model is not changed (a copy is put in eval mode).
     """
     from ..deploy.bench import BuildContext
@@ -431,8 +461,8 @@ def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threa
             ctx = BuildContext(copy.deepcopy(model).eval(), batch, input_size, threads, Path(tmp), [])
             fn = row.build(ctx)
             x = ctx.example
-            runs = [_median_ms(fn, x, timing) for _ in range(repeats)]
+            ms = _least_median_ms(fn, x, timing, repeats)
             ctx.keep.clear()
-        return float(statistics.median(runs))
+        return float(ms)
     finally:
         torch.set_num_threads(previous)
