@@ -38,7 +38,7 @@ class ProposalTrainer:
     full rate of training from scratch would undo them in the few steps a proposal gets.
     """
 
-    def __init__(self, cfg: TrainConfig, *, steps: int, lr_scale: float = 0.25, seed: int = 0) -> None:
+    def __init__(self, cfg: TrainConfig, *, steps: int, lr_scale: float = 0.05, seed: int = 0) -> None:
         if steps < 0:
             raise ValueError(f"fine-tune steps {steps} invalid; expected >= 0")
         cfg, _ = resolve_dataset_defaults(cfg)

@@ -25,6 +25,7 @@ written atomically before the next begins, and a rerun of the same command conti
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -69,7 +70,7 @@ class AdaptOptions:
     input_size: int = 32
     iterations: int = 6
     finetune_steps: int = 30
-    lr_scale: float = 0.25
+    lr_scale: float = 0.05
     kernels: bool = True
     se: bool = True
     seed: int = 0
@@ -154,8 +155,13 @@ def _start(run: _Run, base: MobileNet, base_info: dict[str, Any]) -> dict[str, A
 
 
 def _score(run: _Run, current: MobileNet, proposal: Proposal, key: tuple[int, ...]) -> tuple[MobileNet, dict[str, float]]:
-    model = run.trainer.finetune(prune(current, proposal.arch), key=key)
-    return model, run.trainer.validate(model)
+    """The proposal fine-tuned, or as pruned when that scores better on val: a few steps on a narrowed network
+    were seen to lower val top-1 (98.9 -> 96.1 pruned -> 93.9 after 20 steps at a quarter of the recipe's rate)."""
+    pruned = prune(current, proposal.arch)
+    before = run.trainer.validate(pruned)
+    tuned = run.trainer.finetune(copy.deepcopy(pruned), key=key)
+    after = run.trainer.validate(tuned)
+    return (tuned, after) if (after["acc1"], -after["loss"]) >= (before["acc1"], -before["loss"]) else (pruned, before)
 
 
 def _iteration(run: _Run, record: dict[str, Any], current: MobileNet, index: int, target_ms: float,
@@ -178,6 +184,10 @@ def _iteration(run: _Run, record: dict[str, Any], current: MobileNet, index: int
         if best is None or (val["acc1"], -val["loss"]) > (best[1]["acc1"], -best[1]["loss"]):
             best = (model, val, p)
         progress.update(1, val=val["acc1"])
+        if not progress.live:  # a log file: one line per proposal, with the iteration's ETA
+            eta = progress.elapsed / (j + 1) * (len(proposals) - j - 1) + eta_after
+            run.log(f"  [{j + 1}/{len(proposals)}] {p.name} ({p.change}): predicted {p.predicted_ms:.3f} ms, "
+                    f"val top-1 {val['acc1']:.2f} (loss {val['loss']:.3f}), ETA {format_duration(eta)}")
     assert best is not None
     model, val, chosen = best
     measured = run.measure(model)

@@ -119,7 +119,7 @@ def _stage_groups(arch: ArchSpec, stage: int) -> list[ChannelGroup]:
 
 
 def _round_width(width: int, factor: float) -> int:
-    return max(MIN_WIDTH, int(round(width * factor / MIN_WIDTH)) * MIN_WIDTH)
+    return max(MIN_WIDTH, round(width * factor / MIN_WIDTH) * MIN_WIDTH)
 
 
 def stage_proposal(arch: ArchSpec, stage: int, target_ms: float, predict: Predict) -> Proposal | None:
