@@ -75,8 +75,7 @@ def largest_width(arch: ArchSpec, group: ChannelGroup, target_ms: float,
     first = predict(cands[0][1])
     if first > target_ms:
         return None
-    lo, hi, best = 0, len(cands) - 1, (cands[0][0], cands[0][1], first)
-    lo = 1
+    lo, hi, best = 1, len(cands) - 1, (cands[0][0], cands[0][1], first)
     while lo <= hi:
         mid = (lo + hi) // 2
         ms = predict(cands[mid][1])

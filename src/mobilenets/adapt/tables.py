@@ -17,7 +17,7 @@ from torch import nn
 
 from ..models.mobilenet import ArchSpec, MobileNet
 from ..models.rows import Bneck, LastConv
-from ..models.table_file import TableFile, table_from_dict, write_table_file
+from ..models.table_file import TableFile, load_table, write_table_file
 from ..models.tables import MOBILENET_V3_LARGE, MOBILENET_V3_SMALL, Table
 
 __all__ = ["TABLE_NAME", "adapted_table", "base_table", "load_network", "save_network"]
@@ -35,7 +35,7 @@ def base_table(base: nn.Module) -> tuple[str, Table, dict[str, Any]]:
     if name in _V3:
         return name, _V3[name], {k: kwargs[k] for k in _KEPT_OPTIONS if k in kwargs}
     if name == "mobilenet_table":
-        tf = table_from_dict(kwargs["table"]) if not isinstance(kwargs["table"], TableFile) else kwargs["table"]
+        tf = load_table(kwargs.get("table"))
         if tf.family in _V3:
             options = {**tf.options, **{k: kwargs[k] for k in _KEPT_OPTIONS if k in kwargs}}
             return tf.family, tf.table, options
