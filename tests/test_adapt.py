@@ -168,7 +168,7 @@ head: 512
 """
 
 
-def _fake_measure(model, input_size, backend, *, threads, batch=1, repeats=3, timing=None) -> float:
+def _fake_measure(model, input_size, backend, *, threads, batch=1, repeats=3, timing=None, statistic="min") -> float:
     """A deterministic stand-in for a whole-network measurement (the resume test compares two runs' choices):
     the lookup table's own sum (cached, so it never changes between runs) with a 3% per-call overhead."""
     from mobilenets.analysis.lut import LatencyTable, network_parts

@@ -122,6 +122,11 @@ def test_cache_is_another_file_for_other_threads_or_backend(parts, tmp_path):
     assert ort.measured == 1 and math.isfinite(ms) and ms > 0
     header = json.loads(ort.path.read_text())["header"]
     assert header["backend"] == "onnxruntime" and header["versions"]["onnxruntime"] != "?"
+    assert header["statistic"] == "min"
+    median = _table("eager", tmp_path, statistic="median")  # medians are never mixed with minima
+    assert median.path not in (one.path, two.path, ort.path)
+    median.part_ms(parts[-1])
+    assert median.measured == 1
 
 
 def test_onnxruntime_times_a_block(parts, tmp_path):
@@ -171,6 +176,8 @@ def test_backend_errors(monkeypatch, tmp_path):
         LatencyTable("onnxrt", threads=1, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="threads=0 invalid"):
         LatencyTable("eager", threads=0, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"unknown latency statistic 'mean'; .*expected one of min, median"):
+        LatencyTable("eager", threads=1, cache_dir=tmp_path, statistic="mean")
     missing = dataclasses.replace(bench.BACKENDS["onnxruntime"], requires=(("no_such_runtime_xyz", "onnx"),))
     monkeypatch.setitem(bench.BACKENDS, "onnxruntime", missing)
     with pytest.raises(MissingExtraError, match=r"mobilenets\[onnx\]"):
@@ -192,6 +199,22 @@ def test_measure_network_ms_times_the_whole_model(small):
     assert math.isfinite(ms) and ms > 0
     with pytest.raises(ValueError, match="input_size=4 invalid"):
         measure_network_ms(small, 4, "eager", threads=1)
+    # The least call is never above the median call of the same runs.
+    times = []
+    from mobilenets.deploy import bench
+
+    real = bench.time_callable
+
+    def recording(fn, x, **kw):
+        out = real(fn, x, **kw)
+        times.append(out)
+        return out
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(bench, "time_callable", recording):
+        least = measure_network_ms(small, 32, "eager", threads=1, repeats=2, timing=FAST)
+    assert least == pytest.approx(1e3 * min(min(t) for t in times))
 
 
 def test_measure_network_ms_exports_the_whole_model_for_onnxruntime(small, parts, tmp_path):

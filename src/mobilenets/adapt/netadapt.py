@@ -36,7 +36,7 @@ from typing import Any
 
 from torch import nn
 
-from ..analysis.lut import LatencyTable, arch_parts, measure_network_ms, network_parts
+from ..analysis.lut import STATISTICS, LatencyTable, arch_parts, measure_network_ms, network_parts
 from ..config import TrainConfig
 from ..engine.progress import Progress, format_duration
 from ..fileio import atomic_write_text
@@ -75,6 +75,8 @@ class AdaptOptions:
     se: bool = True
     seed: int = 0
     lut_dir: str | None = None
+    statistic: str = "min"
+    """How per-call times become a latency (``analysis.lut.STATISTICS``): the least call, or the median."""
 
     def __post_init__(self) -> None:
         if (self.budget_ms is None) == (self.budget_fraction is None):
@@ -83,6 +85,8 @@ class AdaptOptions:
             raise ValueError(f"--budget-ms {self.budget_ms} invalid; expected a positive number of milliseconds")
         if self.budget_fraction is not None and not 0 < self.budget_fraction < 1:
             raise ValueError(f"--budget-fraction {self.budget_fraction} invalid; expected a number in (0, 1)")
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"--statistic {self.statistic!r} invalid; expected one of {', '.join(STATISTICS)}")
         for name, low in (("iterations", 1), ("finetune_steps", 0), ("threads", 1), ("batch", 1), ("input_size", 8)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name}={getattr(self, name)} invalid; expected an integer >= {low}")
@@ -102,7 +106,8 @@ class _Run:
     def __init__(self, base: MobileNet, opts: AdaptOptions, cfg: TrainConfig, out: Path, log: Callable[[str], None]):
         self.base, self.opts, self.out, self.log = base, opts, out, log
         self.lut = LatencyTable(opts.backend, threads=opts.threads, batch=opts.batch,
-                                cache_dir=Path(opts.lut_dir) if opts.lut_dir else None, log=log)
+                                cache_dir=Path(opts.lut_dir) if opts.lut_dir else None, log=log,
+                                statistic=opts.statistic)
         self.trainer = ProposalTrainer(cfg, steps=opts.finetune_steps, lr_scale=opts.lr_scale, seed=opts.seed)
         self.constant_ms = 0.0
         self.budget_ms = opts.budget_ms or 0.0
@@ -114,7 +119,8 @@ class _Run:
 
     def measure(self, model: nn.Module) -> float:
         return measure_network_ms(model.cpu().eval(), self.opts.input_size, self.opts.backend,
-                                  threads=self.opts.threads, batch=self.opts.batch, repeats=5)
+                                  threads=self.opts.threads, batch=self.opts.batch, repeats=5,
+                                  statistic=self.opts.statistic)
 
     def write(self, record: dict[str, Any]) -> None:
         atomic_write_text(self.out / STATE_NAME, json.dumps(record, indent=2))

@@ -50,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["LUT_BACKENDS", "LatencyTable", "Part", "arch_parts", "measure_network_ms", "network_parts"]
+__all__ = ["LUT_BACKENDS", "STATISTICS", "LatencyTable", "Part", "arch_parts", "measure_network_ms", "network_parts"]
 
 #: The fp32 runtimes of ``deploy.bench`` a table can be measured in (the reduced-precision, int8 and
 #: compile backends are left out: their graph-level passes do not decompose into parts).
@@ -61,7 +61,7 @@ _FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "executorch": "execut
 _SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "litert": ".tflite", "ncnn": ".ncnn.param",
              "mnn": ".mnn"}
 _KINDS = ("stem", "block", "head")
-FORMAT_VERSION = 2  # 2: entries have the backend's per-call cost removed
+FORMAT_VERSION = 3  # 2: entries have the backend's per-call cost removed; 3: the statistic is in the header
 #: Per-entry timing: short, since an entry is one block (tens of microseconds to a few milliseconds).
 DEFAULT_TIMING: dict[str, Any] = {"warmup": 3, "warmup_s": 0.1, "min_runs": 10, "min_time_s": 0.1}
 
@@ -263,22 +263,37 @@ def _part_runner(backend: str, module: nn.Module, x: torch.Tensor, threads: int,
     return _file_runner(module, x, _FORMATS[backend], threads, workdir, keep)
 
 
-#: Rounds per entry: an entry is the least of its rounds' medians (see :func:`_least_median_ms`).
+#: Rounds per entry: an entry is the least of its rounds' statistics (see :func:`_least_ms`).
 PART_ROUNDS = 3
+#: How one round's per-call times become one number. ``min`` is the default: on a shared 2-core VM the
+#: median of one network moved between 0.92 and 1.8 ms from second to second while the least call of
+#: any few seconds stayed within 0.80-0.85 ms, so only the minimum made a sum of parts predict a whole
+#: network measured minutes later. ``median`` is the typical call on a quiet device (what ``bench`` reports).
+STATISTICS: tuple[str, ...] = ("min", "median")
 
 
-def _median_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any]) -> float:
+def _round_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any], statistic: str) -> float:
     from ..deploy.bench import time_callable
 
-    return 1e3 * statistics.median(time_callable(fn, x, **timing))
+    times = time_callable(fn, x, **timing)
+    return 1e3 * (min(times) if statistic == "min" else statistics.median(times))
 
 
-def _least_median_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any], rounds: int) -> float:
-    """The least of ``rounds`` medians. Why the least: interference only ever adds time (another process, a
-    shared VM's stolen cycles: medians of one network measured minutes apart differed by 1.6x on the 2-core
-    machine this was written on), so the least median estimates the undisturbed cost. Parts and whole
-    networks are measured alike, so the constant that joins them compares like with like."""
-    return min(_median_ms(fn, x, timing) for _ in range(max(rounds, 1)))
+def _least_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any], rounds: int,
+              statistic: str) -> float:
+    """The least of ``rounds`` rounds' ``statistic``. Why the least: interference only ever adds time
+    (another process, a shared VM's stolen cycles), so the least estimates the undisturbed cost. Parts and
+    whole networks are measured alike, so the constant that joins them compares like with like."""
+    return min(_round_ms(fn, x, timing, statistic) for _ in range(max(rounds, 1)))
+
+
+def _check_statistic(statistic: str) -> str:
+    if statistic not in STATISTICS:
+        from .._validate import did_you_mean
+
+        raise ValueError(f"unknown latency statistic {statistic!r}{did_you_mean(statistic, STATISTICS)}; "
+                         f"expected one of {', '.join(STATISTICS)}")
+    return statistic
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -294,9 +309,11 @@ class LatencyTable:
     """
 
     def __init__(self, backend: str, *, threads: int, batch: int = 1, cache_dir: Path | None = None,
-                 log: Callable[[str], None] | None = None, timing: dict[str, Any] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, timing: dict[str, Any] | None = None,
+                 statistic: str = "min") -> None:
         row = _check_backend(backend)
         self.backend = backend
+        self.statistic = _check_statistic(statistic)
         self.threads = _check_count("threads", threads)
         self.batch = _check_count("batch", batch)
         self.timing = {**DEFAULT_TIMING, **(timing or {})}
@@ -318,7 +335,7 @@ class LatencyTable:
         versions = {"torch": torch.__version__, "mobilenets": _dist_version("mobilenets"),
                     **{m: _dist_version(m) for m in modules}}
         return {"format_version": FORMAT_VERSION, "backend": self.backend, "versions": versions,
-                "threads": self.threads, "batch": self.batch, "cpu": cpu_description()}
+                "threads": self.threads, "batch": self.batch, "statistic": self.statistic, "cpu": cpu_description()}
 
     @property
     def reused(self) -> int:
@@ -379,7 +396,7 @@ class LatencyTable:
             self._say(f"could not write latency-table cache {self.path}: {exc}")
 
     def part_ms(self, part: Part) -> float:
-        """The part's median latency (ms): from the cache, else exported alone, timed and saved at once."""
+        """The part's latency (ms, by the table's statistic): from the cache, else exported alone, timed and saved at once."""
         key = part.key
         if key in self._entries:
             if key in self._from_disk:
@@ -420,7 +437,7 @@ class LatencyTable:
             x = torch.randn(self.batch, *input_shape, generator=torch.Generator().manual_seed(0))
             with tempfile.TemporaryDirectory(prefix="mobilenets-lut-") as tmp:
                 fn = _part_runner(self.backend, module, x, self.threads, Path(tmp), keep)
-                ms = _least_median_ms(fn, x, self.timing, PART_ROUNDS)
+                ms = _least_ms(fn, x, self.timing, PART_ROUNDS, self.statistic)
                 keep.clear()
             return ms
         finally:
@@ -438,11 +455,11 @@ def _default_cache_dir() -> Path:
 
 
 def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threads: int, batch: int = 1,
-                       repeats: int = 3, timing: dict[str, Any] | None = None) -> float:
-    """The WHOLE network's median latency (ms) through ``deploy.bench``'s backend: the real export path.
+                       repeats: int = 3, timing: dict[str, Any] | None = None, statistic: str = "min") -> float:
+    """The WHOLE network's latency (ms, its least call by default; see :data:`STATISTICS`) through ``deploy.bench``'s backend: the real export path.
 
-    Built once (export + load), then timed ``repeats`` times; the least of the runs' medians (as every
-    table entry, :func:`_least_median_ms`), so a run disturbed by another process does not move the constant
+    Built once (export + load), then timed ``repeats`` times; the least of the runs' ``statistic`` (as every
+    table entry, :func:`_least_ms`), so a run disturbed by another process does not move the constant
     a table's predictions are anchored to.
     The caller's model is not changed (a copy is put in eval mode).
     """
@@ -451,6 +468,7 @@ def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threa
     row = _check_backend(backend)
     threads, batch = _check_count("threads", threads), _check_count("batch", batch)
     repeats = _check_count("repeats", repeats)
+    statistic = _check_statistic(statistic)
     if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 8:
         raise ValueError(f"input_size={input_size!r} invalid; expected an integer >= 8")
     timing = {"warmup": 5, "warmup_s": 0.2, "min_runs": 20, "min_time_s": 0.5, **(timing or {})}
@@ -461,7 +479,7 @@ def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threa
             ctx = BuildContext(copy.deepcopy(model).eval(), batch, input_size, threads, Path(tmp), [])
             fn = row.build(ctx)
             x = ctx.example
-            ms = _least_median_ms(fn, x, timing, repeats)
+            ms = _least_ms(fn, x, timing, repeats, statistic)
             ctx.keep.clear()
         return float(ms)
     finally:

@@ -30,7 +30,7 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
         budget_ms=args.budget_ms, budget_fraction=args.budget_fraction, backend=args.backend,
         threads=args.threads or default_threads(), batch=args.batch, input_size=args.input_size,
         iterations=args.steps, finetune_steps=args.finetune_steps, kernels=not args.no_kernel,
-        se=not args.no_se, seed=args.seed, lut_dir=args.lut_dir,
+        se=not args.no_se, seed=args.seed, lut_dir=args.lut_dir, statistic=args.statistic,
     )
     print(f"mobilenets adapt: resume after a kill with: mobilenets {shlex.join(sys.argv[1:]) if sys.argv[1:] else 'adapt ...'}",
           file=sys.stderr)
@@ -82,6 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-kernel", action="store_true", help="no 5x5 -> 3x3 kernel proposals")
     p.add_argument("--no-se", action="store_true", help="no squeeze-excite removal proposals")
     p.add_argument("--seed", type=int, default=0, help="seed of the fine-tunes (default: 0)")
+    p.add_argument("--statistic", choices=("min", "median"), default="min",
+                   help="per-call times to one latency: the least call (default; steady on shared machines) or the median")
     p.add_argument("--lut-dir", default=None, help="where the latency lookup tables are cached (default: the user cache)")
     p.add_argument("--out", required=True, help="output directory (re-run the command to resume it)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
