@@ -168,7 +168,7 @@ head: 512
 """
 
 
-def _fake_measure(model, input_size, backend, *, threads, batch=1, repeats=3, timing=None, statistic="min") -> float:
+def _fake_measure(model, input_size, backend, *, threads, batch=1, repeats=3, timing=None, statistic="min", gap_s=0.0) -> float:
     """A deterministic stand-in for a whole-network measurement (the resume test compares two runs' choices):
     the lookup table's own sum (cached, so it never changes between runs) with a 3% per-call overhead."""
     from mobilenets.analysis.lut import LatencyTable, network_parts
@@ -186,6 +186,8 @@ def tiny_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setitem(lut.DEFAULT_TIMING, "min_time_s", 0.005)
     monkeypatch.setitem(lut.DEFAULT_TIMING, "min_runs", 3)
     monkeypatch.setitem(lut.DEFAULT_TIMING, "warmup_s", 0.0)
+    monkeypatch.setattr(lut, "PAIRED_ROUNDS", 1)
+    monkeypatch.setattr(lut, "PAIRED_CHUNK_S", 0.0)
     _LUT_DIR[:] = [tmp_path / "lut"]
     table = tmp_path / "tiny.yaml"
     table.write_text(TINY_TABLE)

@@ -29,7 +29,7 @@ def parts(small):
 
 
 def _table(backend, tmp_path, **kw):
-    return LatencyTable(backend, threads=kw.pop("threads", 1), cache_dir=tmp_path, timing=FAST, **kw)
+    return LatencyTable(backend, threads=kw.pop("threads", 1), cache_dir=tmp_path, timing=FAST, pairing=(1, 0.0), **kw)
 
 
 def _with_eps(module, eps):
@@ -102,7 +102,7 @@ def test_cache_is_reused_by_a_second_table(parts, tmp_path):
     data = json.loads(first.path.read_text())
     assert data["header"]["backend"] == "eager" and data["header"]["threads"] == 1
     assert set(data["header"]["versions"]) >= {"torch"}
-    assert {k: v for k, v in data["entries"].items() if '"call"' not in k} == dict(zip([p.key for p in parts[:3]], ms))
+    assert {k: v for k, v in data["entries"].items() if '"call"' not in k and "yardstick" not in k} == dict(zip([p.key for p in parts[:3]], ms))
     # each entry has the backend's call cost on its input removed; that cost is cached beside the parts
     calls = {k: v for k, v in data["entries"].items() if '"call"' in k}
     assert calls and all(v > 0 for v in calls.values())
@@ -230,5 +230,32 @@ def test_two_tables_on_one_file_keep_each_others_entries(parts, tmp_path):
     a, b = _table("eager", tmp_path), _table("eager", tmp_path)
     a.part_ms(parts[0])
     b.part_ms(parts[1])  # b's save merges a's entry instead of overwriting it
-    assert {k for k in json.loads(a.path.read_text())["entries"] if '"call"' not in k} == {parts[0].key, parts[1].key}
+    assert {k for k in json.loads(a.path.read_text())["entries"] if '"call"' not in k and "yardstick" not in k} == {parts[0].key, parts[1].key}
     assert b.part_ms(parts[0]) == a.part_ms(parts[0]) and b.measured == 1 and b.reused == 1
+
+
+def test_paired_timing_cancels_a_drifting_machine(monkeypatch):
+    """An entry is its ratio to the yardstick timed beside it: a machine whose speed halves and recovers
+    between rounds (as the shared VM this was written on did) leaves the ratio, hence the entry, unchanged."""
+    from mobilenets.analysis import lut
+
+    speed = iter([1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.5, 1.5, 1.5] * 3)  # one factor per timing: ref, part, ref
+
+    def fake_round(fn, x, timing, statistic):
+        return fn() * next(speed)
+
+    monkeypatch.setattr(lut, "_round_ms", fake_round)
+    ratio = lut._paired_ratio(lambda: 3.0, None, lambda: 1.0, None, "min", (3, 0.0))
+    assert ratio == pytest.approx(3.0)
+
+
+def test_entries_are_scaled_by_the_tables_yardstick(parts, tmp_path):
+    """Every entry of a cache file is (ratio to the yardstick) x (the file's one yardstick time): the
+    yardstick is measured once per file and read back, never re-measured by a later table."""
+    first = _table("eager", tmp_path)
+    first.part_ms(parts[1])
+    data = json.loads(first.path.read_text())
+    yard = [v for k, v in data["entries"].items() if "yardstick" in k]
+    assert len(yard) == 1 and yard[0] > 0
+    second = _table("eager", tmp_path)
+    assert second._yardstick()[2] == yard[0] and second.measured == 0

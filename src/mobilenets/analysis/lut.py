@@ -40,6 +40,7 @@ import json
 import math
 import statistics
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ _FORMATS = {"onnxruntime": "onnx", "openvino": "openvino", "executorch": "execut
 _SUFFIXES = {"onnx": ".onnx", "openvino": ".xml", "executorch": ".pte", "litert": ".tflite", "ncnn": ".ncnn.param",
              "mnn": ".mnn"}
 _KINDS = ("stem", "block", "head")
-FORMAT_VERSION = 3  # 2: entries have the backend's per-call cost removed; 3: the statistic is in the header
+FORMAT_VERSION = 4  # 2: per-call cost removed; 3: the statistic in the header; 4: entries timed against a yardstick
 #: Per-entry timing: short, since an entry is one block (tens of microseconds to a few milliseconds).
 DEFAULT_TIMING: dict[str, Any] = {"warmup": 3, "warmup_s": 0.1, "min_runs": 10, "min_time_s": 0.1}
 
@@ -263,8 +264,6 @@ def _part_runner(backend: str, module: nn.Module, x: torch.Tensor, threads: int,
     return _file_runner(module, x, _FORMATS[backend], threads, workdir, keep)
 
 
-#: Rounds per entry: an entry is the least of its rounds' statistics (see :func:`_least_ms`).
-PART_ROUNDS = 3
 #: How one round's per-call times become one number. ``min`` is the default: on a shared 2-core VM the
 #: median of one network moved between 0.92 and 1.8 ms from second to second while the least call of
 #: any few seconds stayed within 0.80-0.85 ms, so only the minimum made a sum of parts predict a whole
@@ -279,12 +278,17 @@ def _round_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[s
     return 1e3 * (min(times) if statistic == "min" else statistics.median(times))
 
 
-def _least_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any], rounds: int,
-              statistic: str) -> float:
-    """The least of ``rounds`` rounds' ``statistic``. Why the least: interference only ever adds time
-    (another process, a shared VM's stolen cycles), so the least estimates the undisturbed cost. Parts and
-    whole networks are measured alike, so the constant that joins them compares like with like."""
-    return min(_round_ms(fn, x, timing, statistic) for _ in range(max(rounds, 1)))
+def _spread_least_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, timing: dict[str, Any], statistic: str,
+                     rounds: int, gap_s: float) -> float:
+    """The least of ``rounds`` rounds' ``statistic``, idling ``gap_s`` between them. Why the least:
+    interference only ever adds time (another process, a shared VM's slow phases, which last a few
+    seconds), so the least of rounds spread over more than one phase estimates the undisturbed cost."""
+    best = math.inf
+    for i in range(max(rounds, 1)):
+        if i and gap_s > 0:
+            time.sleep(gap_s)
+        best = min(best, _round_ms(fn, x, timing, statistic))
+    return best
 
 
 def _check_statistic(statistic: str) -> str:
@@ -294,6 +298,46 @@ def _check_statistic(statistic: str) -> str:
         raise ValueError(f"unknown latency statistic {statistic!r}{did_you_mean(statistic, STATISTICS)}; "
                          f"expected one of {', '.join(STATISTICS)}")
     return statistic
+
+
+#: Rounds of a paired entry (yardstick, part, yardstick) and the seconds of each of the three timings.
+PAIRED_ROUNDS = 7
+PAIRED_CHUNK_S = 0.02
+_YARDSTICK_KEY = json.dumps({"kind": "yardstick"})
+#: Rounds and the idle seconds between them of the yardstick's one absolute timing per cache file (8 s).
+YARDSTICK_ROUNDS = (20, 0.3)
+_YARDSTICK_SHAPE = (16, 32, 32)
+
+
+def _yardstick() -> nn.Module:
+    """The fixed piece every entry is timed against: an inverted residual (16 -> 64 -> 16 channels, 3x3
+    depthwise, 32 x 32), about as costly as a MobileNet block at the digits' input size."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = nn.Sequential(nn.Conv2d(16, 64, 1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1, groups=64),
+                               nn.ReLU(), nn.Conv2d(64, 16, 1))
+    return module.eval()
+
+
+def _paired_ratio(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, ref: Callable[[torch.Tensor], Any],
+                  ref_x: torch.Tensor, statistic: str, pairing: tuple[int, float]) -> float:
+    """``fn``'s time over ``ref``'s, timed in alternation: the median over ``pairing = (rounds, seconds)``
+    rounds of (yardstick, ``fn``, yardstick), each timing at least that many seconds.
+
+    Why paired: this machine's speed drifts (a block's least call moved between 0.107 and 0.169 ms from
+    one second to the next) while the ratio of two short pieces timed side by side stayed within a few
+    per cent (1.72-1.76 in the same seconds), so an entry is measured as a ratio to a fixed yardstick and
+    turned into milliseconds by the yardstick's own least time, measured once per table.
+    """
+    rounds, seconds = pairing
+    chunk = {"warmup": 1, "warmup_s": 0.0, "min_runs": 3, "min_time_s": seconds}
+    ratios = []
+    for _ in range(max(rounds, 1)):
+        before = _round_ms(ref, ref_x, chunk, statistic)
+        mine = _round_ms(fn, x, chunk, statistic)
+        after = _round_ms(ref, ref_x, chunk, statistic)
+        ratios.append(mine / max(min(before, after), 1e-9))
+    return statistics.median(ratios)
 
 
 # ------------------------------------------------------------------------------------------ the table
@@ -306,12 +350,17 @@ class LatencyTable:
     ``deploy.best``'s cache (``$MOBILENETS_CACHE`` moves both). ``timing`` overrides
     :data:`DEFAULT_TIMING` (``deploy.bench.time_callable`` keywords: tests make an entry cost milliseconds).
     ``log`` hears one line per event worth knowing (a cache file ignored); without it they are warnings.
+    ``statistic`` is how one timing's calls become a number (:data:`STATISTICS`); ``pairing`` the rounds and
+    seconds of the yardstick-paired timing of each entry (default :data:`PAIRED_ROUNDS`,
+    :data:`PAIRED_CHUNK_S`; see :func:`_paired_ratio`).
     """
 
     def __init__(self, backend: str, *, threads: int, batch: int = 1, cache_dir: Path | None = None,
                  log: Callable[[str], None] | None = None, timing: dict[str, Any] | None = None,
-                 statistic: str = "min") -> None:
+                 statistic: str = "min", pairing: tuple[int, float] | None = None) -> None:
         row = _check_backend(backend)
+        rounds, seconds = pairing if pairing is not None else (PAIRED_ROUNDS, PAIRED_CHUNK_S)
+        self.pairing = (int(rounds), float(seconds))
         self.backend = backend
         self.statistic = _check_statistic(statistic)
         self.threads = _check_count("threads", threads)
@@ -327,6 +376,9 @@ class LatencyTable:
         self._entries: dict[str, float] = self._read()
         self._from_disk = set(self._entries)
         self._reused: set[str] = set()
+        self._yard: tuple[Callable[[torch.Tensor], Any], torch.Tensor] | None = None
+        self._yard_keep: list[Any] = []
+        self._yard_dir: tempfile.TemporaryDirectory[str] | None = None
 
     def _header(self, row: Any) -> dict[str, Any]:
         from ..deploy.best import cpu_description
@@ -430,18 +482,38 @@ class LatencyTable:
         return max(self._time(part.build(), part.input_shape) - self.call_ms(part.input_shape), 0.0)
 
     def _time(self, module: nn.Module, input_shape: tuple[int, int, int]) -> float:
+        """``module``'s latency on this input: its ratio to the yardstick (timed in alternation) times the
+        yardstick's milliseconds (see :func:`_paired_ratio`)."""
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         keep: list[Any] = []
         try:
+            ref, ref_x, yard_ms = self._yardstick()
             x = torch.randn(self.batch, *input_shape, generator=torch.Generator().manual_seed(0))
             with tempfile.TemporaryDirectory(prefix="mobilenets-lut-") as tmp:
                 fn = _part_runner(self.backend, module, x, self.threads, Path(tmp), keep)
-                ms = _least_ms(fn, x, self.timing, PART_ROUNDS, self.statistic)
+                _round_ms(fn, x, self.timing, self.statistic)  # warm-up: first calls allocate and plan
+                ms = _paired_ratio(fn, x, ref, ref_x, self.statistic, self.pairing) * yard_ms
                 keep.clear()
             return ms
         finally:
             torch.set_num_threads(previous)
+
+    def _yardstick(self) -> tuple[Callable[[torch.Tensor], Any], torch.Tensor, float]:
+        """The yardstick's runner (built once per table, kept open) and its milliseconds (once per cache file:
+        the least of :data:`YARDSTICK_ROUNDS` rounds spread over seconds, since every entry of the file is scaled
+        by this one number, it must not fall in one slow phase)."""
+        if self._yard is None:
+            self._yard_dir = tempfile.TemporaryDirectory(prefix="mobilenets-lut-yardstick-")
+            x = torch.randn(self.batch, *_YARDSTICK_SHAPE, generator=torch.Generator().manual_seed(0))
+            fn = _part_runner(self.backend, _yardstick(), x, self.threads, Path(self._yard_dir.name), self._yard_keep)
+            self._yard = (fn, x)
+        fn, x = self._yard
+        if _YARDSTICK_KEY not in self._entries:
+            rounds, gap = YARDSTICK_ROUNDS if self.pairing[1] > 0 else (1, 0.0)
+            self._entries[_YARDSTICK_KEY] = _spread_least_ms(fn, x, self.timing, self.statistic, rounds, gap)
+            self._save()
+        return fn, x, self._entries[_YARDSTICK_KEY]
 
     def predict(self, parts: Sequence[Part], constant_ms: float = 0.0) -> float:
         """Predicted network latency: exactly ``sum(part_ms(p) for p in parts) + constant_ms``."""
@@ -455,12 +527,14 @@ def _default_cache_dir() -> Path:
 
 
 def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threads: int, batch: int = 1,
-                       repeats: int = 3, timing: dict[str, Any] | None = None, statistic: str = "min") -> float:
+                       repeats: int = 3, timing: dict[str, Any] | None = None, statistic: str = "min",
+                       gap_s: float = 0.0) -> float:
     """The WHOLE network's latency (ms, its least call by default; see :data:`STATISTICS`) through ``deploy.bench``'s backend: the real export path.
 
     Built once (export + load), then timed ``repeats`` times; the least of the runs' ``statistic`` (as every
-    table entry, :func:`_least_ms`), so a run disturbed by another process does not move the constant
-    a table's predictions are anchored to.
+    yardstick, :func:`_spread_least_ms`), so a run disturbed by another process does not move the constant
+    a table's predictions are anchored to. ``gap_s`` idles between runs, spreading them over more of the
+    slow and fast phases a shared machine goes through.
     The caller's model is not changed (a copy is put in eval mode).
     """
     from ..deploy.bench import BuildContext
@@ -479,7 +553,7 @@ def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threa
             ctx = BuildContext(copy.deepcopy(model).eval(), batch, input_size, threads, Path(tmp), [])
             fn = row.build(ctx)
             x = ctx.example
-            ms = _least_ms(fn, x, timing, repeats, statistic)
+            ms = _spread_least_ms(fn, x, timing, statistic, repeats, gap_s)
             ctx.keep.clear()
         return float(ms)
     finally:
