@@ -9,7 +9,7 @@ size. Then, in one process:
    the whole network through the backend as ``bench`` runs it) and takes the widest one whose measured latency
    is within the budget;
 2. measures the adapted network (``runs/adapt/model.yaml``) the same way, in the same run;
-3. trains both from scratch with the run config's recipe (the main job's by default) once per seed, and reports
+3. trains both architectures from scratch with the run config's recipe (the main job's by default) once per seed, and reports
    test top-1 as mean +- std (the test split is used only here, never to choose).
 
 The NetAdapt paper's claim is that the adapted network is more accurate at equal latency; this prints whichever
@@ -35,8 +35,9 @@ from mobilenets.weights import create_model
 def _latency(name: str, kwargs: dict, rec: dict) -> float:
     opts = rec["options"]
     model = create_model(name, num_classes=10, in_chans=1, **kwargs).eval()
+    # As the adaptation measured its networks: the same statistic, rounds spread over seconds.
     return measure_network_ms(model, opts["input_size"], opts["backend"], threads=opts["threads"], batch=opts["batch"],
-                              repeats=5)
+                              repeats=8, gap_s=0.3, statistic=opts.get("statistic", "min"))
 
 
 def _train(cfg, name: str, kwargs: dict, seed: int, out: Path) -> float:
