@@ -214,7 +214,7 @@ def test_adapt_writes_a_table_that_builds_trains_and_exports(tiny_base: Path, tm
     from mobilenets.deploy.export import export_model
 
     monkeypatch.setattr(netadapt, "measure_network_ms", _fake_measure)
-    monkeypatch.setattr(run, "measure_network_ms", _fake_measure, raising=False)
+    monkeypatch.setattr(run, "measure_network_ms", _fake_measure)
     out = tmp_path / "adapt"
     record = adapt(str(tiny_base), _opts(tmp_path, iterations=1), out=out, overrides=[*FAST, "epochs=1"],
                    long_term="finetune", log=lambda m: None)
@@ -240,9 +240,10 @@ def test_adapt_writes_a_table_that_builds_trains_and_exports(tiny_base: Path, tm
 
 def test_resume_after_a_kill_between_iterations_gives_the_same_table(tiny_base: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from mobilenets.adapt import adapt, netadapt
+    from mobilenets.adapt import adapt, netadapt, run
 
     monkeypatch.setattr(netadapt, "measure_network_ms", _fake_measure)
+    monkeypatch.setattr(run, "measure_network_ms", _fake_measure)
     opts = _opts(tmp_path, kernels=False, se=False)
     killed = tmp_path / "killed"
     first = adapt(str(tiny_base), opts, out=killed, overrides=FAST, long_term="none", log=lambda m: None,

@@ -82,6 +82,7 @@ def test_fp32_roundtrip_other_family(name: str, tmp_path: Path) -> None:
     assert (load_artifact(out)(x) - ref).abs().max().item() <= FP32_TOLERANCE
 
 
+@pytest.mark.slow  # two MNN calibrations and two evaluations of the test split: 40 s of the default run
 def test_int8_ptq_full_and_weight_only(weights: Path, fp32: Path, tmp_path: Path) -> None:
     from mobilenets.deploy.evaluate import evaluate_weights
     from mobilenets.deploy.fuse import prepare_for_export

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from ..analysis.lut import measure_network_ms
 from ..config import TrainConfig, load_config
 from ..engine.train import train
 from ..fileio import atomic_write_text
@@ -117,7 +118,6 @@ def _final(record: dict[str, Any], opts: AdaptOptions, out: Path, summary: dict[
            long_term: LongTerm, log: Callable[[str], None]) -> dict[str, Any]:
     """Re-measure the final network whole and gather the result."""
     budget = float(record["budget_ms"])
-    from ..analysis.lut import measure_network_ms
     from ..cost import profile
 
     weights = out / "finetune" if summary is not None else out / "adapted"
