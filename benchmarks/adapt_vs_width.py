@@ -35,9 +35,9 @@ from mobilenets.weights import create_model
 def _latency(name: str, kwargs: dict, rec: dict) -> float:
     opts = rec["options"]
     model = create_model(name, num_classes=10, in_chans=1, **kwargs).eval()
-    # As the adaptation measured its networks: the same statistic, rounds spread over seconds.
+    # As the adaptation measured its networks: the same statistic (and measure_network_ms's spread rounds).
     return measure_network_ms(model, opts["input_size"], opts["backend"], threads=opts["threads"], batch=opts["batch"],
-                              repeats=8, gap_s=0.3, statistic=opts.get("statistic", "min"))
+                              statistic=opts.get("statistic", "min"))
 
 
 def _train(cfg, name: str, kwargs: dict, seed: int, out: Path) -> float:

@@ -120,11 +120,17 @@ class _Run:
 
     def measure(self, model: nn.Module) -> float:
         return measure_network_ms(model.cpu().eval(), self.opts.input_size, self.opts.backend,
-                                  threads=self.opts.threads, batch=self.opts.batch, repeats=8,
-                                  statistic=self.opts.statistic, gap_s=0.3)
+                                  threads=self.opts.threads, batch=self.opts.batch, statistic=self.opts.statistic)
 
     def write(self, record: dict[str, Any]) -> None:
         atomic_write_text(self.out / STATE_NAME, json.dumps(record, indent=2))
+
+
+def _fitted_constant(record: dict[str, Any]) -> float:
+    """The constant as fitted so far: the mean residual (measured - sum of parts) of every measured network,
+    the base's alone before the first iteration."""
+    residuals = record.get("residuals_ms") or [record["constant_ms"]]
+    return sum(residuals) / len(residuals)
 
 
 def _widths(arch: ArchSpec) -> dict[str, int]:
@@ -206,7 +212,7 @@ def _iteration(run: _Run, record: dict[str, Any], current: MobileNet, index: int
     # prediction recorded for this network was made before its measurement joined the fit.
     residuals = record.setdefault("residuals_ms", [record["constant_ms"]])
     residuals.append(measured - (chosen.predicted_ms - run.constant_ms))
-    run.constant_ms = sum(residuals) / len(residuals)
+    run.constant_ms = _fitted_constant(record)
     save_network(model, run.out / "iterations" / f"{index:02d}", run.base)
     record["iterations"].append({
         "index": index, "target_ms": target_ms, "proposals": scored, "chosen": chosen.name, "change": chosen.change,
@@ -225,8 +231,7 @@ def _resume(run: _Run, record: dict[str, Any]) -> tuple[MobileNet, int]:
         diff = next((k for k in mine if theirs.get(k) != mine[k]), "?")
         raise ValueError(f"{run.out / STATE_NAME} was made with {diff}={theirs.get(diff)!r}, not {mine.get(diff)!r}: "
                          "use another --out, or the same options to continue it")
-    residuals = record.get("residuals_ms") or [record["constant_ms"]]
-    run.constant_ms = sum(residuals) / len(residuals)
+    run.constant_ms = _fitted_constant(record)
     run.budget_ms = float(record["budget_ms"])
     its = record["iterations"]
     if not its:

@@ -123,11 +123,11 @@ def _final(record: dict[str, Any], opts: AdaptOptions, out: Path, summary: dict[
     weights = out / "finetune" if summary is not None else out / "adapted"
     model: nn.Module = load_network(weights)
     measured = measure_network_ms(model, opts.input_size, opts.backend, threads=opts.threads, batch=opts.batch,
-                                  repeats=8, statistic=opts.statistic, gap_s=0.3)
+                                  statistic=opts.statistic)
     # The typical call beside the chosen statistic: on a quiet device the two agree; on a shared one they do not.
     other = "median" if opts.statistic == "min" else "min"
     also = measure_network_ms(model, opts.input_size, opts.backend, threads=opts.threads, batch=opts.batch,
-                              repeats=8, statistic=other, gap_s=0.3)
+                              statistic=other)
     last = record["iterations"][-1]
     prof = profile(model, (int(model.in_chans), opts.input_size, opts.input_size))
     final = {"table": str(out / TABLE_NAME), "weights": str(weights), "measured_ms": measured,

@@ -527,14 +527,14 @@ def _default_cache_dir() -> Path:
 
 
 def measure_network_ms(model: nn.Module, input_size: int, backend: str, *, threads: int, batch: int = 1,
-                       repeats: int = 3, timing: dict[str, Any] | None = None, statistic: str = "min",
-                       gap_s: float = 0.0) -> float:
-    """The WHOLE network's latency (ms, its least call by default; see :data:`STATISTICS`) through ``deploy.bench``'s backend: the real export path.
+                       repeats: int = 8, timing: dict[str, Any] | None = None, statistic: str = "min",
+                       gap_s: float = 0.3) -> float:
+    """The WHOLE network's latency (ms, its least call by default; see :data:`STATISTICS`) through
+    ``deploy.bench``'s backend: the real export path.
 
-    Built once (export + load), then timed ``repeats`` times; the least of the runs' ``statistic`` (as every
-    yardstick, :func:`_spread_least_ms`), so a run disturbed by another process does not move the constant
-    a table's predictions are anchored to. ``gap_s`` idles between runs, spreading them over more of the
-    slow and fast phases a shared machine goes through.
+    Built once (export + load), then timed ``repeats`` times ``gap_s`` apart; the least of the runs'
+    ``statistic`` (:func:`_spread_least_ms`, as the yardstick), so one slow phase of a shared machine does
+    not move the constant a table's predictions are anchored to, nor a measurement compared with them.
     The caller's model is not changed (a copy is put in eval mode).
     """
     from ..deploy.bench import BuildContext
