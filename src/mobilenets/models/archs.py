@@ -17,6 +17,7 @@ from .resolve import (
     resolve_mobilenet_v2,
     resolve_mobilenet_v3,
     resolve_mobilenet_v4,
+    resolve_mobilenet_v5,
     resolve_resnet,
 )
 from .table_file import load_table, resolve_table_file
@@ -24,7 +25,8 @@ from .tables import MOBILENET_V4
 
 __all__ = ["MOBILENET_V4", "mobilenet_table", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large",
            "mobilenet_v3_small", "mobilenet_v4_conv_large", "mobilenet_v4_conv_medium", "mobilenet_v4_conv_small", "mobilenet_v4_hybrid_large",
-           "mobilenet_v4_hybrid_medium", "resnet18", "resnet50"]
+           "mobilenet_v4_hybrid_medium", "mobilenet_v5_300m", "mobilenet_v5_300m_enc", "mobilenet_v5_base", "resnet18",
+           "resnet50"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,6 +122,39 @@ mobilenet_v4_hybrid_medium = _v4_entry(
     "hybrid_medium", "MobileNetV4-Hybrid-Medium: Conv-Medium with Mobile MQA; 11.1M params, 1.27 GMACs at 256.")
 mobilenet_v4_hybrid_large = _v4_entry(
     "hybrid_large", "MobileNetV4-Hybrid-Large: Mobile MQA, GELU; 37.8M params, 7.71 GMACs at 384.")
+
+
+@register_model
+def mobilenet_v5_300m_enc(
+    *, width_mult: float = 1.0, small_input: bool = False, msfa_chs: int | None = None, msfa_grid: int | None = None,
+    num_classes: int = 0, **kwargs,
+) -> MobileNet:
+    """MobileNetV5-300M as Gemma 3n's vision encoder: 294,126,912 params, 435.7 GMACs at 768; ``forward``
+    returns the MSFA grid (N, 2048, 16, 16), no head; TF "same" padding as its weights (timm
+    ``mobilenetv5_300m_enc``)."""
+    arch = resolve_mobilenet_v5("300m", width_mult, small_input, encoder=True, msfa_chs=msfa_chs, msfa_grid=msfa_grid)
+    return MobileNet(arch, num_classes=num_classes, **kwargs)
+
+
+@register_model
+def mobilenet_v5_300m(
+    *, width_mult: float = 1.0, small_input: bool = False, msfa_chs: int | None = None, msfa_grid: int | None = None,
+    num_classes: int = 0, **kwargs,
+) -> MobileNet:
+    """MobileNetV5-300M with timm's head: the MSFA grid average-pooled, then a classifier when
+    ``num_classes`` > 0 (0 by default, as timm's ``mobilenetv5_300m``: the 2048 pooled features)."""
+    arch = resolve_mobilenet_v5("300m", width_mult, small_input, msfa_chs=msfa_chs, msfa_grid=msfa_grid)
+    return MobileNet(arch, num_classes=num_classes, **kwargs)
+
+
+@register_model
+def mobilenet_v5_base(
+    *, width_mult: float = 1.0, small_input: bool = False, msfa_chs: int | None = None, msfa_grid: int | None = None,
+    **kwargs,
+) -> MobileNet:
+    """MobileNetV5-Base (timm ``mobilenetv5_base``): 82,647,976 params with 1000 classes, 20.05 GMACs at 256."""
+    arch = resolve_mobilenet_v5("base", width_mult, small_input, msfa_chs=msfa_chs, msfa_grid=msfa_grid)
+    return MobileNet(arch, **kwargs)
 
 
 @register_model

@@ -42,7 +42,8 @@ class BlockSpec:
     expansion and after the projection of a ``uib`` block (0 = absent; ``kernel`` is its middle depthwise,
     also 0-able), ``layer_scale`` the initial LayerScale of the residual branch (``None`` = no LayerScale),
     and ``heads`` / ``key_dim`` / ``kv_stride`` configure an ``mqa`` block, whose ``kernel`` is the
-    depthwise kernel that downsamples keys and values when ``kv_stride`` is 2.
+    depthwise kernel that downsamples keys and values when ``kv_stride`` is 2. ``bias`` gives a ``conv``
+    row's convolution a bias (MobileNetV5's stem has one).
     """
 
     type: str
@@ -63,6 +64,7 @@ class BlockSpec:
     heads: int = 0
     key_dim: int = 0
     kv_stride: int = 1
+    bias: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in BLOCK_TYPES:
@@ -160,7 +162,7 @@ class ConvBlock(ConvNormAct):
 
     def __init__(self, spec: BlockSpec, norm_layer: LayerFactory, drop_path: float = 0.0, pad_type: str = "") -> None:
         super().__init__(spec.in_chs, spec.out_chs, spec.kernel, spec.stride, spec.dilation,
-                         norm_layer=norm_layer, act_layer=get_act_layer(spec.act), pad_type=pad_type)
+                         norm_layer=norm_layer, act_layer=get_act_layer(spec.act), pad_type=pad_type, bias=spec.bias)
 
 
 class _ResNetBlock(nn.Module):

@@ -22,7 +22,9 @@ __all__ = [
     "DepthwiseConv2d",
     "DepthwiseConv2dSame",
     "DropPath",
+    "GELUTanh",
     "LayerScale2d",
+    "RMSNorm2d",
     "SqueezeExcite",
     "conv2d_class",
     "create_act",
@@ -49,6 +51,13 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,
     return int(new_value)
 
 
+class GELUTanh(nn.GELU):
+    """GELU with the tanh approximation (MobileNetV5 / Gemma 3n): its checkpoints were trained with it."""
+
+    def __init__(self) -> None:
+        super().__init__(approximate="tanh")
+
+
 _ACTIVATIONS: dict[str, LayerFactory] = {
     "relu": nn.ReLU,
     "relu6": nn.ReLU6,
@@ -56,6 +65,7 @@ _ACTIVATIONS: dict[str, LayerFactory] = {
     "hsigmoid": nn.Hardsigmoid,
     "silu": nn.SiLU,
     "gelu": nn.GELU,
+    "gelu_tanh": GELUTanh,
     "identity": nn.Identity,
 }
 
@@ -79,8 +89,37 @@ def create_act(act_layer: LayerFactory | None) -> nn.Module:
     return act_layer()
 
 
-def norm_layer_for(eps: float, momentum: float) -> LayerFactory:
-    """BatchNorm factory with a family's own eps/momentum (V3: 1e-3 / 0.01, V1/V2/ResNet: 1e-5 / 0.1)."""
+class RMSNorm2d(nn.Module):
+    """Root-mean-square normalisation over the channels of an NCHW map, with a per-channel weight (no bias).
+
+    MobileNetV5 normalises with it instead of BatchNorm: it needs no batch statistics, so it behaves the
+    same in training and inference and at batch 1 (Gemma 3n runs the encoder on one image at a time).
+    ``y = x / sqrt(mean_c(x^2) + eps) * weight``, computed in plain ops so that every exporter sees it.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
+        return x * self.weight.view(1, -1, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.numel()}, eps={self.eps}"
+
+
+NORMS = ("batchnorm", "rmsnorm")
+
+
+def norm_layer_for(eps: float, momentum: float, norm: str = "batchnorm") -> LayerFactory:
+    """The norm factory of a family: BatchNorm with its own eps/momentum (V3: 1e-3 / 0.01, V1/V2/ResNet:
+    1e-5 / 0.1), or RMSNorm2d (V5: eps 1e-6, no running statistics, so ``momentum`` does not apply)."""
+    if norm == "rmsnorm":
+        return partial(RMSNorm2d, eps=eps)
+    if norm != "batchnorm":
+        raise ValueError(f"norm={norm!r} invalid; expected one of {', '.join(NORMS)}")
     return partial(nn.BatchNorm2d, eps=eps, momentum=momentum)
 
 

@@ -21,6 +21,7 @@ from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from .blocks import BlockSpec, build_block
 from .layers import Conv2dSame, conv2d_class, create_act, get_act_layer, is_depthwise, norm_layer_for
 from .native import save_pretrained as write_native
+from .neck import MSFASpec, MultiScaleFusionAdapter
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ArchSpec", "MobileNet"]
 
@@ -34,6 +35,10 @@ class ArchSpec:
     ``head_hidden`` is MobileNetV3's post-pool 1x1 layer (1280 / 1024 wide, no BatchNorm: "NBN" in the
     V3 paper's tables); ``None`` for families whose classifier follows the pooling directly.
     MobileNetV4 normalises that layer instead (``head_norm``: Linear without bias -> BatchNorm -> act).
+    MobileNetV5 fields: ``norm`` (``"rmsnorm"``: RMSNorm2d everywhere, ``bn_eps`` its eps), ``neck`` (the
+    MSFA that fuses the last stages into ``forward_features``' grid), ``encoder`` (no head: ``forward``
+    returns that grid, as Gemma 3n consumes it) and the input normalisation its weights expect
+    (``mean`` / ``std``; ``None``: ImageNet's).
     """
 
     family: str
@@ -50,6 +55,11 @@ class ArchSpec:
     input_size: int = 224
     crop_pct: float = 0.875
     small_input: bool = False
+    norm: str = "batchnorm"
+    neck: MSFASpec | None = None
+    encoder: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,7 +108,10 @@ class MobileNet(nn.Module):
             "bn_eps", bn_eps, lambda v: 0.0 < v < math.inf, "a finite number > 0 (or None for the family default)")
         momentum = arch.bn_momentum if bn_momentum is None else check_number(
             "bn_momentum", bn_momentum, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1] (or None for the family default)")
-        norm_layer = norm_layer_for(eps, momentum)
+        norm_layer = norm_layer_for(eps, momentum, arch.norm)
+        if arch.encoder and num_classes:
+            raise ValueError(f"num_classes={num_classes} invalid for {arch.family}, an encoder whose forward returns "
+                             "the MSFA grid; expected 0 (for a classifier use the same family without the encoder)")
         if pad_type is not None:
             if pad_type not in ("", "same"):
                 raise ValueError(f"pad_type={pad_type!r} invalid; expected '' (PyTorch) or 'same' (TensorFlow)")
@@ -126,16 +139,31 @@ class MobileNet(nn.Module):
 
         self._compute_feature_info()
         self.num_features = arch.blocks[-1].out_chs if arch.blocks else stem_spec.out_chs
+        self.msfa: MultiScaleFusionAdapter | None = None
+        self._neck_points: tuple[int, ...] = ()
+        if arch.neck is not None and not features_only:
+            self._build_neck(arch.neck, norm_layer)
         self.head_hidden_size = arch.head_hidden or self.num_features
 
-        if features_only:
-            self._make_features_only(out_indices)
+        if features_only or arch.encoder:
+            if features_only:
+                self._make_features_only(out_indices)
+            else:
+                self.out_indices = ()
             self.global_pool = self.head_hidden = self.dropout = self.classifier = None
         else:
             self._build_head(dropout, eps, momentum)
 
         self.pretrained_cfg = self._default_cfg()
         self._init_weights()
+
+    def _build_neck(self, neck: MSFASpec, norm_layer: Any) -> None:
+        """MobileNetV5's MSFA on the feature levels it names; its grid becomes ``forward_features``' output."""
+        taps = [self.feature_info[level] for level in neck.levels]
+        self._neck_points = tuple(f["index"] for f in taps)
+        act = (self.arch.blocks[-1] if self.arch.blocks else self.arch.stem).act
+        self.msfa = MultiScaleFusionAdapter([f["num_chs"] for f in taps], neck, norm_layer, act)
+        self.num_features = neck.out_chs
 
     def _build_head(self, dropout: float, eps: float, momentum: float) -> None:
         """Pooling, the hidden head layer (V3: Linear + act; V4: Linear + BatchNorm + act), dropout, classifier."""
@@ -162,7 +190,7 @@ class MobileNet(nn.Module):
     # ----------------------------------------------------------------------------------------- metadata
     def _default_cfg(self) -> dict[str, Any]:
         size = 32 if self.arch.small_input else self.arch.input_size
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        mean, std = self.arch.mean or IMAGENET_MEAN, self.arch.std or IMAGENET_STD
         if self.in_chans != 3:
             # Grayscale or extra channels: repeat the average statistic so normalisation stays sensible.
             mean = (sum(mean) / 3,) * self.in_chans
@@ -305,16 +333,17 @@ class MobileNet(nn.Module):
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Trunk output before pooling (N, num_features, H/32, W/32 at the default strides)."""
+        """Trunk output before pooling (N, num_features, H/32, W/32 at the default strides); with an MSFA
+        neck (MobileNetV5) its fixed grid (N, 2048, 16, 16 for Gemma 3n's encoder)."""
         if not torch.compiler.is_compiling():
             self._check_input(x)
-        return self.blocks(self.stem(x))
+        if self.msfa is None:
+            return self.blocks(self.stem(x))
+        _, taps = self._walk(x, set(self._neck_points))
+        return self.msfa(taps)
 
-    def forward_intermediates(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The feature maps named by ``feature_info`` (C1..C5 for a ``features_only`` model)."""
-        if not torch.compiler.is_compiling():
-            self._check_input(x)
-        points = getattr(self, "_feature_points", {f["index"] for f in self.feature_info})
+    def _walk(self, x: torch.Tensor, points: set[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Run stem and blocks, keeping the outputs at the flat indices ``points`` (0 = stem)."""
         feats = []
         x = self.stem(x)
         if 0 in points:
@@ -326,12 +355,43 @@ class MobileNet(nn.Module):
                 x = block(x)
                 if i in points:
                     feats.append(x)
-        return feats
+        return x, feats
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None, *, intermediates_only: bool = True,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The feature maps of levels ``indices`` (C1..C5 = 0..4; ``None``: those ``feature_info`` names).
+
+        ``intermediates_only=False`` also returns ``forward_features``' output, as ``(features, maps)``
+        (timm's order): for MobileNetV5 the MSFA grid with the stage outputs, from one pass.
+        """
+        if not torch.compiler.is_compiling():
+            self._check_input(x)
+        if indices is None:
+            points = getattr(self, "_feature_points", {f["index"] for f in self.feature_info})
+        else:
+            by_level = {f["level"]: f["index"] for f in self.feature_info}
+            bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or (i % 5) not in by_level]
+            if bad or not indices:
+                raise ValueError(f"indices={indices!r} invalid; expected feature levels among {sorted(by_level)}")
+            points = {by_level[i % 5] for i in indices}
+        if intermediates_only:
+            return self._walk(x, points)[1]
+        if self.features_only:
+            raise RuntimeError("a features_only model has no final features; use intermediates_only=True")
+        neck = set(self._neck_points)
+        out, feats = self._walk(x, points | neck)
+        order = sorted(points | neck)
+        maps = [feats[order.index(p)] for p in sorted(points)]
+        final = self.msfa([feats[order.index(p)] for p in sorted(neck)]) if self.msfa is not None else out
+        return final, maps
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool, the V3 hidden head layer, dropout and classifier; ``pre_logits`` stops before dropout."""
         if self.features_only:
             raise RuntimeError("a features_only model has no head; use forward() for its feature maps")
+        if self.arch.encoder:
+            raise RuntimeError(f"{self.arch.family} is an encoder without a head; forward() returns its MSFA grid")
         x = self.head_hidden(torch.flatten(self.global_pool(x), 1))
         if pre_logits:
             return x
@@ -340,6 +400,8 @@ class MobileNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
             return self.forward_intermediates(x)
+        if self.arch.encoder:
+            return self.forward_features(x)
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
@@ -347,8 +409,8 @@ class MobileNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier for a new class count (fine-tuning); 0 removes it."""
-        if self.features_only:
-            raise RuntimeError("a features_only model has no classifier")
+        if self.features_only or self.arch.encoder:
+            raise RuntimeError("a features_only model or an encoder has no classifier")
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes={num_classes!r} invalid; expected an integer >= 0")
         self.num_classes = num_classes

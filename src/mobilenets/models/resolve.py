@@ -9,11 +9,13 @@ below only checks its options, builds that context and names the ArchSpec's fami
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Literal
 
 from .._validate import check_choice
 from . import widths
 from .mobilenet import ArchSpec
+from .neck import MSFASpec
 from .rows import Bneck, Context, Conv
 from .tables import (
     MOBILENET_V1,
@@ -22,16 +24,18 @@ from .tables import (
     MOBILENET_V3_SMALL,
     MOBILENET_V4,
     MOBILENET_V4_HEAD,
+    MOBILENET_V5,
     RESNET,
     RESNET_CIFAR_STEM,
     Table,
 )
 
 __all__ = ["resolve", "resolve_mobilenet_v1", "resolve_mobilenet_v2", "resolve_mobilenet_v3", "resolve_mobilenet_v4",
-           "resolve_resnet"]
+           "resolve_mobilenet_v5", "resolve_resnet"]
 
 V3Convention = Literal["torchvision", "timm", "keras"]
 V4Variant = Literal["conv_small", "conv_medium", "conv_large", "hybrid_medium", "hybrid_large"]
+V5Variant = Literal["300m", "base"]
 
 
 def resolve(table: Table, ctx: Context, *, stem: Conv | None = None, **arch: Any) -> ArchSpec:
@@ -142,6 +146,33 @@ def resolve_mobilenet_v4(variant: V4Variant, width_mult: float = 1.0, small_inpu
     return resolve(Table(table.stem, table.stages), ctx, head_hidden=MOBILENET_V4_HEAD, head_act=table.act,
                    head_norm=True, interpolation="bicubic", input_size=table.input_size, crop_pct=table.crop_pct,
                    extra={"width_mult": width_mult, "variant": variant})
+
+
+def resolve_mobilenet_v5(
+    variant: V5Variant, width_mult: float = 1.0, small_input: bool = False, *, encoder: bool = False,
+    msfa_chs: int | None = None, msfa_grid: int | None = None, table: Table | None = None,
+) -> ArchSpec:
+    """Resolve an MNv5 table with timm's width rules (``mobilenetv5_*``), whose checkpoints it must load.
+
+    Widths scale as MNv4's (the stem only for α >= 1; attention heads and key width fixed); RMSNorm2d
+    (eps 1e-6) replaces BatchNorm, GELU (tanh) every activation, and every UIB / attention branch carries
+    LayerScale 1e-5. The MSFA neck fuses C4 and C5 into ``msfa_chs`` channels (2048, never scaled) on a
+    ``msfa_grid`` square: 16 (256 tokens at 768x768), 4 with ``small_input``, which removes the 4x of the
+    stem and first downsampling. ``encoder`` is Gemma 3n's encoder (timm ``mobilenetv5_300m_enc``): no
+    head, ``forward`` returns the grid, and TensorFlow "same" padding as its weights were trained with.
+    ``table`` replaces the variant's rows (e.g. from a table file), resolved by the same rules.
+    """
+    _check_width(width_mult)
+    check_choice("variant", variant, tuple(MOBILENET_V5))
+    v5 = MOBILENET_V5[variant]
+    name = f"mobilenet_v5_{variant}" + ("_enc" if encoder else "")
+    ctx = Context(name, widths.MOBILENET_V5, width_mult, _one_act("gelu_tanh"), small_input, layer_scale=1e-5)
+    neck = MSFASpec(out_chs=msfa_chs or v5.msfa_chs, grid=msfa_grid or (4 if small_input else 16))
+    arch = resolve(table or Table(v5.stem, v5.stages), ctx, norm="rmsnorm", bn_eps=1e-6, neck=neck, encoder=encoder,
+                   default_dropout=0.0, pad_type="same" if encoder else "", interpolation="bicubic",
+                   input_size=v5.input_size, crop_pct=v5.crop_pct, mean=v5.mean, std=v5.std,
+                   extra={"width_mult": width_mult, "variant": variant})
+    return replace(arch, stem=arch.stem.with_(bias=True))
 
 
 def resolve_resnet(name: str, small_input: bool = False) -> ArchSpec:

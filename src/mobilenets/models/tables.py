@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 from .rows import DW, MQA, UIB, Bneck, Bottleneck, Conv, FusedIB, LastConv, MaxPool, Res, Row
 
-__all__ = ["MOBILENET_V1", "MOBILENET_V2", "MOBILENET_V3_LARGE", "MOBILENET_V3_SMALL", "MOBILENET_V4", "RESNET",
-           "Table", "V4Table"]
+__all__ = ["MOBILENET_V1", "MOBILENET_V2", "MOBILENET_V3_LARGE", "MOBILENET_V3_SMALL", "MOBILENET_V4", "MOBILENET_V5",
+           "RESNET", "Table", "V4Table", "V5Table"]
 
 
 class Table(NamedTuple):
@@ -180,6 +180,54 @@ MOBILENET_V4: dict[str, V4Table] = {
     )),
 }
 MOBILENET_V4_HEAD = 1280  # pooled, then 1x1 -> 1280 with BN + act
+
+# --------------------------------------------------------------------------------------------------
+# MobileNetV5 (Gemma 3n's vision encoder; no paper: the rows are timm 1.0.31's mobilenetv5.py, which
+# reproduces Google's released weights). MNv4's row kinds, with RMSNorm2d for BatchNorm, GELU (tanh)
+# throughout, LayerScale 1e-5 on every UIB and attention branch, and a stem conv with a bias. Stage 2 of
+# the 300m variant attends with keys/values at stride 2 (MQA kv_stride 2); stage 3 at full resolution.
+# After the stages, the MSFA neck (.neck) fuses C4 and C5 into a 2048-wide 16x16 grid. timm writes "s2" on
+# the base variant's attention rows; its builder drops the stride of every row but a stage's first, so
+# they are stride 1 here. mean / std: the 300m weights take pixels in [0, 1] unnormalised.
+# --------------------------------------------------------------------------------------------------
+class V5Table(NamedTuple):
+    """One MNv5 variant: stem, default size / eval crop, the input normalisation, stages, MSFA width."""
+
+    stem: Conv
+    input_size: int
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    stages: tuple[tuple[Row, ...], ...]
+    msfa_chs: int = 2048
+
+
+def _alternate(a: Row, b: Row, n: int) -> tuple[Row, ...]:
+    """``a, b`` repeated ``n`` times: V5's attention stages alternate MQA and a UIB feed-forward."""
+    return (a, b) * n
+
+
+_V5_STAGE0 = (FusedIB(3, 4, 128, 2), FusedIB(3, 4, 128, 1), FusedIB(3, 4, 128, 1))
+_V5_STAGE1 = (UIB(3, 5, 6, 256, 2), UIB(5, 0, 4, 256, 1), UIB(3, 0, 4, 256, 1), UIB(5, 0, 4, 256, 1),
+              UIB(3, 0, 4, 256, 1))
+MOBILENET_V5: dict[str, V5Table] = {
+    # mobilenetv5_300m(_enc): 294,126,912 params, 435.74 GMACs at 768
+    "300m": V5Table(Conv(3, 64, 2), 768, 1.0, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), stages=(
+        _V5_STAGE0,
+        _V5_STAGE1,
+        (UIB(5, 5, 6, 640, 2), UIB(5, 0, 4, 640, 1, n=7), UIB(0, 0, 1, 640, 1),
+         *_alternate(MQA(12, 64, 2, 640), UIB(0, 0, 2, 640, 1), 14)),
+        (UIB(5, 5, 6, 1280, 2), *_alternate(MQA(16, 96, 1, 1280), UIB(0, 0, 2, 1280, 1), 19)),
+    )),
+    # mobilenetv5_base: 82,647,976 params with a 1000-class classifier, 20.05 GMACs at 256
+    "base": V5Table(Conv(3, 64, 2), 256, 1.0, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), stages=(
+        _V5_STAGE0,
+        _V5_STAGE1,
+        (UIB(5, 5, 6, 512, 2), UIB(5, 0, 4, 512, 1, n=2), UIB(0, 0, 1, 512, 1),
+         *_alternate(MQA(8, 64, 1, 512), UIB(0, 0, 2, 512, 1), 6)),
+        (UIB(5, 5, 6, 1024, 2), *_alternate(MQA(16, 64, 1, 1024), UIB(0, 0, 2, 1024, 1), 7)),
+    )),
+}
 
 # --------------------------------------------------------------------------------------------------
 # ResNet (He et al. 2016), Table 1: the baseline of the V3 CIFAR-10 study's comparison table.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .layers import make_divisible
 
-__all__ = ["MOBILENET_V1", "MOBILENET_V2", "MOBILENET_V4", "RESNET", "V3_CONVENTIONS", "WidthRules"]
+__all__ = ["MOBILENET_V1", "MOBILENET_V2", "MOBILENET_V4", "MOBILENET_V5", "RESNET", "V3_CONVENTIONS", "WidthRules"]
 
 
 def scaled(width: float, alpha: float) -> int:
@@ -103,5 +103,7 @@ MOBILENET_V1 = WidthRules("mobilenet_v1", 0.0, ratio_of_rounded_input, _scaled_l
 MOBILENET_V2 = WidthRules("mobilenet_v2", 0.0, ratio_of_rounded_input, _never_below_table)
 # timm's mobilenetv4_*: the stem scales only for α >= 1 (fix_stem), the 1280 head never (num_features).
 MOBILENET_V4 = WidthRules("mobilenet_v4", 1.0, ratio_of_rounded_input, _scaled_last_conv)
+# timm's mobilenetv5_*: the same builder rules (fix_stem below α = 1); the MSFA's 2048 never scales.
+MOBILENET_V5 = WidthRules("mobilenet_v5", 1.0, ratio_of_rounded_input, _scaled_last_conv)
 # ResNet has no width multiplier (α = 1): every width is the table's.
 RESNET = WidthRules("resnet", 0.0, ratio_of_rounded_input, _scaled_last_conv)

@@ -282,7 +282,9 @@ def _adopt_source_settings(model: nn.Module, source: str, result: LoadResult) ->
     if isinstance(cfg, dict) and source != "native":
         cfg["source"] = source
         # A detector normalises its own input (torchvision's SSDLite: 0.5 / 0.5), whatever the source.
-        if source in _SOURCE_MEAN_STD and getattr(model, "in_chans", 3) == 3 and cfg.get("task") != "detect":
+        # ... and a family that states its weights' normalisation (MobileNetV5) keeps its own.
+        own = getattr(arch, "mean", None) is not None
+        if source in _SOURCE_MEAN_STD and getattr(model, "in_chans", 3) == 3 and cfg.get("task") != "detect" and not own:
             cfg["mean"], cfg["std"] = _SOURCE_MEAN_STD[source]
     log.info("loaded %s weights from %s (bn eps %s, padding %r)", source, result.path, eps, pad)
 

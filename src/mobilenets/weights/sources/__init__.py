@@ -48,6 +48,10 @@ def architecture_options(source: str, arch: str) -> dict[str, Any]:
     """
     if source in ("auto", "native"):
         return {}
+    if arch.startswith("mobilenet_v5"):
+        # MobileNetV5 has no BatchNorm (RMSNorm2d, eps 1e-6 in the family) and timm registers the padding
+        # per variant ("same" for the encoder only), which the family's resolver already chose.
+        return {}
     if arch.startswith("ssdlite"):  # the detectors (family "ssdlite" or a registered ssdlite name)
         return {"bn_eps": torchvision_detection.BN_EPS} if source == "torchvision" else {}
     if arch.startswith(("lraspp", "deeplabv3")):

@@ -1,5 +1,5 @@
-"""timm MobileNetV1 / V2 / V3 / V4 state dicts (``mobilenetv1_*``, ``mobilenetv2_*``, ``mobilenetv3_*``,
-``tf_mobilenetv3_*``, ``mobilenetv4_*``) -> our names.
+"""timm MobileNetV1 / V2 / V3 / V4 / V5 state dicts (``mobilenetv1_*``, ``mobilenetv2_*``, ``mobilenetv3_*``,
+``tf_mobilenetv3_*``, ``mobilenetv4_*``, ``mobilenetv5_*``) -> our names.
 
 timm's EfficientNet-style builder uses the same stage grouping as our tables, so ``blocks.<s>.<i>`` maps
 to ``blocks.<s>.<i>``; only the names inside a block differ (``bn1``/``bn2``/``bn3`` follow the convs in
@@ -9,7 +9,9 @@ BatchNorm eps is PyTorch's 1e-5, except the ``tf_`` ports of the TensorFlow weig
 padding, inputs normalised with mean = std = 0.5), which is what the ``timm_tf`` source means.
 MobileNetV4's universal inverted bottleneck and attention blocks use timm's inner names unchanged; its
 fused IB renames like the others, and its head is ``conv_head`` (no bias) + ``norm_head`` (our
-``head_hidden`` Linear + BatchNorm1d).
+``head_hidden`` Linear + BatchNorm1d). MobileNetV5's stem is a ``ConvNormAct`` (``conv_stem.conv`` with a
+bias, ``conv_stem.bn`` its RMSNorm) and its MSFA neck (``msfa.*``) has our names; Gemma 3n's own
+checkpoints hold the same tensors under ``model.vision_tower.timm_model.``, which is stripped.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ BN_EPS = 1e-5
 BN_EPS_TF = 1e-3
 
 _BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(.+)")
+GEMMA_PREFIX = "model.vision_tower.timm_model."  # Gemma 3n's checkpoints nest the timm encoder under this
 # timm's names inside a block are each block type's ``timm_names`` (mobilenets.models.blocks.BLOCK_TYPES).
 
 
@@ -40,6 +43,7 @@ _ARCH_PATTERNS = (
     (re.compile(r"mobilenetv2_(?P<w>\d{3})"), "mobilenet_v2"),
     (re.compile(r"(?P<tf>tf_)?mobilenetv3_(?P<size>large|small)_(?P<minimal>minimal_)?(?P<w>\d{3})"), "mobilenet_v3"),
     (re.compile(r"mobilenetv4_(?P<kind>conv|hybrid)_(?P<size>small|medium|large)(?:_(?P<w>\d{3}))?"), "mobilenet_v4"),
+    (re.compile(r"mobilenetv5_(?P<size>300m|base)(?P<enc>_enc)?"), "mobilenet_v5"),
 )
 # timm variants that change the architecture in ways ours do not express, with what they change.
 _UNSUPPORTED = (
@@ -57,10 +61,10 @@ _KNOWN_NAMES = (
     "tf_mobilenetv3_small_100", "tf_mobilenetv3_small_minimal_100", "mobilenetv4_conv_small_035",
     "mobilenetv4_conv_small_050", "mobilenetv4_conv_small", "mobilenetv4_conv_medium", "mobilenetv4_conv_large",
     "mobilenetv4_hybrid_medium", "mobilenetv4_hybrid_large", "mobilenetv4_hybrid_medium_075",
-    "mobilenetv4_hybrid_large_075",
+    "mobilenetv4_hybrid_large_075", "mobilenetv5_300m", "mobilenetv5_300m_enc", "mobilenetv5_base",
 )
 SUPPORTED_NAMES = ("mobilenetv1_<NNN>, mobilenetv2_<NNN>, [tf_]mobilenetv3_{large,small}[_minimal]_<NNN>, "
-                   "mobilenetv4_{conv,hybrid}_{small,medium,large}[_<NNN>] (NNN = width x 100)")
+                   "mobilenetv4_{conv,hybrid}_{small,medium,large}[_<NNN>], mobilenetv5_{300m[_enc],base} (NNN = width x 100)")
 
 
 def architecture(name: str) -> tuple[str, dict[str, Any], str]:
@@ -92,6 +96,8 @@ def architecture(name: str) -> tuple[str, dict[str, Any], str]:
                 source = "timm_tf"
         elif family == "mobilenet_v4":
             arch = f"mobilenet_v4_{groups['kind']}_{groups['size']}"
+        elif family == "mobilenet_v5":
+            arch = f"mobilenet_v5_{groups['size']}" + ("_enc" if groups["enc"] else "")
         return arch, kwargs, source
     for pattern, change in _UNSUPPORTED:
         if pattern.fullmatch(base):
@@ -101,11 +107,24 @@ def architecture(name: str) -> tuple[str, dict[str, Any], str]:
     raise ValueError(f"timm architecture {name!r} has no mobilenets equivalent{hint} (supported: {SUPPORTED_NAMES})")
 
 
+def _unnest(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A Gemma 3n checkpoint's vision tower as the timm state dict it is (other checkpoints unchanged)."""
+    if f"{GEMMA_PREFIX}conv_stem.conv.weight" not in state:
+        return state
+    return {k[len(GEMMA_PREFIX):]: v for k, v in state.items() if k.startswith(GEMMA_PREFIX)}
+
+
 def looks_like(state: dict[str, torch.Tensor]) -> bool:
-    return "conv_stem.weight" in state and any(k.startswith("blocks.") for k in state)
+    state = _unnest(state)
+    stem = "conv_stem.weight" in state or "conv_stem.conv.weight" in state
+    return stem and any(k.startswith("blocks.") for k in state)
 
 
 def describe(state: dict[str, torch.Tensor]) -> str:
+    state = _unnest(state)
+    if "msfa.norm.weight" in state:
+        stages = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
+        return f"timm MobileNetV5 checkpoint with {len(stages)} stages and the MSFA neck"
     stages = {int(m.group(1)) for k in state if (m := _BLOCK.match(k))}
     w = state.get("classifier.weight")
     classes = w.shape[0] if w is not None else "?"
@@ -126,6 +145,7 @@ def _rename(rest: str, table: dict[str, str]) -> str | None:
 
 def to_native(state: dict[str, torch.Tensor], model: nn.Module) -> MappedState:
     """Translate a timm state dict to our model's names; V3's ``conv_head`` becomes a Linear weight."""
+    state = _unnest(state)
     out = MappedState(description=describe(state))
     modules = dict(flat_blocks(model))
     last_prefix = next(reversed(modules)) if modules else None
@@ -136,6 +156,10 @@ def to_native(state: dict[str, torch.Tensor], model: nn.Module) -> MappedState:
         new: str | None = None
         if key == "conv_stem.weight":
             new = "stem.conv.weight"
+        elif key.startswith("conv_stem."):  # V5: a ConvNormAct stem, our names below "stem."
+            new = f"stem.{key[10:]}" if f"stem.{key[10:]}" in own_keys else None
+        elif key.startswith("msfa."):  # V5's neck: timm's names are ours
+            new = key if key in own_keys else None
         elif key.startswith("bn1."):
             new = f"stem.bn.{key[4:]}" if key[4:] in BN_PARAMS else None
         elif m := _BLOCK.fullmatch(key):
