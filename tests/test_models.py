@@ -103,15 +103,41 @@ def test_dilated_output_stride_16() -> None:
     assert n_params(m) == 5_483_032
 
 
-def test_small_input_keeps_4x4_map() -> None:
-    for name in list_models():
-        m = create_model(name, small_input=True).eval()
+# MobileNetV5-300M has 294M parameters: building it takes seconds and a forward at its 768x768 minutes of
+# CPU, so its generic cases run with -m slow; MobileNetV5-Base at width 0.25 keeps the V5 blocks in the
+# default run.
+HEAVY_V5 = {"mobilenet_v5_300m", "mobilenet_v5_300m_enc"}
+ENCODERS = {"mobilenet_v5_300m_enc"}
+
+
+def _slow_if(heavy: bool) -> list[pytest.MarkDecorator]:
+    return [pytest.mark.slow] if heavy else []
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_slow_if(n in HEAVY_V5)) for n in list_models()])
+def test_small_input_keeps_4x4_map(name: str) -> None:
+    m = create_model(name, small_input=True).eval()
+    with torch.no_grad():
         assert m.forward_features(torch.zeros(1, 3, 32, 32)).shape[-1] == 4, name
-        assert m.pretrained_cfg["input_size"] == (3, 32, 32)
+    assert m.pretrained_cfg["input_size"] == (3, 32, 32)
+
+
+def _classes(name: str, n: int) -> dict[str, int]:
+    """``num_classes=n``, or nothing for an encoder (it has no head; ``forward`` returns its grid)."""
+    return {} if name in ENCODERS else {"num_classes": n}
+
+
+def _check_logits(name: str, model: torch.nn.Module, out: torch.Tensor, batch: int, classes: int) -> None:
+    if name in ENCODERS:
+        assert out.shape[:2] == (batch, model.num_features) and out.ndim == 4
+    else:
+        assert out.shape == (batch, classes)
+    assert torch.isfinite(out).all()
 
 
 # ------------------------------------------------------------------------------------------ generic
 VARIANTS = [(name, {}) for name in list_models()] + [
+    ("mobilenet_v5_base", {"width_mult": 0.25}),
     ("mobilenet_v1", {"separable": False, "width_mult": 0.25}),
     ("mobilenet_v3_large", {"minimalistic": True}),
     ("mobilenet_v3_large", {"reduced_tail": True, "dilated": True}),
@@ -120,24 +146,27 @@ VARIANTS = [(name, {}) for name in list_models()] + [
     ("mobilenet_v2", {"width_mult": 0.35}),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw in VARIANTS]
+# the default-width V5-Base forward at 256 takes seconds; V5-Base at width 0.25 covers its blocks cheaply
+GENERIC = [pytest.param(n, kw, id=i, marks=_slow_if(n in HEAVY_V5 or (n == "mobilenet_v5_base" and not kw)))
+           for (n, kw), i in zip(VARIANTS, IDS, strict=True)]
 
 
-@pytest.mark.parametrize(("name", "kwargs"), VARIANTS, ids=IDS)
+@pytest.mark.parametrize(("name", "kwargs"), GENERIC)
 def test_forward_default_and_small_input(name: str, kwargs: dict) -> None:
-    model = create_model(name, num_classes=7, **kwargs).eval()
+    model = create_model(name, **_classes(name, 7), **kwargs).eval()
     size = model.pretrained_cfg["input_size"][-1]
     with torch.no_grad():
         out = model(torch.randn(2, 3, size, size))
-    assert out.shape == (2, 7) and torch.isfinite(out).all()
-    small = create_model(name, num_classes=7, small_input=True, **kwargs).eval()
+    _check_logits(name, model, out, 2, 7)
+    small = create_model(name, **_classes(name, 7), small_input=True, **kwargs).eval()
     with torch.no_grad():
         out = small(torch.randn(2, 3, 32, 32))
-    assert out.shape == (2, 7) and torch.isfinite(out).all()
+    _check_logits(name, small, out, 2, 7)
 
 
-@pytest.mark.parametrize(("name", "kwargs"), VARIANTS, ids=IDS)
+@pytest.mark.parametrize(("name", "kwargs"), GENERIC)
 def test_every_parameter_gets_a_gradient(name: str, kwargs: dict) -> None:
-    model = create_model(name, num_classes=5, small_input=True, in_chans=1, drop_path_rate=0.1, **kwargs).train()
+    model = create_model(name, **_classes(name, 5), small_input=True, in_chans=1, drop_path_rate=0.1, **kwargs).train()
     model(torch.randn(2, 1, 32, 32)).square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
@@ -146,14 +175,15 @@ def test_every_parameter_gets_a_gradient(name: str, kwargs: dict) -> None:
 # torch.export of the three largest V4 models takes 10-16 s each on 2 cores: their round trip runs with -m slow
 # (V4-Conv-Small/Medium keep the V4 blocks here, and test_deploy exports V4-Hybrid-Medium to pt2).
 # mobilenet_table builds V3-Small's table by default: its export is mobilenet_v3_small's, already covered.
-_HEAVY_EXPORT = {"mobilenet_v4_hybrid_large", "mobilenet_v4_hybrid_medium", "mobilenet_v4_conv_large", "mobilenet_table"}
+_HEAVY_EXPORT = {"mobilenet_v4_hybrid_large", "mobilenet_v4_hybrid_medium", "mobilenet_v4_conv_large", "mobilenet_table",
+                 "mobilenet_v5_base", *HEAVY_V5}
 EXPORT_VARIANTS = [pytest.param(n, kw, id=i, marks=[pytest.mark.slow] if n in _HEAVY_EXPORT and not kw else [])
                    for (n, kw), i in zip(VARIANTS, IDS, strict=True)]
 
 
 @pytest.mark.parametrize(("name", "kwargs"), EXPORT_VARIANTS)
 def test_torch_export_round_trip(name: str, kwargs: dict, tmp_path) -> None:
-    model = create_model(name, num_classes=10, small_input=True, **kwargs).eval()
+    model = create_model(name, **_classes(name, 10), small_input=True, **kwargs).eval()
     x = torch.randn(2, 3, 32, 32)
     ep = torch.export.export(model, (x,))
     path = tmp_path / "model.pt2"
@@ -163,7 +193,7 @@ def test_torch_export_round_trip(name: str, kwargs: dict, tmp_path) -> None:
         torch.testing.assert_close(loaded(x), model(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("name", "kwargs"), VARIANTS, ids=IDS)
+@pytest.mark.parametrize(("name", "kwargs"), GENERIC)
 def test_features_only_channels_and_reductions(name: str, kwargs: dict) -> None:
     model = create_model(name, features_only=True, **kwargs).eval()
     with torch.no_grad():
@@ -178,7 +208,7 @@ def test_features_only_channels_and_reductions(name: str, kwargs: dict) -> None:
     assert n_params(sub) < n_params(model)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_slow_if(n in HEAVY_V5)) for n in list_models() if n not in ENCODERS])
 def test_timm_surface(name: str) -> None:
     model = create_model(name, small_input=True).eval()
     x = torch.randn(2, 3, 32, 32)

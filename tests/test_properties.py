@@ -242,14 +242,19 @@ def _check_model(name: str, kwargs: dict[str, Any]) -> None:
         for t, chs in zip(out, model.feature_channels):
             assert t.shape[:2] == (1, chs)
             assert torch.isfinite(t).all(), f"{name}{kwargs}: non-finite features"
+    elif model.arch.encoder:  # MobileNetV5's encoder: the MSFA grid
+        assert out.shape[:2] == (1, model.num_features) and out.ndim == 4, f"{name}{kwargs}: {tuple(out.shape)}"
+        assert torch.isfinite(out).all(), f"{name}{kwargs}: non-finite output"
     else:
         width = model.num_classes or model.head_hidden_size
         assert out.shape == (1, width), f"{name}{kwargs}: {tuple(out.shape)}"
         assert torch.isfinite(out).all(), f"{name}{kwargs}: non-finite output"
 
 
-# ResNet-50 takes ~0.4 s to build and initialise, MobileNetV4-Large/Hybrid-Large more: fewer examples.
-HEAVY = {n for n in MODEL_NAMES if n.startswith("resnet") or n in ("mobilenet_v4_conv_large", "mobilenet_v4_hybrid_large")}
+# ResNet-50 takes ~0.4 s to build and initialise, MobileNetV4-Large/Hybrid-Large and MobileNetV5-Base more:
+# fewer examples. MobileNetV5-300M (294M parameters at width 1) builds in seconds: its cases run with -m slow.
+HEAVY = {n for n in MODEL_NAMES if n.startswith(("resnet", "mobilenet_v5"))
+         or n in ("mobilenet_v4_conv_large", "mobilenet_v4_hybrid_large")}
 
 
 @pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n not in HEAVY])
@@ -259,7 +264,8 @@ def test_mobilenet_kwargs_build_or_name_the_keyword(name: str, data: st.DataObje
     _check_model(name, data.draw(_model_kwargs(name), label="kwargs"))
 
 
-@pytest.mark.parametrize("name", sorted(HEAVY))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("mobilenet_v5_300m") else n
+                                  for n in sorted(HEAVY)])
 @fast(25)
 @given(data=st.data())
 def test_heavy_model_kwargs_build_or_name_the_keyword(name: str, data: st.DataObject) -> None:

@@ -371,7 +371,8 @@ class MobileNet(nn.Module):
             points = getattr(self, "_feature_points", {f["index"] for f in self.feature_info})
         else:
             by_level = {f["level"]: f["index"] for f in self.feature_info}
-            bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or (i % 5) not in by_level]
+            bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or not -5 <= i <= 4
+                   or (i % 5) not in by_level]
             if bad or not indices:
                 raise ValueError(f"indices={indices!r} invalid; expected feature levels among {sorted(by_level)}")
             points = {by_level[i % 5] for i in indices}

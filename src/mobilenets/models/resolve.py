@@ -164,6 +164,9 @@ def resolve_mobilenet_v5(
     """
     _check_width(width_mult)
     check_choice("variant", variant, tuple(MOBILENET_V5))
+    for key, value in (("msfa_chs", msfa_chs), ("msfa_grid", msfa_grid)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{key}={value!r} invalid; expected an integer >= 1 (or None for the variant's)")
     v5 = MOBILENET_V5[variant]
     name = f"mobilenet_v5_{variant}" + ("_enc" if encoder else "")
     ctx = Context(name, widths.MOBILENET_V5, width_mult, _one_act("gelu_tanh"), small_input, layer_scale=1e-5)
