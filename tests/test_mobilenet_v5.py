@@ -16,7 +16,11 @@ from torch import nn
 
 import mobilenets
 from mobilenets import create_model
-from mobilenets.models.blocks import FusedInvertedBottleneck, MobileAttentionBlock, UniversalInvertedBottleneck
+from mobilenets.models.blocks import (
+    FusedInvertedBottleneck,
+    MobileAttentionBlock,
+    UniversalInvertedBottleneck,
+)
 from mobilenets.models.layers import GELUTanh, LayerScale2d, RMSNorm2d
 from mobilenets.models.neck import MSFASpec, MultiScaleFusionAdapter
 from mobilenets.weights.sources import timm as timm_source
@@ -80,7 +84,7 @@ def _reference_msfa(feats: list[torch.Tensor], msfa: MultiScaleFusionAdapter, gr
     exp, proj = msfa.ffn.pw_exp, msfa.ffn.pw_proj
     x = gelu(rms(torch.einsum("oc,nchw->nohw", exp.conv.weight[:, :, 0, 0], x), exp.bn))
     x = rms(torch.einsum("oc,nchw->nohw", proj.conv.weight[:, :, 0, 0], x), proj.bn)
-    n, c, hh, ww = x.shape
+    n, c, hh, _ = x.shape
     k = hh // grid
     x = x.reshape(n, c, grid, k, grid, k).mean((3, 5))
     return rms(x, msfa.norm)
