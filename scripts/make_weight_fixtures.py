@@ -55,6 +55,7 @@ NUM_CLASSES = 5
 SIZE = 64  # even at every stride-2 layer, so Keras V1's explicit (0, 1) padding equals TF "same"
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+UNIT = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # MobileNetV5-300M: pixels in [0, 1], unnormalised
 
 
 @dataclass
@@ -94,6 +95,8 @@ def _randomise_torch(model: torch.nn.Module, x: torch.Tensor, gen: torch.Generat
                 m.momentum = 1.0
             elif isinstance(getattr(m, "gamma", None), torch.nn.Parameter):  # V4 LayerScale: 1e-5 would hide a branch
                 m.gamma.copy_(torch.empty_like(m.gamma).uniform_(0.3, 0.7, generator=gen))
+            elif type(m).__name__.startswith("RmsNorm"):  # V5: weight-only RMSNorm, ones by default
+                m.weight.copy_(torch.empty_like(m.weight).uniform_(0.7, 1.3, generator=gen))
     _measure_statistics(model, x, gen)
 
 
@@ -130,6 +133,66 @@ def _timm(gen_name: str, variant: str, mult: float, **kw: Any) -> Callable[[], A
         return getattr(mod, gen_name)(variant, mult, num_classes=NUM_CLASSES, pretrained=False, **kw)
 
     return build
+
+
+# MobileNetV5 at full depth is 100+ blocks, and its attention widths do not follow the multiplier, so its
+# fixtures are shortened tables built by timm's own constructor (``block_args``, decoded by timm's
+# ``decode_arch_def`` from its row strings) at multiplier 0.02: every block type and quirk stays (edge residual,
+# the four-kernel UIB forms, MQA with and without key/value stride 2, the base table's "s2" on an attention
+# row that timm's builder ignores, the MSFA pooling to its grid (300m: 4x4 -> 2x2) or resizing to it (base:
+# 4x4 -> 16x16 bilinear), TF "same" padding of the encoder). Our side reads the same rows as a table dict
+# (family mobilenet_v5) through mobilenet_table. The encoder's MSFA is 2048 wide in timm whatever the
+# multiplier, hence the smallest multiplier (every width rounds to 8-24) and a 16-wide stem.
+V5_MULT = 0.02
+V5_STEM = 16  # timm's stem_size: 64 (kept below multiplier 1) would make the first 3x3 expand conv most of the file
+
+
+def _v5_timm_rows(big: int, huge: int, base: bool) -> list[list[str]]:
+    return [
+        ["er_r1_k3_s2_e4_c128", "er_r1_k3_s1_e4_c128"],
+        ["uir_r1_a3_k5_s2_e6_c256", "uir_r1_a5_k0_s1_e4_c256"],
+        [f"uir_r1_a5_k5_s2_e6_c{big}", f"uir_r1_a0_k0_s1_e1_c{big}",
+         f"mqa_r1_k3_h2_s2_d16_c{big}" if base else f"mqa_r1_k3_h2_v2_s1_d16_c{big}", f"uir_r1_a0_k0_s1_e2_c{big}"],
+        [f"uir_r1_a5_k5_s2_e6_c{huge}", f"mqa_r1_k3_h2_s1_d24_c{huge}", f"uir_r1_a0_k0_s1_e2_c{huge}"],
+    ]
+
+
+def _v5_table(big: int, huge: int, base: bool, options: dict[str, Any]) -> dict[str, Any]:
+    return {"format": "mobilenets-table", "version": 1, "family": "mobilenet_v5", "options": options,
+            "stem": f"Conv(3, {V5_STEM}, 2)", "head": None, "stages": [
+                ["FusedIB(3, 4, 128, 2)", "FusedIB(3, 4, 128, 1)"],
+                ["UIB(3, 5, 6, 256, 2)", "UIB(5, 0, 4, 256, 1)"],
+                [f"UIB(5, 5, 6, {big}, 2)", f"UIB(0, 0, 1, {big}, 1)", f"MQA(2, 16, {1 if base else 2}, {big})",
+                 f"UIB(0, 0, 2, {big}, 1)"],
+                [f"UIB(5, 5, 6, {huge}, 2)", f"MQA(2, 24, 1, {huge})", f"UIB(0, 0, 2, {huge}, 1)"]]}
+
+
+def _timm_v5(variant: str, base: bool, encoder: bool, **kw: Any) -> Callable[[], Any]:
+    def build() -> Any:
+        from timm.models import mobilenetv5
+        from timm.models._efficientnet_builder import decode_arch_def
+
+        big, huge = (512, 1024) if base else (640, 1280)
+        heads = {} if encoder else {"num_classes": NUM_CLASSES}
+        return mobilenetv5._gen_mobilenet_v5(variant, V5_MULT, encoder=encoder, pretrained=False, stem_size=V5_STEM,
+                                             block_args=decode_arch_def(_v5_timm_rows(big, huge, base)), **heads, **kw)
+
+    return build
+
+
+V5_FIXTURES = [
+    Fixture("timm_mobilenet_v5_300m_enc", "timm", "timm_mobilenet_v5_300m_enc.safetensors", "mobilenet_table",
+            {"table": _v5_table(640, 1280, False, {"variant": "300m", "encoder": True, "msfa_grid": 2}),
+             "width_mult": V5_MULT, "num_classes": 0, "pad_type": "same"},
+            _timm_v5("mobilenetv5_300m_enc", False, True, pad_type="same", msfa_output_resolution=2), mean_std=UNIT),
+    Fixture("timm_mobilenet_v5_300m", "timm", "timm_mobilenet_v5_300m.safetensors", "mobilenet_table",
+            {"table": _v5_table(640, 1280, False, {"variant": "300m", "msfa_chs": 64, "msfa_grid": 2}),
+             "width_mult": V5_MULT},
+            _timm_v5("mobilenetv5_300m", False, False, num_features=64, msfa_output_resolution=2), mean_std=UNIT),
+    Fixture("timm_mobilenet_v5_base", "timm", "timm_mobilenet_v5_base.safetensors", "mobilenet_table",
+            {"table": _v5_table(512, 1024, True, {"variant": "base", "msfa_chs": 64}), "width_mult": V5_MULT},
+            _timm_v5("mobilenetv5_base", True, False, num_features=64), mean_std=INCEPTION),
+]
 
 
 # ----------------------------------------------------------------------------------------- keras side
@@ -273,6 +336,7 @@ FIXTURES = [
     Fixture("keras_mobilenet_v3_small", "keras", "keras_mobilenet_v3_small.weights.h5", "mobilenet_v3_small",
             {"width_mult": 0.02, "width_convention": "keras", "pad_type": "same"},
             _keras("MobileNetV3Small", alpha=0.02), mean_std=INCEPTION),
+    *V5_FIXTURES,  # last, so that the fixtures above keep their seeds (100 + their index)
 ]
 
 
@@ -476,7 +540,9 @@ def _versions() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="tv,timm,keras,det,seg", help="comma-separated sources to rebuild")
+    parser.add_argument("--names", default="", help="comma-separated fixture names: rebuild only these")
     args = parser.parse_args()
+    names_only = {n.strip() for n in args.names.split(",") if n.strip()}
     wanted = {"tv": "torchvision", "timm": "timm", "keras": "keras", "det": "detection", "seg": "segmentation"}
     only = {wanted[s.strip()] for s in args.only.split(",") if s.strip()}
     if "detection" in only:
@@ -505,7 +571,7 @@ def main() -> None:
     expected = {k: v for k, v in expected.items() if k in names}
 
     for i, fx in enumerate(FIXTURES):
-        if fx.source not in only:
+        if fx.source not in only or (names_only and fx.name not in names_only):
             continue
         mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in fx.mean_std)
         path = OUT / fx.file

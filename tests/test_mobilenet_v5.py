@@ -181,3 +181,47 @@ def test_timm_names_map_to_ours() -> None:
     assert timm_source.architecture("mobilenetv5_base") == ("mobilenet_v5_base", {}, "timm")
     with pytest.raises(ValueError, match="mobilenetv5_base"):
         timm_source.architecture("mobilenetv5_bse")
+
+
+# ------------------------------------------------------------------------------ timm checkpoints
+def _fixture_model(name: str, **overrides: object) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """A V5 weights fixture (test_weights.py checks them all) built, loaded, and its input and expected output."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from mobilenets.weights import load_weights
+
+    root = Path(__file__).parent / "fixtures" / "weights"
+    fx = json.loads((root / "manifest.json").read_text())["fixtures"][name]
+    kwargs = {k: v for k, v in fx["kwargs"].items() if k != "pad_type"}
+    model = create_model(fx["arch"], **{**kwargs, **overrides})
+    load_weights(model, root / fx["files"][0])
+    x = load_file(str(root / "input.safetensors"))["x"]
+    return model.eval(), x, load_file(str(root / "expected.safetensors"))[name]
+
+
+def test_gemma3n_nesting_loads_and_symmetric_padding_would_not_match(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from mobilenets.weights import load_weights
+
+    model, x, expected = _fixture_model("timm_mobilenet_v5_300m_enc")
+    with torch.no_grad():
+        assert (model(x) - expected).abs().max() <= 1e-4
+    # Gemma 3n's checkpoints hold the encoder under model.vision_tower.timm_model. (and other towers beside it)
+    from pathlib import Path
+
+    state = load_file(str(Path(__file__).parent / "fixtures" / "weights" / "timm_mobilenet_v5_300m_enc.safetensors"))
+    nested = {f"model.vision_tower.timm_model.{k}": v for k, v in state.items()}
+    nested["model.language_model.embed_tokens.weight"] = torch.zeros(4, 4)
+    save_file(nested, tmp_path / "gemma.safetensors")
+    again, _, _ = _fixture_model("timm_mobilenet_v5_300m_enc")
+    result = load_weights(again, tmp_path / "gemma.safetensors")
+    assert not result.missing and result.source == "timm"
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+        # the encoder's weights were trained with TF "same" padding: symmetric padding changes its output
+        model.set_pad_type("")
+        assert (model(x) - expected).abs().max() > 1e-3

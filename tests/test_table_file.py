@@ -268,3 +268,33 @@ def test_a_file_that_sets_small_input_keeps_it_over_the_dataset_default(tmp_path
 
     assert small_input(_write(tmp_path, "mobilenet_v3_small", {"small_input": False}, name="big.yaml")) is None
     assert small_input(_write(tmp_path, "mobilenet_v3_small", name="open.yaml")) is True  # digits' default
+
+
+def test_v5_table_round_trips_and_builds_like_the_registered_model() -> None:
+    from mobilenets.models.table_file import TableFile, dump_table_file, parse_table_file, table_to_dict
+    from mobilenets.models.tables import MOBILENET_V5, Table
+
+    v5 = MOBILENET_V5["300m"]
+    tf = TableFile("mobilenet_v5", Table(v5.stem, v5.stages), {"variant": "300m", "encoder": True})
+    assert parse_table_file(dump_table_file(tf)) == tf
+    with torch.device("meta"):
+        model = mobilenets.create_model("mobilenet_table", table=table_to_dict(tf))
+    assert sum(p.numel() for p in model.parameters()) == 294_126_912
+    assert model.arch.encoder and model.pad_type == "same"
+
+
+@pytest.mark.parametrize(("row", "options", "match"), [
+    ("UIB(4, 0, 4, 256, 1)", {}, "a=4 invalid; expected an odd kernel size or 0"),
+    ("UIB(3, 2, 4, 256, 1)", {}, "k=2 invalid"),
+    ("UIB(3, 0, 4, 256, 1)", {"msfa_grid": 0}, "msfa_grid=0 invalid; expected an integer >= 1"),
+    ("UIB(3, 0, 4, 256, 1)", {"variant": "large"}, "variant"),
+    ("Bneck(56, 3, 72, 24, False, 'RE', 1)", {}, "Bneck rows are not read by mobilenet_v5"),
+])
+def test_v5_table_errors_name_the_row_or_option(row: str, options: dict, match: str) -> None:
+    from mobilenets.models.table_file import table_from_dict
+
+    data = {"format": "mobilenets-table", "version": 1, "family": "mobilenet_v5", "options": options,
+            "stem": "Conv(3, 16, 2)", "stages": [["FusedIB(3, 4, 128, 2)"], ["UIB(3, 5, 6, 256, 2)", row],
+                                                 ["UIB(5, 5, 6, 512, 2)"], ["UIB(5, 5, 6, 1024, 2)"]]}
+    with pytest.raises(ValueError, match=match):
+        table_from_dict(data)

@@ -101,7 +101,10 @@ def mobilenet_table(
     overrides = {"small_input": small_input, "width_convention": width_convention, "reduced_tail": reduced_tail,
                  "dilated": dilated, "minimalistic": minimalistic, "use_se": use_se, "use_hswish": use_hswish,
                  "separable": separable, "act": act}
-    return MobileNet(resolve_table_file(load_table(table), width_mult, **overrides), **kwargs)
+    arch = resolve_table_file(load_table(table), width_mult, **overrides)
+    if arch.encoder:  # an encoder table (MobileNetV5's) has no head to size
+        kwargs.setdefault("num_classes", 0)
+    return MobileNet(arch, **kwargs)
 
 
 def _v4_entry(variant: V4Variant, doc: str) -> Callable[..., MobileNet]:

@@ -28,7 +28,7 @@ import yaml
 from .._validate import check_choice, did_you_mean
 from ..fileio import atomic_write_bytes
 from .mobilenet import ArchSpec
-from .resolve import resolve_mobilenet_v1, resolve_mobilenet_v2, resolve_mobilenet_v3
+from .resolve import resolve_mobilenet_v1, resolve_mobilenet_v2, resolve_mobilenet_v3, resolve_mobilenet_v5
 from .rows import DW, MQA, UIB, Bneck, Bottleneck, Conv, FusedIB, LastConv, MaxPool, Res, Row
 from .tables import MOBILENET_V3_SMALL, Table
 
@@ -44,6 +44,7 @@ ROW_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Conv, DW, Bottleneck
                                                              MaxPool, Res)}
 _KEYS = ("format", "version", "family", "name", "note", "options", "stem", "stages", "head")
 _BOOL = (True, False)
+_POSITIVE_INT = ("an integer >= 1",)  # an option taking any positive integer (a width, a grid size)
 _KINDS = {int: "an integer", float: "a number", bool: "True or False", str: "text", type(None): "None"}
 
 
@@ -69,6 +70,11 @@ FAMILIES: dict[str, _Family] = {
                             "Bottleneck(t, c, n, s), then LastConv(out)"),
     "mobilenet_v3_large": _V3,
     "mobilenet_v3_small": _V3,
+    # variant: whose input size and normalisation the network takes (300m: [0, 1] pixels at 768, base: 0.5 / 0.5
+    # at 256); encoder: no head, forward returns the MSFA grid (TF "same" padding, as Gemma 3n's encoder)
+    "mobilenet_v5": _Family((FusedIB, UIB, MQA), {"variant": ("base", "300m"), "small_input": _BOOL, "encoder": _BOOL,
+                                                  "msfa_chs": _POSITIVE_INT, "msfa_grid": _POSITIVE_INT}, False,
+                            "FusedIB(k, e, out, s), UIB(a, k, e, out, s, n), MQA(heads, key_dim, kv_stride, out, n)"),
 }
 
 
@@ -172,18 +178,28 @@ def _check_option(key: str, value: Any, allowed: tuple[Any, ...], prefix: str = 
     if allowed is _BOOL:
         if not isinstance(value, bool):
             raise ValueError(f"{prefix}{key}={value!r} invalid; expected True or False")
+    elif allowed is _POSITIVE_INT:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{prefix}{key}={value!r} invalid; expected an integer >= 1")
     else:
         check_choice(f"{prefix}{key}", value, allowed)
 
 
 def _check_row(row: Row, where: str) -> None:
-    """Values the resolver and builder need: widths and repeats >= 1, odd kernels, strides 1 or 2, RE / HS."""
+    """Values the resolver and builder need: widths and repeats >= 1, odd kernels (a UIB's may be 0: absent),
+    strides 1 or 2, RE / HS."""
+    optional = ("a", "k") if isinstance(row, UIB) else ()
     for name in row._fields:
         value = getattr(row, name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value < 1:
-            raise ValueError(f"{where}: {name}={value!r} invalid; expected >= 1")
-    if getattr(row, "k", 1) % 2 == 0:
-        raise ValueError(f"{where}: k={row.k!r} invalid; expected an odd kernel size")  # type: ignore[union-attr]
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 1 and not (
+                name in optional and value == 0):
+            raise ValueError(f"{where}: {name}={value!r} invalid; expected >= 1" + (" or 0 (absent)" if name in optional
+                                                                                    else ""))
+    for name in ("a", "k"):
+        k = getattr(row, name, 1)
+        if k % 2 == 0 and not (name in optional and k == 0):
+            raise ValueError(f"{where}: {name}={k!r} invalid; expected an odd kernel size"
+                             + (" or 0 (absent)" if name in optional else ""))
     if getattr(row, "s", 1) not in (1, 2):
         raise ValueError(f"{where}: s={row.s!r} invalid; expected stride 1 or 2")  # type: ignore[union-attr]
     nl = getattr(row, "nl", None)
@@ -348,5 +364,8 @@ def resolve_table_file(tf: TableFile, width_mult: float = 1.0, **overrides: Any)
         return resolve_mobilenet_v1(width_mult, table=tf.table, **options)
     if tf.family == "mobilenet_v2":
         return resolve_mobilenet_v2(width_mult, table=tf.table, **options)
+    if tf.family == "mobilenet_v5":
+        variant = options.pop("variant", "base")
+        return resolve_mobilenet_v5(variant, width_mult, table=tf.table, **options)
     variant = tf.family.removeprefix("mobilenet_v3_")
     return resolve_mobilenet_v3(variant, width_mult, table=tf.table, **options)  # type: ignore[arg-type]

@@ -112,8 +112,9 @@ def load_weights(
                     "pass source='torchvision', 'timm', 'timm_tf' or 'native'"
                 )
             source = detected
-            if source == "timm" and getattr(model, "pad_type", "") == "same":
-                source = "timm_tf"
+            family = getattr(getattr(model, "arch", None), "family", "")
+            if source == "timm" and getattr(model, "pad_type", "") == "same" and not family.startswith("mobilenet_v5"):
+                source = "timm_tf"  # a tf_ port; V5's encoder is "same"-padded in timm itself
         elif detected is not None and detected != source.removesuffix("_tf"):
             raise WeightsError(f"{path} looks like a {detected} checkpoint (by its key names), not {source}")
         if source == "native":
