@@ -194,6 +194,14 @@ _ENTRIES: tuple[PretrainedEntry, ...] = (
           ("hybrid_medium", "ix_e550_r256_in1k"),
           ("hybrid_large", "ix_e600_r384_in1k"),
       )),
+    # Gemma 3n's vision encoder as timm republished it (Gemma license). One file for both architectures: the
+    # encoder (forward returns the MSFA grid) and mobilenet_v5_300m (the grid pooled: 2048 features, no
+    # classifier). Not a classifier, so no ImageNet metric; no checksum recorded here: flagged unverified.
+    *(PretrainedEntry(f"{arch}.timm_gemma3n", arch, "timm", *_hf("mobilenetv5_300m.gemma3n"), num_classes=0,
+                      metrics_from="no checksum or metric recorded; Gemma license, see the Hugging Face model card",
+                      mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bicubic", crop_pct=1.0,
+                      input_size=(3, 768, 768))
+      for arch in ("mobilenet_v5_300m_enc", "mobilenet_v5_300m")),
     # timm's tf_ ports of the paper authors' TensorFlow weights
     _timm_tf("mobilenet_v3_large.timm_tf_in1k", "mobilenet_v3_large", "tf_mobilenetv3_large_100-427764d5.pth",
              75.516, 92.594),
