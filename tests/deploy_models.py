@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobilenets
+from mobilenets.models.layers import RMSNorm2d
 
 MEAN, STD = 0.3051, 0.3235
 
@@ -37,6 +38,8 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
             m.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
         elif isinstance(getattr(m, "gamma", None), nn.Parameter):  # MobileNetV4 LayerScale (1e-5 hides branches)
             m.gamma.data.copy_(torch.rand(m.gamma.shape, generator=g) * 0.5 + 0.25)
+        elif isinstance(m, RMSNorm2d):  # MobileNetV5's norm: a weight only, ones at init
+            m.weight.data.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
     classifier = getattr(model, "classifier", None)
     if isinstance(classifier, nn.Linear):
         nn.init.normal_(classifier.weight, 0, 0.3, generator=g)
@@ -50,6 +53,23 @@ def tiny(name: str = "mobilenet_v3_small", width: float = 0.35, size: int | None
     model.pretrained_cfg.update(mean=(MEAN,), std=(STD,))
     if size is not None:
         model.pretrained_cfg.update(input_size=(1, size, size))
+    return randomize(model)
+
+
+# A shortened MobileNetV5 table: every V5 piece (edge residual, UIB forms, MQA with and without key/value
+# stride 2, RMSNorm2d, GELU-tanh, LayerScale, the MSFA neck) in 10 blocks, so that an export takes seconds
+# where the 39-block base takes 10+ s per format.
+V5_SHORT = {"format": "mobilenets-table", "version": 1, "family": "mobilenet_v5", "options": {"msfa_chs": 32},
+            "stem": "Conv(3, 16, 2)", "stages": [
+                ["FusedIB(3, 4, 16, 2)", "FusedIB(3, 4, 16, 1)"], ["UIB(3, 5, 4, 24, 2)", "UIB(5, 0, 4, 24, 1)"],
+                ["UIB(5, 5, 4, 32, 2)", "MQA(2, 16, 2, 32)", "UIB(0, 0, 2, 32, 1)"],
+                ["UIB(5, 5, 4, 48, 2)", "MQA(2, 16, 1, 48)", "UIB(0, 0, 2, 48, 1)"]]}
+
+
+def tiny_v5() -> nn.Module:
+    """:data:`V5_SHORT` as a 1-channel, 10-class digits model with the small-input stem, randomized."""
+    model = mobilenets.create_model("mobilenet_table", table=V5_SHORT, num_classes=10, small_input=True, in_chans=1)
+    model.pretrained_cfg.update(mean=(MEAN,), std=(STD,))
     return randomize(model)
 
 

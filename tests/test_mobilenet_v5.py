@@ -175,6 +175,31 @@ def test_v5_blocks_follow_the_tables() -> None:
     assert model.msfa.ffn.pw_exp.conv.in_channels == 640 + 1280 and model.num_features == 2048
 
 
+@pytest.mark.parametrize("layer_scale", [1.0, None])
+def test_layer_scale_option_sets_or_removes_every_branch_scale(layer_scale: float | None) -> None:
+    with torch.device("meta"):
+        ref = create_model("mobilenet_v5_base")
+        model = create_model("mobilenet_v5_base", layer_scale=layer_scale)
+    scales = [m for m in model.modules() if isinstance(m, LayerScale2d)]
+    n_ref = sum(isinstance(m, LayerScale2d) for m in ref.modules())
+    # every UIB and attention block of the stages carries one (5 + 16 + 15 in base); the
+    # edge-residual stem stage and the MSFA carry none
+    branch_blocks = [b for stage in ref.blocks for b in stage if type(b).__name__ != "FusedInvertedBottleneck"]
+    assert n_ref == len(branch_blocks) == 36
+    gammas = sum(m.gamma.numel() for m in ref.modules() if isinstance(m, LayerScale2d))
+    if layer_scale is None:
+        assert not scales and sum(p.numel() for p in model.parameters()) == 82_647_976 - gammas
+    else:
+        assert len(scales) == n_ref and all(m.init_value == layer_scale for m in scales)
+        assert sum(p.numel() for p in model.parameters()) == 82_647_976
+
+
+@pytest.mark.parametrize("bad", [0, -1e-5, "small", True])
+def test_layer_scale_option_rejects_non_positive_values(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"layer_scale=.*expected a number > 0"):
+        create_model("mobilenet_v5_base", layer_scale=bad)
+
+
 def test_timm_names_map_to_ours() -> None:
     assert timm_source.architecture("mobilenetv5_300m_enc") == ("mobilenet_v5_300m_enc", {}, "timm")
     assert timm_source.architecture("mobilenetv5_300m.gemma3n") == ("mobilenet_v5_300m", {}, "timm")

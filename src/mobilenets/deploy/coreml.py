@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,24 +44,32 @@ def export_coreml(graph: nn.Module, x: torch.Tensor, opts: ExportOptions, out: P
     with _quiet():
         import coremltools as ct
 
-        if meta.task == "detect":
-            # A detector's traced graph keeps aten::size -> int casts (the head's flattening) that coremltools'
-            # TorchScript frontend fails on; its torch.export frontend takes the decomposed program.
-            opts.stages("capturing the graph (torch.export) for coremltools")
-            fixed = ExportOptions(batch=int(x.shape[0]), max_batch=None, input_size=opts.input_size)
-            traced = export_program(graph.eval(), x, fixed).run_decompositions({})
+        def convert(program: Any) -> Any:
+            return ct.convert(program, inputs=[ct.TensorType(name="input", shape=tuple(x.shape), dtype=np.float32)],
+                              outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
+                              compute_precision=ct.precision.FLOAT32, minimum_deployment_target=ct.target.iOS16)
+
+        # coremltools' TorchScript frontend fails on traced aten::size -> int casts (a detector's head
+        # flattening, MobileNetV5's attention reshapes); its torch.export frontend takes the decomposed
+        # program. Detectors go there directly, a classifier falls back to it.
+        errors = []
+        for frontend in (["export"] if meta.task == "detect" else ["trace", "export"]):
+            if frontend == "trace":
+                opts.stages("tracing the graph (torch.jit.trace) for coremltools")
+                with torch.no_grad():
+                    program = torch.jit.trace(graph.eval(), x, check_trace=False)
+            else:
+                opts.stages("capturing the graph (torch.export) for coremltools")
+                fixed = ExportOptions(batch=int(x.shape[0]), max_batch=None, input_size=opts.input_size)
+                program = export_program(graph.eval(), x, fixed).run_decompositions({})
+            opts.stages("converting to a Core ML ML program")
+            try:
+                model = convert(program)
+                break
+            except Exception as exc:  # coremltools raises many types with long op dumps
+                errors.append(first_line(exc))
         else:
-            opts.stages("tracing the graph (torch.jit.trace) for coremltools")
-            with torch.no_grad():
-                traced = torch.jit.trace(graph.eval(), x, check_trace=False)
-        opts.stages("converting to a Core ML ML program")
-        try:
-            model = ct.convert(traced, inputs=[ct.TensorType(name="input", shape=tuple(x.shape), dtype=np.float32)],
-                               outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
-                               compute_precision=ct.precision.FLOAT32,
-                               minimum_deployment_target=ct.target.iOS16)
-        except Exception as exc:  # coremltools raises many types with long op dumps
-            raise RuntimeError(f"coremltools could not convert the model: {first_line(exc)}") from None
+            raise RuntimeError(f"coremltools could not convert the model: {'; then '.join(errors)}")
         model.user_defined_metadata[METADATA_KEY] = meta.to_json()
         model.short_description = f"mobilenets {meta.architecture or 'model'} ({meta.dataset or 'no dataset'})"
         # Save beside the target and swap in, so an interrupted save never leaves half a package as ``out``.

@@ -28,7 +28,14 @@ from .capture import ExportOptions, export_onnx, export_program, quiet
 from .coreml import export_coreml
 from .extras import quiet_imports, silence_native_stderr
 from .formats import FORMATS
-from .fuse import InferenceModel, is_detector, is_segmenter, prepare_for_export, reference_graph
+from .fuse import (
+    InferenceModel,
+    is_detector,
+    is_segmenter,
+    prepare_for_export,
+    reference_graph,
+    spell_out_gelu_tanh,
+)
 from .litert import export_litert
 from .metadata import ArtifactError, ArtifactMetadata, read_metadata, write_metadata
 from .mnn import export_mnn
@@ -88,6 +95,7 @@ def lower_to_executorch(ep: torch.export.ExportedProgram, out: Path) -> None:
 
 def _export_executorch(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path,
                        meta: ArtifactMetadata) -> None:
+    spell_out_gelu_tanh(model)
     opts.stages("capturing the graph (torch.export)")
     ep = export_program(model, x, opts)
     opts.stages("lowering to ExecuTorch with the XNNPACK delegate (the longest step)")

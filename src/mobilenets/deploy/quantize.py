@@ -38,7 +38,7 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, add_onnx_metadata, dynamic_shapes, export_onnx, export_program, quiet
 from .export import executorch_batch_bound, lower_to_executorch
 from .extras import NeedsExtras, quiet_imports, require
-from .fuse import InferenceModel, is_detector, is_segmenter, prepare_for_export
+from .fuse import InferenceModel, is_detector, is_segmenter, prepare_for_export, spell_out_gelu_tanh
 from .metadata import ArtifactMetadata, write_metadata
 
 __all__ = ["METHODS", "QUANT_TARGETS", "QuantTarget", "QuantizeResult", "quantize_model", "quantize_pt2e"]
@@ -448,6 +448,8 @@ def quantize_model(
     if spec.fixed_batch and batch is None:
         batch = 1  # the runtime takes one input shape; a predictor runs other batches in chunks of it
     graph = prepare_for_export(model)
+    if spec.format == "executorch":
+        spell_out_gelu_tanh(graph)  # XNNPACK would run the exact GELU
     from .export import DEFAULT_EXECUTORCH_MAX_BATCH
 
     max_batch = DEFAULT_EXECUTORCH_MAX_BATCH if batch is None and spec.format == "executorch" else None

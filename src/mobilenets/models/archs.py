@@ -130,33 +130,36 @@ mobilenet_v4_hybrid_large = _v4_entry(
 @register_model
 def mobilenet_v5_300m_enc(
     *, width_mult: float = 1.0, small_input: bool = False, msfa_chs: int | None = None, msfa_grid: int | None = None,
-    num_classes: int = 0, **kwargs,
+    layer_scale: float | None = 1e-5, num_classes: int = 0, **kwargs,
 ) -> MobileNet:
     """MobileNetV5-300M as Gemma 3n's vision encoder: 294,126,912 params, 435.7 GMACs at 768; ``forward``
     returns the MSFA grid (N, 2048, 16, 16), no head; TF "same" padding as its weights (timm
     ``mobilenetv5_300m_enc``)."""
-    arch = resolve_mobilenet_v5("300m", width_mult, small_input, encoder=True, msfa_chs=msfa_chs, msfa_grid=msfa_grid)
+    arch = resolve_mobilenet_v5("300m", width_mult, small_input, encoder=True, msfa_chs=msfa_chs, msfa_grid=msfa_grid,
+                                layer_scale=layer_scale)
     return MobileNet(arch, num_classes=num_classes, **kwargs)
 
 
 @register_model
 def mobilenet_v5_300m(
     *, width_mult: float = 1.0, small_input: bool = False, msfa_chs: int | None = None, msfa_grid: int | None = None,
-    num_classes: int = 0, **kwargs,
+    layer_scale: float | None = 1e-5, num_classes: int = 0, **kwargs,
 ) -> MobileNet:
     """MobileNetV5-300M with timm's head: the MSFA grid average-pooled, then a classifier when
     ``num_classes`` > 0 (0 by default, as timm's ``mobilenetv5_300m``: the 2048 pooled features)."""
-    arch = resolve_mobilenet_v5("300m", width_mult, small_input, msfa_chs=msfa_chs, msfa_grid=msfa_grid)
+    arch = resolve_mobilenet_v5("300m", width_mult, small_input, msfa_chs=msfa_chs, msfa_grid=msfa_grid,
+                                layer_scale=layer_scale)
     return MobileNet(arch, num_classes=num_classes, **kwargs)
 
 
 @register_model
 def mobilenet_v5_base(
     *, width_mult: float = 1.0, small_input: bool = False, msfa_chs: int | None = None, msfa_grid: int | None = None,
-    **kwargs,
+    layer_scale: float | None = 1e-5, **kwargs,
 ) -> MobileNet:
     """MobileNetV5-Base (timm ``mobilenetv5_base``): 82,647,976 params with 1000 classes, 20.05 GMACs at 256."""
-    arch = resolve_mobilenet_v5("base", width_mult, small_input, msfa_chs=msfa_chs, msfa_grid=msfa_grid)
+    arch = resolve_mobilenet_v5("base", width_mult, small_input, msfa_chs=msfa_chs, msfa_grid=msfa_grid,
+                                layer_scale=layer_scale)
     return MobileNet(arch, **kwargs)
 
 

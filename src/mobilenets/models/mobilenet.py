@@ -337,6 +337,11 @@ class MobileNet(nn.Module):
         neck (MobileNetV5) its fixed grid (N, 2048, 16, 16 for Gemma 3n's encoder)."""
         if not torch.compiler.is_compiling():
             self._check_input(x)
+        return self.forward_trunk(x)
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_features` without its Python shape check, the graph exporters trace: stem,
+        blocks and (MobileNetV5) the MSFA neck."""
         if self.msfa is None:
             return self.blocks(self.stem(x))
         _, taps = self._walk(x, set(self._neck_points))

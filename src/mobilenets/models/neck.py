@@ -65,7 +65,9 @@ class MultiScaleFusionAdapter(nn.Module):
         g = self.grid
         if (h, w) != (g, g):
             if h % g == 0 and w % g == 0:
-                x = F.avg_pool2d(x, kernel_size=(h // g, w // g), stride=(h // g, w // g))
+                # = avg_pool2d with kernel and stride h // g; the adaptive form keeps the sizes out of the
+                # traced graph (pnnx turned the computed kernel into expressions ncnn cannot load)
+                x = F.adaptive_avg_pool2d(x, (g, g))
             else:
                 x = F.interpolate(x, size=(g, g), mode="bilinear")
         return self.norm(x)

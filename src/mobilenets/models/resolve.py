@@ -150,7 +150,8 @@ def resolve_mobilenet_v4(variant: V4Variant, width_mult: float = 1.0, small_inpu
 
 def resolve_mobilenet_v5(
     variant: V5Variant, width_mult: float = 1.0, small_input: bool = False, *, encoder: bool = False,
-    msfa_chs: int | None = None, msfa_grid: int | None = None, table: Table | None = None,
+    msfa_chs: int | None = None, msfa_grid: int | None = None, layer_scale: float | None = 1e-5,
+    table: Table | None = None,
 ) -> ArchSpec:
     """Resolve an MNv5 table with timm's width rules (``mobilenetv5_*``), whose checkpoints it must load.
 
@@ -160,16 +161,24 @@ def resolve_mobilenet_v5(
     ``msfa_grid`` square: 16 (256 tokens at 768x768), 4 with ``small_input``, which removes the 4x of the
     stem and first downsampling. ``encoder`` is Gemma 3n's encoder (timm ``mobilenetv5_300m_enc``): no
     head, ``forward`` returns the grid, and TensorFlow "same" padding as its weights were trained with.
+    ``layer_scale`` is that initial LayerScale (None: none). 1e-5 is what the published weights were
+    trained with; from scratch on a small dataset it keeps every UIB / attention stage's output at ~1e-5 of
+    its input for hundreds of steps (the stride-2 first block of a stage has no skip to carry the signal, and
+    RMSNorm's eps 1e-6 exceeds the variance it would have to undo), so short runs set it to 1.0 or None.
     ``table`` replaces the variant's rows (e.g. from a table file), resolved by the same rules.
     """
     _check_width(width_mult)
     check_choice("variant", variant, tuple(MOBILENET_V5))
+    if layer_scale is not None and (isinstance(layer_scale, bool) or not isinstance(layer_scale, int | float)
+                                    or not layer_scale > 0):
+        raise ValueError(f"layer_scale={layer_scale!r} invalid; expected a number > 0 (or None: no LayerScale)")
     for key, value in (("msfa_chs", msfa_chs), ("msfa_grid", msfa_grid)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{key}={value!r} invalid; expected an integer >= 1 (or None for the variant's)")
     v5 = MOBILENET_V5[variant]
     name = f"mobilenet_v5_{variant}" + ("_enc" if encoder else "")
-    ctx = Context(name, widths.MOBILENET_V5, width_mult, _one_act("gelu_tanh"), small_input, layer_scale=1e-5)
+    ctx = Context(name, widths.MOBILENET_V5, width_mult, _one_act("gelu_tanh"), small_input,
+                  layer_scale=None if layer_scale is None else float(layer_scale))
     neck = MSFASpec(out_chs=msfa_chs or v5.msfa_chs, grid=msfa_grid or (4 if small_input else 16))
     arch = resolve(table or Table(v5.stem, v5.stages), ctx, norm="rmsnorm", bn_eps=1e-6, neck=neck, encoder=encoder,
                    default_dropout=0.0, pad_type="same" if encoder else "", interpolation="bicubic",

@@ -45,6 +45,7 @@ ROW_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Conv, DW, Bottleneck
 _KEYS = ("format", "version", "family", "name", "note", "options", "stem", "stages", "head")
 _BOOL = (True, False)
 _POSITIVE_INT = ("an integer >= 1",)  # an option taking any positive integer (a width, a grid size)
+_POSITIVE_OR_NONE = ("a number > 0 or None",)  # an initial scale that may be absent
 _KINDS = {int: "an integer", float: "a number", bool: "True or False", str: "text", type(None): "None"}
 
 
@@ -73,7 +74,8 @@ FAMILIES: dict[str, _Family] = {
     # variant: whose input size and normalisation the network takes (300m: [0, 1] pixels at 768, base: 0.5 / 0.5
     # at 256); encoder: no head, forward returns the MSFA grid (TF "same" padding, as Gemma 3n's encoder)
     "mobilenet_v5": _Family((FusedIB, UIB, MQA), {"variant": ("base", "300m"), "small_input": _BOOL, "encoder": _BOOL,
-                                                  "msfa_chs": _POSITIVE_INT, "msfa_grid": _POSITIVE_INT}, False,
+                                                  "msfa_chs": _POSITIVE_INT, "msfa_grid": _POSITIVE_INT,
+                                                  "layer_scale": _POSITIVE_OR_NONE}, False,
                             "FusedIB(k, e, out, s), UIB(a, k, e, out, s, n), MQA(heads, key_dim, kv_stride, out, n)"),
 }
 
@@ -181,6 +183,9 @@ def _check_option(key: str, value: Any, allowed: tuple[Any, ...], prefix: str = 
     elif allowed is _POSITIVE_INT:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{prefix}{key}={value!r} invalid; expected an integer >= 1")
+    elif allowed is _POSITIVE_OR_NONE:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
+            raise ValueError(f"{prefix}{key}={value!r} invalid; expected a number > 0 or None")
     else:
         check_choice(f"{prefix}{key}", value, allowed)
 
