@@ -356,7 +356,14 @@ def quantize_litert(graph: nn.Module, calib: list[torch.Tensor], out: Path, meta
     report = inspect_tflite(model)
     heads = len(getattr(getattr(graph, "model", None), "cls_head", ())) if meta.task == "detect" else 0
     # 2 per detector head output, 2 heads per level; a segmenter's logits go back to NCHW once at the end.
-    check_integer(report, out, nhwc=nhwc, head_transposes=4 * heads + (meta.task == "segment"))
+    # An attention block (MobileNetV4 hybrid, V5) moves data by design: its own four transposes of the
+    # heads plus one each where the query and value convolutions' NHWC maps are flattened to tokens
+    # (measured: 78 in V5-Base's 13 blocks, against ~100 convolutions a transpose-per-conv defect would hit).
+    from ..models.blocks import MultiQueryAttention2d
+
+    attention = sum(isinstance(m, MultiQueryAttention2d) for m in graph.modules())
+    check_integer(report, out, nhwc=nhwc,
+                  head_transposes=4 * heads + (meta.task == "segment") + ATTENTION_TRANSPOSES * attention)
     atomic_write_bytes(out, model)
     return report
 
@@ -480,6 +487,10 @@ def inspect_tflite(model: bytes | str | Path) -> TFLiteReport:
                 if name in ("QUANTIZE", "DEQUANTIZE") and ins and ins[0] in graph_inputs:
                     graph_inputs.add(t)  # the input's type conversion still is the input
     return report
+
+
+#: TRANSPOSE ops one multi-query attention block needs in a LiteRT graph (see :func:`quantize_litert`).
+ATTENTION_TRANSPOSES = 6
 
 
 def check_integer(report: TFLiteReport, path: str | Path, *, nhwc: bool, head_transposes: int = 0) -> None:
