@@ -189,14 +189,7 @@ def _build_int8_onnxruntime(ctx: BuildContext) -> Runner:
 
 
 def _build_int8_openvino(ctx: BuildContext) -> Runner:
-    """OpenVINO runs the QDQ ONNX model natively in int8 (its low-precision transformations)."""
-    from .metadata import read_metadata
-    from .runtimes import OpenVINOPredictor
-
-    path = _quantized_file(ctx, "onnxruntime")
-    predictor = OpenVINOPredictor(path, read_metadata(path), ctx.threads)
-    ctx.keep.append(predictor)
-    return predictor._run
+    return _predictor_runner(_quantized_file(ctx, "openvino"), ctx)
 
 
 _ONNX = (("onnx", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx"))
@@ -226,8 +219,8 @@ BACKENDS: dict[str, Backend] = {
         Backend("int8-xnnpack", "int8", (*_QUANT, ("executorch", "executorch")), _build_int8_xnnpack,
                 "PT2E XNNPACK quantizer, ExecuTorch"),
         Backend("int8-onnxruntime", "int8", _ONNX, _build_int8_onnxruntime, "ORT static QDQ (u8/s8 per-channel)"),
-        Backend("int8-openvino", "int8", (*_ONNX, ("openvino", "openvino")), _build_int8_openvino,
-                "the ORT QDQ model run by OpenVINO"),
+        Backend("int8-openvino", "int8", (("openvino", "openvino"), ("nncf", "openvino")), _build_int8_openvino,
+                "NNCF int8 OpenVINO model (every conv/fc checked integer)"),
         Backend("int8-litert", "int8", (*_QUANT, *_LITERT), _build_int8_litert,
                 "full-integer int8 .tflite, LiteRT Interpreter (XNNPACK)"),
         Backend("int8-mnn", "int8", _MNN, _build_int8_mnn, "MNN offline-quantized full int8"),

@@ -116,16 +116,9 @@ def executorch_batch_bound(path: Path) -> int | None:
 
 def _export_openvino(model: InferenceModel, x: torch.Tensor, opts: ExportOptions, out: Path,
                      meta: ArtifactMetadata) -> None:
-    import openvino as ov
+    from .openvino import save_openvino, to_openvino
 
-    ep = export_program(model, x, opts)
-    with quiet():
-        ov_model = ov.convert_model(ep)
-    c, h, w = meta.input_size
-    ov_model.reshape({ov_model.input(0): ov.PartialShape([-1 if opts.batch is None else opts.batch, c, h, w])})
-    ov_model.set_rt_info(meta.to_json(), ["mobilenets", "metadata"])
-    # save_model compresses weights to fp16 by default: keep fp32 so the export matches eager.
-    ov.save_model(ov_model, str(out), compress_to_fp16=False)
+    save_openvino(to_openvino(model, x, opts, meta), out)
 
 
 Exporter = Callable[[InferenceModel, torch.Tensor, ExportOptions, Path, ArtifactMetadata], None]

@@ -1,6 +1,6 @@
 """Static int8 quantization: post-training (PTQ) and quantization-aware fine-tuning (QAT).
 
-Four targets, one per int8 runtime:
+One target per int8 runtime:
 
 * ``x86``: torchao's PT2E flow with the x86 Inductor quantizer (u8 activations, s8 per-channel
   weights); the artefact is a ``.pt2`` program that ``torch.compile`` lowers to oneDNN int8 kernels.
@@ -8,6 +8,10 @@ Four targets, one per int8 runtime:
   to a ``.pte`` whose int8 ops run in XNNPACK.
 * ``onnxruntime``: ONNX Runtime's static quantizer on the fp32 ONNX export (QDQ format, u8
   activations / s8 per-channel weights, which ORT fuses into QLinearConv on VNNI CPUs).
+* ``openvino``: NNCF, OpenVINO's own post-training quantizer, on the OpenVINO model (the placement of
+  FakeQuantize its CPU plugin fuses into int8 kernels, VNNI / AMX where the CPU has them); the compiled
+  graph is checked to run every convolution and fully-connected layer in integer, from
+  :mod:`mobilenets.deploy.openvino`. PTQ only.
 * ``mnn``: MNN's offline quantization tool on the fp32 ``.mnn`` (int8 activations with EMA ranges, int8
   per-channel weights), from :mod:`mobilenets.deploy.mnn`; PTQ only. Its weight-only int8
   (``quantize_mnn(..., mode="weight")``) shrinks the file without calibration.
@@ -79,6 +83,10 @@ QUANT_TARGETS: dict[str, QuantTarget] = {
                     (("torchao", "quant"), ("litert_torch", "litert"), ("ai_edge_litert", "litert")),
                     "full-integer int8 .tflite (s8 activations, s8 per-channel weights); proven integer from "
                     "the flatbuffer; --int8-io for int8 input/output", methods=("ptq",), fixed_batch=True),
+        QuantTarget("openvino", "openvino", ".xml", "openvino (int8, VNNI / AMX kernels)",
+                    (("openvino", "openvino"), ("nncf", "openvino")),
+                    "NNCF post-training quantization of the OpenVINO model (symmetric s8 activations, per-channel "
+                    "weights); the compiled graph is checked to run every conv/fc in integer", methods=("ptq",)),
         QuantTarget("mnn", "mnn", ".mnn", "MNN (int8)", (("MNN", "mnn"),),
                     "MNN's offline quantization tool (EMA activations, per-channel weights)", methods=("ptq",),
                     fixed_batch=True),
@@ -469,6 +477,12 @@ def quantize_model(
         from .mnn import quantize_mnn
 
         quantize_mnn(graph, calib, out, meta, stages, mode="full" if target == "mnn" else "weight")
+    elif target == "openvino":
+        from .openvino import quantize_openvino
+
+        report_ov = quantize_openvino(graph, calib, out, meta, stages)
+        census = report_ov.to_dict()
+        stages(f"int8 census of {out.name}: {report_ov.summary()}")
     elif target == "litert":
         from .litert import quantize_litert
 

@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
-from .export import load_model
+from .export import artifact_size, load_model
 from .fuse import SegmentationGraph, is_detector, is_segmenter, prepare_for_export
 from .metadata import ArtifactMetadata
 from .quantize import METHODS, QUANT_TARGETS, QuantizeResult, _census, _load_data, quantize_model
@@ -90,7 +90,7 @@ def quantize_weights(
 
     wdir = Path(weights)
     float_size = (wdir / WEIGHTS_NAME).stat().st_size if (wdir / WEIGHTS_NAME).is_file() else 0
-    return QuantizeResult(str(path), method, target, d.dataset, split, float_acc, int8_acc, path.stat().st_size,
+    return QuantizeResult(str(path), method, target, d.dataset, split, float_acc, int8_acc, artifact_size(path),
                           float_size, seconds, sum(int(x.shape[0]) for x in d.calib), _census(path))
 
 
@@ -120,7 +120,7 @@ def _quantize_detector(model: nn.Module, weights: str | Path, method: str, targe
                for k, src in (("float", model), ("int8", path))}
     ap50 = [100 * float(f["map50"]) if f else float("nan") for f in figures.values()]
     wfile = Path(weights) / WEIGHTS_NAME
-    return QuantizeResult(str(path), "ptq", target, dataset, split, ap50[0], ap50[1], path.stat().st_size,
+    return QuantizeResult(str(path), "ptq", target, dataset, split, ap50[0], ap50[1], artifact_size(path),
                           wfile.stat().st_size if wfile.is_file() else 0, seconds, sum(int(x.shape[0]) for x in calib),
                           _census(path), metric="AP50", metrics=figures)
 
@@ -178,6 +178,6 @@ def quantize_segmenter(
                                        if test is not None else None)
                for k, src in (("float", model), ("int8", path))}
     miou = [100 * float(f["miou"]) if f else float("nan") for f in figures.values()]
-    return QuantizeResult(str(path), "ptq", target, base.dataset or "", "test", miou[0], miou[1], path.stat().st_size,
+    return QuantizeResult(str(path), "ptq", target, base.dataset or "", "test", miou[0], miou[1], artifact_size(path),
                           0, seconds, sum(int(x.shape[0]) for x in calib), _census(path), metric="mIoU",
                           metrics=figures)
