@@ -102,6 +102,17 @@ def test_compare_detections_names_the_mismatch() -> None:
     assert problem is not None and "no match within" in problem and worst == pytest.approx(0.01, abs=1e-6)
     fewer = [{k: v[:1] for k, v in a[0].items()}]
     assert "1 detections instead of 2" in str(compare_detections(a, fewer)[1])
+    # A full list whose last place went to another candidate tied in score (runtimes round differently):
+    # forgiven at the cut, never above it.
+    other = {"boxes": torch.tensor([[40.0, 40, 50, 50]]), "labels": torch.tensor([3])}
+    tie = [{"boxes": torch.cat([a[0]["boxes"][:1], other["boxes"]]), "labels": torch.tensor([1, 3]),
+            "scores": torch.tensor([0.9, 0.80002])}]
+    assert compare_detections(a, tie) == (0.0, None)
+    above = [{**tie[0], "scores": torch.tensor([0.9, 0.85])}]  # the replacement is no tie: a real difference
+    assert "detection 1 (label 2" in str(compare_detections(a, above)[1])
+    top = [{"boxes": torch.cat([other["boxes"], a[0]["boxes"][1:]]), "labels": torch.tensor([3, 2]),
+            "scores": torch.tensor([0.9, 0.8])}]
+    assert "detection 0 (label 1" in str(compare_detections(a, top)[1])  # the first place differs
 
 
 # ------------------------------------------------------------------------------------ export

@@ -42,6 +42,8 @@ __all__ = [
 
 BOX_TOLERANCE_PX = 1e-3
 """Largest box-corner difference (pixels of the images given) an fp32 export's detections may show."""
+SCORE_TIE = 1e-4
+"""Scores this close to the lowest kept one are ties at the cut (:func:`compare_detections`)."""
 
 Images = torch.Tensor | Sequence[torch.Tensor]
 
@@ -153,7 +155,10 @@ def compare_detections(want: list[dict[str, torch.Tensor]], got: list[dict[str, 
 
     Per image: the same number of detections, and each detection of ``want`` paired with one of ``got``
     of the same label whose box is within ``tolerance`` (paired by best match, so two detections whose
-    scores tie to float rounding may come in either order).
+    scores tie to float rounding may come in either order). A detection may go unpaired only at the cut of
+    the ranking: when its score and those of the other list's unpaired ones are within
+    :data:`SCORE_TIE` of the lowest score either list kept, two runtimes' rounding decided which of the
+    candidates tied for the last places (the 300th of 300, or the score threshold) was kept.
     """
     worst = 0.0
     if len(want) != len(got):
@@ -167,15 +172,23 @@ def compare_detections(want: list[dict[str, torch.Tensor]], got: list[dict[str, 
         diff = (a["boxes"].float()[:, None, :] - b["boxes"].float()[None, :, :]).abs().amax(-1)
         diff = diff.masked_fill(a["labels"][:, None] != b["labels"][None, :], float("inf"))
         used = torch.zeros(nb, dtype=torch.bool)
+        unpaired: list[tuple[int, float]] = []
         for j in range(na):
             row = diff[j].masked_fill(used, float("inf"))
             k = int(row.argmin())
             if not float(row[k]) <= tolerance:
-                return float(row[k]), (f"image {i}: detection {j} (label {int(a['labels'][j])}, box "
-                                       f"{[round(v, 2) for v in a['boxes'][j].tolist()]}) has no match within "
-                                       f"{tolerance:g} px")
+                unpaired.append((j, float(row[k])))
+                continue
             used[k] = True
             worst = max(worst, float(row[k]))
+        if not unpaired:
+            continue
+        cut = min(float(a["scores"].min()), float(b["scores"].min())) + SCORE_TIE
+        at_cut = all(float(a["scores"][j]) <= cut for j, _ in unpaired) and bool((b["scores"][~used] <= cut).all())
+        if not at_cut:
+            j, dist = unpaired[0]
+            return dist, (f"image {i}: detection {j} (label {int(a['labels'][j])}, box "
+                          f"{[round(v, 2) for v in a['boxes'][j].tolist()]}) has no match within {tolerance:g} px")
     return worst, None
 
 
