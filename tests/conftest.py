@@ -21,3 +21,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def digits16_weights(tmp_path_factory: pytest.TempPathFactory):
+    """The trained tiny 16-px digits model of the runtime test modules (trained once per session): int8
+    accuracy is measured on something that has accuracy to lose. Read-only for the tests that take it."""
+    from deploy_models import save_digits_model
+
+    return save_digits_model(tmp_path_factory.mktemp("digits16"), 16)

@@ -18,7 +18,7 @@ import torch
 if importlib.util.find_spec("litert_torch") is None or importlib.util.find_spec("ai_edge_litert") is None:
     pytest.skip("the litert extra: pip install 'mobilenets[litert]'", allow_module_level=True)
 
-from deploy_models import digits_batch, randomize, save_digits_model, tiny
+from deploy_models import digits_batch, randomize, tiny
 from mobilenets.deploy.export import FP32_TOLERANCE, export_model
 from mobilenets.deploy.extras import MissingExtraError
 from mobilenets.deploy.litert import check_integer, inspect_tflite
@@ -30,9 +30,8 @@ SIZE = 16
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained tiny digits model: int8 accuracy is measured on something that has accuracy to lose."""
-    return save_digits_model(tmp_path_factory.mktemp("weights"), SIZE)
+def weights(digits16_weights: Path) -> Path:
+    return digits16_weights
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import mobilenets
-from deploy_models import MEAN, STD, randomize, save_digits_model
+from deploy_models import MEAN, STD, randomize
 from mobilenets.deploy.export import FP32_TOLERANCE, export_model
 from mobilenets.deploy.extras import MissingExtraError
 from mobilenets.deploy.metadata import (
@@ -34,8 +34,8 @@ SIZE = 16
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_digits_model(tmp_path_factory.mktemp("weights"), SIZE)
+def weights(digits16_weights: Path) -> Path:
+    return digits16_weights
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import torch
 if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
     pytest.skip("the openvino extra: pip install 'mobilenets[openvino]'", allow_module_level=True)
 
-from deploy_models import digits_batch, save_digits_model
+from deploy_models import digits_batch
 from mobilenets.deploy.export import export_model
 from mobilenets.deploy.metadata import ArtifactError, sidecar_path
 from mobilenets.deploy.openvino import OpenVINOReport, check_integer, inspect_openvino
@@ -26,9 +26,8 @@ SIZE = 16
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The trained tiny digits model: int8 accuracy is measured on something that has accuracy to lose."""
-    return save_digits_model(tmp_path_factory.mktemp("weights"), SIZE)
+def weights(digits16_weights: Path) -> Path:
+    return digits16_weights
 
 
 @pytest.fixture(scope="module")
