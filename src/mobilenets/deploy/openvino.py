@@ -176,7 +176,7 @@ def quantize_openvino(graph: torch.nn.Module, calib: list[torch.Tensor], out: Pa
         ignored = nncf.IgnoredScope(names=float_tail(ov_model), validate=False) if meta.task == "detect" else None
         quantized = nncf.quantize(ov_model, nncf.Dataset(items, feed), subset_size=len(items),
                                   preset=nncf.QuantizationPreset.PERFORMANCE, target_device=nncf.TargetDevice.CPU,
-                                  **({"ignored_scope": ignored} if ignored is not None else {}))
+                                  ignored_scope=ignored)
     progress.close(f"calibrated on {len(items) * per_call} images ({progress.elapsed:.1f}s)")
     log("compiling the int8 model to check that every convolution runs in integer")
     report = inspect_openvino(_compile(quantized, 1))

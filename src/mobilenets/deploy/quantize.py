@@ -394,7 +394,7 @@ class QuantizeResult:
 
 
 def _census(path: Path) -> dict[str, Any] | None:
-    """The int8 census recorded in a LiteRT artefact's sidecar by :func:`quantize_model`."""
+    """The int8 census recorded in a LiteRT or OpenVINO artefact's sidecar by :func:`quantize_model`."""
     import json
 
     from .metadata import sidecar_path
@@ -470,7 +470,7 @@ def quantize_model(
     if example.shape[0] < (batch or 2):
         example = example.repeat(math.ceil((batch or 2) / example.shape[0]), 1, 1, 1)[: batch or 2]
     out.parent.mkdir(parents=True, exist_ok=True)
-    census = None
+    report: Any = None  # a runtime's census of the written file (OpenVINO, LiteRT): proof that it is integer
     if method == "ptq" and target == "onnxruntime":
         quantize_onnx_static(graph, calib, out, meta, log=stages)
     elif target in ("mnn", "mnn-weights"):
@@ -480,16 +480,12 @@ def quantize_model(
     elif target == "openvino":
         from .openvino import quantize_openvino
 
-        report_ov = quantize_openvino(graph, calib, out, meta, stages)
-        census = report_ov.to_dict()
-        stages(f"int8 census of {out.name}: {report_ov.summary()}")
+        report = quantize_openvino(graph, calib, out, meta, stages)
     elif target == "litert":
         from .litert import quantize_litert
 
         meta.quantization["int8_io"] = int8_io
         report = quantize_litert(graph, calib, out, meta, stages, int8_io=int8_io)
-        census = report.to_dict()
-        stages(f"int8 census of {out.name}: {report.summary()}")
     else:
         if method == "qat":
             if train_batches is None:
@@ -501,7 +497,8 @@ def quantize_model(
             converted = quantize_pt2e(graph, calib, target, log=stages)
         writer = {"pt2": _write_pt2, "executorch": _write_pte, "onnx": _write_onnx_qdq}[spec.format]
         writer(converted, example, out, meta, stages)
-    if census is not None:
-        meta.extra["int8_census"] = census
+    if report is not None:
+        stages(f"int8 census of {out.name}: {report.summary()}")
+        meta.extra["int8_census"] = report.to_dict()
     write_metadata(out, meta)
     return out
