@@ -6,7 +6,10 @@
 
 Models are built with random weights at their default (ImageNet, 224×224) configuration: latency does
 not depend on the weights' values. Every row comes from ``mobilenets bench`` (the same timing loop),
-all in one process and one run, so the ratios compare numbers measured under the same conditions:
+all in one process and one run, so the ratios compare numbers measured under the same conditions. The
+backends are timed in turn, ``--rounds`` times (default 3) for a share of ``--min-time`` each, so a slow
+phase of a shared machine slows every row instead of the one that ran during it (timed one after the
+other, a single row moved by up to 1.8x between otherwise identical runs):
 
 * best fp32 / eager: the fastest fp32 backend against plain eager fp32 of the same model and batch;
 * int8 / best fp32: the fastest int8 backend against that best fp32 backend;
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--min-time", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="slices of --min-time per backend, taken in turn over all backends (default: 3), so "
+                             "a slow phase of a shared machine lands on every row and the ratios hold")
     parser.add_argument("--json", default=None, help="append each row (JSON lines) to this file")
     parser.add_argument("--segmentation", action="store_true",
                         help="the segmentation rows instead of --models: LR-ASPP and DeepLabV3 (V3-Large) at 520 px "
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for model, size, kwargs, label in plan:
         for batch in batches:
             got = run_bench(model, backends=args.backends, batches=(batch,), input_size=size, kwargs=kwargs,
-                            threads=threads, min_time_s=args.min_time, strict=False,
+                            threads=threads, min_time_s=args.min_time, strict=False, rounds=args.rounds,
                             log=lambda m: print(m, file=sys.stderr, flush=True))
             for r in got:
                 r.model = label

@@ -447,6 +447,32 @@ def test_bench_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert rows[0]["speedup_vs_eager"] == pytest.approx(1.0)
 
 
+def test_bench_rounds_time_the_backends_in_turn(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--rounds 3``: each backend is timed in three slices, the slices of all backends taken in turn."""
+    from mobilenets.deploy import bench
+
+    order: list[int] = []
+    real = bench.time_callable
+
+    def spy(fn: object, x: torch.Tensor, **kw: object) -> list[float]:
+        order.append(id(fn))
+        return real(fn, x, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bench, "time_callable", spy)
+    argv = ["bench", "mobilenet_v3_small", "--set", "width_mult=0.35", "--set", "small_input=true",
+            "--backends", "eager,channels_last", "--min-time", "0", "--min-runs", "6", "--threads", "1",
+            "--rounds", "3", "--json"]
+    assert _cli(argv) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["backend"] for r in rows] == ["eager", "channels_last"]
+    assert [r["runs"] for r in rows] == [6, 6]  # 3 slices of ceil(6 / 3) calls, pooled into one median
+    assert len(order) == 6  # in turn: a b a b a b
+    assert order[0::2] == [order[0]] * 3 and order[1::2] == [order[1]] * 3 and order[0] != order[1]
+    assert rows[0]["speedup_vs_eager"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="--rounds 0 invalid; expected >= 1"):
+        bench.run_bench("mobilenet_v3_small", rounds=0)
+
+
 def test_bench_an_artifact_and_best(weights: Path, exports: dict[str, Path], tmp_path: Path) -> None:
     from mobilenets.deploy.bench import BACKENDS, best_backend, parse_backends, run_bench
 

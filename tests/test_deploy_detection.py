@@ -226,14 +226,14 @@ def test_quantize_weights_of_a_detector(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.mark.slow  # capture, calibration, conversion and lowering: 30-60 s per target here
-@pytest.mark.parametrize("target", ["x86", "xnnpack", "litert", "openvino"])
+@pytest.mark.parametrize("target", ["x86", "xnnpack", "litert", "openvino", "ncnn"])
 def test_quantized_small_detector_reports_float_and_int8(target: str, tmp_path: Path) -> None:
     splits = _scenes()
     model = small_detector(size=64, in_chans=1, num_classes=11, score_thresh=0.05)
     meta = ArtifactMetadata.from_model(model, "weights")
     calib = calibration_images(meta, splits["train"], batches=2, batch_size=16)
     assert [tuple(x.shape) for x in calib] == [(16, 1, 64, 64)] * 2
-    suffix = {"x86": ".pt2", "xnnpack": ".pte", "litert": ".tflite", "openvino": ".xml"}[target]
+    suffix = {"x86": ".pt2", "xnnpack": ".pte", "litert": ".tflite", "openvino": ".xml", "ncnn": ".ncnn.param"}[target]
     path = quantize_model(model, "ptq", target, tmp_path / f"q{suffix}", calib)
     meta = load_artifact(path).metadata
     assert meta.task == "detect" and meta.precision == "int8" and meta.postprocess is not None

@@ -1,4 +1,5 @@
-"""NCNN: pnnx export round trips in the ncnn runtime, fp16, corrupt files, the missing extra, eval.
+"""NCNN: pnnx export round trips in the ncnn runtime, fp16, corrupt files, the missing extra, eval, and the
+int8 file written for ncnn (integer census, accuracy, a float layer refused, a bad .bin named, bench).
 
 Tiny 1×32×32 models (width 0.25-0.35, small-input stems) so each pnnx conversion takes a second or two.
 Skipped as a whole when ``pnnx`` or ``ncnn`` (the ``ncnn`` extra) is not installed.
@@ -202,3 +203,114 @@ def test_eval_matches_weights(weights: Path, exported: Path, half: tuple[Path, E
     got = evaluate_weights(exported, plot=False)
     assert got["dataset"] == accuracy["dataset"] == "digits"
     assert got["acc1"] == pytest.approx(accuracy["top1_fp32"], abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------ int8
+@pytest.fixture(scope="module")
+def int8(digits16_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """``quantize --target ncnn`` of the trained 16-px digits model (calibrated on 128 training images)."""
+    from mobilenets.deploy.quantize_run import quantize_weights
+
+    out = tmp_path_factory.mktemp("ncnn8") / "q.ncnn.param"
+    return out, quantize_weights(digits16_weights, target="ncnn", out=out, calib_batches=4, calib_batch_size=32)
+
+
+def test_int8_is_integer_and_accurate(digits16_weights: Path, int8: tuple[Path, object],
+                                      tmp_path: Path) -> None:
+    from deploy_models import digits_batch
+    from mobilenets.deploy.ncnn import INT8_TAG, inspect_ncnn_int8, parse_param, split_bin
+
+    out, result = int8
+    report = inspect_ncnn_int8(out)
+    # Every convolution (depthwise included) and the fully-connected layers hold int8 weights and int8 inputs.
+    assert not report.float_weighted
+    kinds = {kind for kind, _ in report.layers}
+    assert {"Convolution", "ConvolutionDepthWise", "InnerProduct"} <= kinds
+    assert all(storage == "int8" for _, storage in report.layers)
+    assert report.requantized > 0  # conv -> conv pairs hand int8 over without a dequantize
+    assert result.census is not None and result.census["float_weighted"] == []  # recorded with the file
+    _, layers = parse_param(out, out.read_text())
+    chunks = split_bin(out, layers, out.with_suffix(".bin").read_bytes())
+    first = next(c for layer, c in zip(layers, chunks, strict=True) if layer.type == "Convolution")
+    assert int.from_bytes(first[0][:4], "little") == INT8_TAG
+    # int8 weights: the .bin is about a quarter of the fp32 one.
+    fp32 = tmp_path / "f.ncnn.param"
+    export_model(digits16_weights, "ncnn", fp32, verify=False)
+    assert out.with_suffix(".bin").stat().st_size < 0.4 * fp32.with_suffix(".bin").stat().st_size
+    # Accuracy on digits' test split, float vs int8, as for every target (the litert test's bound).
+    assert result.float_acc1 > 50.0 and result.drop <= 2.0, result.summary()
+    predictor = load_artifact(out, threads=1)
+    assert predictor.metadata.precision == "int8" and predictor.metadata.quantization["target"] == "ncnn"
+    x, _ = digits_batch(64, 16)
+    got, want = predictor(x), load_artifact(fp32, threads=1)(x)
+    # Really computed in int8 (logits move), yet the same answers on nearly every image.
+    assert float((got - want).abs().max()) > 1e-3
+    assert (got.argmax(1) == want.argmax(1)).float().mean() >= 0.9
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v4_hybrid_medium", pytest.param("resnet18", marks=pytest.mark.slow)])
+def test_int8_families(name: str, tmp_path: Path) -> None:
+    """The hybrid's attention brings layers with data besides conv/fc (MemoryData, BatchNorm) and float MatMuls:
+    the .bin is still walked to the last byte, and every conv/fc is int8."""
+    from mobilenets.deploy.ncnn import inspect_ncnn_int8
+    from mobilenets.deploy.quantize import quantize_model
+
+    model = tiny(name, 0.25).eval()
+    gen = torch.Generator().manual_seed(0)
+    calib = [torch.randn(8, 1, 32, 32, generator=gen) for _ in range(2)]
+    out = quantize_model(model, "ptq", "ncnn", tmp_path / "q.ncnn.param", calib)
+    report = inspect_ncnn_int8(out)
+    assert not report.float_weighted and sum(report.layers.values()) > 15
+    if name.startswith("mobilenet_v4_hybrid"):
+        assert {"MemoryData", "BatchNorm", "MatMul"} <= {ln.split()[0] for ln in out.read_text().splitlines()[2:]}
+    x = torch.randn(4, 1, 32, 32, generator=gen)
+    with torch.no_grad():
+        want = prepare_for_export(model)(x)
+    got = load_artifact(out, threads=1)(x)
+    assert float((got - want).abs().max()) < 0.1 * float(want.abs().max())
+
+
+def test_int8_census_refuses_float_layers(digits16_weights: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defect the census exists for: a file that keeps a conv/fc in float (here the head's two FCs) is
+    not called int8."""
+    from mobilenets.deploy import ncnn as ncnn_mod
+    from mobilenets.deploy.quantize_run import quantize_weights
+
+    fp32 = tmp_path / "f.ncnn.param"
+    export_model(digits16_weights, "ncnn", fp32, verify=False)
+    report = ncnn_mod.inspect_ncnn_int8(fp32)
+    assert report.float_weighted and not any(storage == "int8" for _, storage in report.layers)
+    monkeypatch.setattr(ncnn_mod, "QUANTIZABLE", {"Convolution": 2, "ConvolutionDepthWise": 1})
+    with pytest.raises(ArtifactError, match=r"q\.ncnn\.param: not an integer model, 2 conv/fc layers stay float: "
+                                            r"\S+ \(InnerProduct\), \S+ \(InnerProduct\)"):
+        quantize_weights(digits16_weights, target="ncnn", out=tmp_path / "q.ncnn.param", calib_batches=1)
+
+
+def test_int8_reader_names_a_bad_bin(int8: tuple[Path, object], tmp_path: Path) -> None:
+    from mobilenets.deploy.ncnn import format_param, inspect_ncnn_int8, parse_param
+
+    out, _ = int8
+    data = out.with_suffix(".bin").read_bytes()
+    cut = tmp_path / "cut.ncnn.param"
+    cut.write_text(out.read_text())
+    cut.with_suffix(".bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match=r"cut\.ncnn\.bin: ends inside the weights of \S+ \(\w+\); truncated"):
+        inspect_ncnn_int8(cut)
+    long = tmp_path / "long.ncnn.param"
+    long.write_text(out.read_text())
+    long.with_suffix(".bin").write_bytes(data + b"\0" * 8)
+    with pytest.raises(ArtifactError, match=r"long\.ncnn\.bin: 8 bytes left after the weights of every layer"):
+        inspect_ncnn_int8(long)
+    # The .param writer gives back what it read.
+    blobs, layers = parse_param(out, out.read_text())
+    assert parse_param(out, format_param(blobs, layers)) == (blobs, layers)
+
+
+def test_int8_ncnn_runs_in_bench() -> None:
+    from mobilenets.deploy.bench import parse_backends, run_bench
+
+    assert "int8-ncnn" in parse_backends("int8", 1)
+    results = run_bench("mobilenet_v3_small", backends="int8-ncnn", input_size=32, threads=1,
+                        kwargs={"width_mult": 0.35, "num_classes": 10}, min_time_s=0.0, min_runs=2)
+    assert [r.backend for r in results] == ["eager", "int8-ncnn"] and results[1].median_ms > 0

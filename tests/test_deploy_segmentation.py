@@ -312,7 +312,8 @@ def test_overlay_colours_classes_and_keeps_background(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ int8
-@pytest.mark.parametrize("target", ["x86", "openvino", *(pytest.param(t, marks=pytest.mark.slow) for t in ("xnnpack", "litert"))])
+@pytest.mark.parametrize("target", ["x86", "openvino", "ncnn",
+                                    *(pytest.param(t, marks=pytest.mark.slow) for t in ("xnnpack", "litert"))])
 def test_ptq_reports_miou_before_and_after(segmenter: nn.Module, target: str, tmp_path: Path) -> None:
     from mobilenets.deploy.quantize import QUANT_TARGETS
     from mobilenets.deploy.quantize_run import quantize_segmenter

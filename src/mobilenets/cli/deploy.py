@@ -66,7 +66,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     results = run_bench(
         args.model, backends=args.backends, batches=args.batch, input_size=args.input_size, threads=args.threads,
         kwargs=parse_set(override_items(args)), min_time_s=args.min_time, min_runs=args.min_runs,
-        log=None if args.json else _log,
+        log=None if args.json else _log, rounds=args.rounds,
     )
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
@@ -177,6 +177,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores)")
     p.add_argument("--min-time", type=float, default=2.0, help="minimum measured seconds per row (default: 2)")
     p.add_argument("--min-runs", type=int, default=20, help="minimum measured runs per row (default: 20)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="time the backends in turn this many times, each for its share of --min-time, so a slow "
+                        "phase of the machine hits every row alike (default: 1, one after the other)")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list of objects (backend, batch, median_ms, p90_ms, images_per_s, ...)")
     p.set_defaults(func=_cmd_bench)

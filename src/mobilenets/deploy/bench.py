@@ -156,8 +156,9 @@ def _build_export(ctx: BuildContext, fmt: str, precision: str = "fp32") -> Runne
 def _quantized_file(ctx: BuildContext, target: str) -> Path:
     from .quantize import QUANT_TARGETS, quantize_model
 
-    batch = _file_batch("mnn-int8", ctx.batch) if target == "mnn" else ctx.batch
-    out = ctx.workdir / f"int8_{target}_b{batch}{QUANT_TARGETS[target].suffix}"
+    batch = _file_batch("mnn-int8" if target == "mnn" else target, ctx.batch)
+    suffix = ".ncnn.param" if target == "ncnn" else QUANT_TARGETS[target].suffix
+    out = ctx.workdir / f"int8_{target}_b{batch}{suffix}"
     if not out.exists():
         quantize_model(ctx.model, "ptq", target, out, ctx.calib, batch=batch)
     return out
@@ -178,6 +179,10 @@ def _build_int8_xnnpack(ctx: BuildContext) -> Runner:
 
 def _build_int8_litert(ctx: BuildContext) -> Runner:
     return _predictor_runner(_quantized_file(ctx, "litert"), ctx)
+
+
+def _build_int8_ncnn(ctx: BuildContext) -> Runner:
+    return _predictor_runner(_quantized_file(ctx, "ncnn"), ctx)
 
 
 def _build_int8_mnn(ctx: BuildContext) -> Runner:
@@ -223,6 +228,7 @@ BACKENDS: dict[str, Backend] = {
                 "NNCF int8 OpenVINO model (every conv/fc checked integer)"),
         Backend("int8-litert", "int8", (*_QUANT, *_LITERT), _build_int8_litert,
                 "full-integer int8 .tflite, LiteRT Interpreter (XNNPACK)"),
+        Backend("int8-ncnn", "int8", _NCNN, _build_int8_ncnn, "ncnn int8 file (every conv/fc checked int8)"),
         Backend("int8-mnn", "int8", _MNN, _build_int8_mnn, "MNN offline-quantized full int8"),
     )
 }
@@ -357,6 +363,12 @@ def _percentile(values: list[float], q: float) -> float:
 def bench_runner(name: str, backend: str, precision: str, build: Callable[[], Runner], x: torch.Tensor,
                  threads: int, **timing: Any) -> BenchResult:
     """Build a runner (timed), then time it on ``x``; memory is the peak while building and running."""
+    return _build_and_time(name, backend, precision, build, x, threads, **timing)[0]
+
+
+def _build_and_time(name: str, backend: str, precision: str, build: Callable[[], Runner], x: torch.Tensor,
+                    threads: int, **timing: Any) -> tuple[BenchResult, Runner, list[float]]:
+    """:func:`bench_runner`, also returning the runner and its per-call times (for further rounds)."""
     gc.collect()
     _reset_peak_rss()
     base = _read_status("VmRSS")
@@ -365,14 +377,22 @@ def bench_runner(name: str, backend: str, precision: str, build: Callable[[], Ru
     build_s = time.perf_counter() - t0
     times = time_callable(fn, x, **timing)
     peak = _read_status("VmHWM")
-    med = statistics.median(times)
-    return BenchResult(
+    res = BenchResult(
         model=name, backend=backend, precision=precision, batch=int(x.shape[0]), input_size=int(x.shape[-1]),
-        threads=threads, median_ms=1e3 * med, p90_ms=1e3 * _percentile(times, 0.9),
-        mean_ms=1e3 * statistics.fmean(times), min_ms=1e3 * min(times), images_per_s=x.shape[0] / med,
+        threads=threads, median_ms=0.0, p90_ms=0.0, mean_ms=0.0, min_ms=0.0, images_per_s=0.0,
         peak_rss_mb=peak, mem_delta_mb=(peak - base) if peak is not None and base is not None else None,
-        build_s=build_s, runs=len(times), load_avg=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        build_s=build_s, runs=0, load_avg=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     )
+    _set_times(res, times)
+    return res, fn, times
+
+
+def _set_times(res: BenchResult, times: list[float]) -> None:
+    """Fill a row's latency statistics from its per-call times (seconds)."""
+    med = statistics.median(times)
+    res.median_ms, res.p90_ms = 1e3 * med, 1e3 * _percentile(times, 0.9)
+    res.mean_ms, res.min_ms = 1e3 * statistics.fmean(times), 1e3 * min(times)
+    res.images_per_s, res.runs = res.batch / med, len(times)
 
 
 #: fp32 backends :func:`best_latency` tries (``compile`` is left out: minutes of Inductor builds per model in a
@@ -480,28 +500,38 @@ def run_bench(
     min_runs: int = 20,
     log: Callable[[str], None] | None = None,
     strict: bool = True,
+    rounds: int = 1,
 ) -> list[BenchResult]:
     """Benchmark ``spec`` on each backend and batch; eager is always measured for the speed-up.
 
     ``strict=False`` logs a backend that fails to build or run and continues with the others.
+    ``rounds > 1`` splits each backend's ``min_time_s`` / ``min_runs`` into that many slices taken in turn
+    (every backend built and timed once, then each timed again, round after round): a slow phase of a
+    shared machine then lands on every backend instead of on the one that happened to run in it, so the
+    ratios between rows hold from run to run. Every runner stays alive until the batch is done.
     """
+    if rounds < 1:
+        raise ValueError(f"--rounds {rounds} invalid; expected >= 1")
     threads = int(threads or default_threads())
     if threads < 1:
         raise ValueError(f"--threads {threads} invalid; expected >= 1")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run_bench(spec, backends, batches, input_size, threads, kwargs, min_time_s, min_runs, log, strict)
+        return _run_bench(spec, backends, batches, input_size, threads, kwargs, min_time_s, min_runs, log, strict,
+                          rounds)
     finally:
         torch.set_num_threads(previous)
 
 
 def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], input_size: int | None, threads: int,
                kwargs: dict[str, Any] | None, min_time_s: float, min_runs: int,
-               log: Callable[[str], None] | None, strict: bool) -> list[BenchResult]:
+               log: Callable[[str], None] | None, strict: bool, rounds: int = 1) -> list[BenchResult]:
     name, model, artifact = load_bench_model(spec, kwargs)
     weights_dir = Path(spec) if Path(spec).is_dir() else None
     timing = {"min_time_s": min_time_s, "min_runs": min_runs}
+    # One slice per round; the first also warms up, later ones only shake off the previous backend.
+    slice_timing = {"min_time_s": min_time_s / rounds, "min_runs": max(1, math.ceil(min_runs / rounds))}
     results: list[BenchResult] = []
     if artifact is not None:
         predictor = load_artifact(artifact, threads=threads)
@@ -540,13 +570,14 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
 
                 chosen = choose_best(ctx, name, x, BACKENDS, BEST_CANDIDATES, REDUCED_PRECISIONS, time_callable, log)
                 keys = list(dict.fromkeys(chosen if k == BEST else k for k in keys))
-            eager_ms = None
+            rows: list[tuple[BenchResult, Runner, list[float]]] = []
             for key in keys:
                 backend = BACKENDS[key]
                 if log:
                     log(f"{name} batch {batch}: {key} ...")
                 try:
-                    res = bench_runner(name, key, backend.precision, lambda b=backend, c=ctx: b.build(c), x, threads, **timing)
+                    row = _build_and_time(name, key, backend.precision, lambda b=backend, c=ctx: b.build(c), x,
+                                          threads, **(slice_timing if rounds > 1 else timing))
                 except MissingExtraError:
                     raise
                 except Exception as exc:
@@ -557,16 +588,25 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                         log(f"  {key} failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}")
                     continue
                 finally:
-                    ctx.keep.clear()
+                    if rounds == 1:
+                        ctx.keep.clear()
                     torch.set_num_threads(threads)
                 if backend.precision in REDUCED_PRECISIONS:
-                    res.accuracy_check = ctx.checks.get(key)
-                if key == "eager":
-                    eager_ms = res.median_ms
-                res.speedup_vs_eager = eager_ms / res.median_ms if eager_ms else None
-                results.append(res)
+                    row[0].accuracy_check = ctx.checks.get(key)
+                rows.append(row if rounds > 1 else (row[0], row[1], []))
                 if log:
-                    log(f"  {res.median_ms:.3f} ms median, {res.images_per_s:.1f} img/s")
+                    log(f"  {row[0].median_ms:.3f} ms median, {row[0].images_per_s:.1f} img/s")
+            for r in range(1, rounds):
+                if log:
+                    log(f"{name} batch {batch}: round {r + 1}/{rounds} over {len(rows)} backends ...")
+                for res, fn, times in rows:
+                    times += time_callable(fn, x, warmup=1, warmup_s=0.05, **slice_timing)
+                    _set_times(res, times)
+            ctx.keep.clear()
+            eager_ms = next(res.median_ms for res, _, _ in rows if res.backend == "eager")
+            for res, _, _ in rows:
+                res.speedup_vs_eager = eager_ms / res.median_ms
+                results.append(res)
     return results
 
 

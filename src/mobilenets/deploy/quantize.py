@@ -12,6 +12,10 @@ One target per int8 runtime:
   FakeQuantize its CPU plugin fuses into int8 kernels, VNNI / AMX where the CPU has them); the compiled
   graph is checked to run every convolution and fully-connected layer in integer, from
   :mod:`mobilenets.deploy.openvino`. PTQ only.
+* ``ncnn``: ncnn's int8 format written from the fp32 pnnx export (int8 per-channel weights, int8
+  conv/fc inputs calibrated in ncnn itself, requantize between convolutions), from
+  :mod:`mobilenets.deploy.ncnn`, because ncnn's own ``ncnn2table`` / ``ncnn2int8`` are not in its pip
+  packages; the file is censused. PTQ only.
 * ``mnn``: MNN's offline quantization tool on the fp32 ``.mnn`` (int8 activations with EMA ranges, int8
   per-channel weights), from :mod:`mobilenets.deploy.mnn`; PTQ only. Its weight-only int8
   (``quantize_mnn(..., mode="weight")``) shrinks the file without calibration.
@@ -87,6 +91,10 @@ QUANT_TARGETS: dict[str, QuantTarget] = {
                     (("openvino", "openvino"), ("nncf", "openvino")),
                     "NNCF post-training quantization of the OpenVINO model (symmetric s8 activations, per-channel "
                     "weights); the compiled graph is checked to run every conv/fc in integer", methods=("ptq",)),
+        QuantTarget("ncnn", "ncnn", ".param", "ncnn (int8)", (("pnnx", "ncnn"), ("ncnn", "ncnn")),
+                    "ncnn's int8 format (what ncnn2int8 writes): int8 per-channel weights and int8 conv/fc inputs "
+                    "calibrated in ncnn; the file is censused, every conv/fc must be int8; + .bin", methods=("ptq",),
+                    fixed_batch=True),
         QuantTarget("mnn", "mnn", ".mnn", "MNN (int8)", (("MNN", "mnn"),),
                     "MNN's offline quantization tool (EMA activations, per-channel weights)", methods=("ptq",),
                     fixed_batch=True),
@@ -394,7 +402,7 @@ class QuantizeResult:
 
 
 def _census(path: Path) -> dict[str, Any] | None:
-    """The int8 census recorded in a LiteRT or OpenVINO artefact's sidecar by :func:`quantize_model`."""
+    """The int8 census recorded in a LiteRT, OpenVINO or ncnn artefact's sidecar by :func:`quantize_model`."""
     import json
 
     from .metadata import sidecar_path
@@ -470,13 +478,17 @@ def quantize_model(
     if example.shape[0] < (batch or 2):
         example = example.repeat(math.ceil((batch or 2) / example.shape[0]), 1, 1, 1)[: batch or 2]
     out.parent.mkdir(parents=True, exist_ok=True)
-    report: Any = None  # a runtime's census of the written file (OpenVINO, LiteRT): proof that it is integer
+    report: Any = None  # a runtime's census of the written file (OpenVINO, LiteRT, ncnn): proof that it is integer
     if method == "ptq" and target == "onnxruntime":
         quantize_onnx_static(graph, calib, out, meta, log=stages)
     elif target in ("mnn", "mnn-weights"):
         from .mnn import quantize_mnn
 
         quantize_mnn(graph, calib, out, meta, stages, mode="full" if target == "mnn" else "weight")
+    elif target == "ncnn":
+        from .ncnn import quantize_ncnn
+
+        report = quantize_ncnn(graph, calib, out, meta, stages)
     elif target == "openvino":
         from .openvino import quantize_openvino
 
