@@ -449,16 +449,16 @@ def test_bench_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bench_rounds_time_the_backends_in_turn(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """``--rounds 3``: each backend is timed in three slices, the slices of all backends taken in turn."""
-    from mobilenets.deploy import bench
+    from mobilenets.deploy import bench, timing
 
     order: list[int] = []
-    real = bench.time_callable
+    real = timing.time_callable
 
     def spy(fn: object, x: torch.Tensor, **kw: object) -> list[float]:
         order.append(id(fn))
         return real(fn, x, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(bench, "time_callable", spy)
+    monkeypatch.setattr(timing, "time_callable", spy)
     argv = ["bench", "mobilenet_v3_small", "--set", "width_mult=0.35", "--set", "small_input=true",
             "--backends", "eager,channels_last", "--min-time", "0", "--min-runs", "6", "--threads", "1",
             "--rounds", "3", "--json"]

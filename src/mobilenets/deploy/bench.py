@@ -1,10 +1,10 @@
 """Latency benchmark of one model across inference backends, fp32 and int8.
 
 Every backend in :data:`BACKENDS` turns the same model into a callable on a fixed input batch; the
-timing loop is shared, so numbers are comparable: a warm-up (which also absorbs lazy compilation and
-allocator growth), then runs until both a minimum count and a minimum time are reached so the median
-is stable, then the median, p90, images/s, the peak resident memory while the backend was built and
-run, and the speed-up over plain eager PyTorch of the same model and batch.
+timing loop is shared (:mod:`mobilenets.deploy.timing`), so numbers are comparable: a warm-up (which
+also absorbs lazy compilation and allocator growth), then runs until both a minimum count and a minimum
+time are reached so the median is stable, then the median, p90, images/s, the peak resident memory while
+the backend was built and run, and the speed-up over plain eager PyTorch of the same model and batch.
 
 Int8 backends quantize in-process (real calibration batches when the weights name a dataset, random
 normal inputs otherwise: scales change accuracy, not speed) and run the artefact in its runtime.
@@ -12,14 +12,11 @@ normal inputs otherwise: scales change accuracy, not speed) and run the artefact
 
 from __future__ import annotations
 
-import gc
 import math
-import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..tables import render_table
+from . import timing
 from .extras import MissingExtraError, NeedsExtras, require
 from .runtimes import default_threads, load_artifact
+from .timing import (
+    REDUCED_PRECISIONS,
+    BenchResult,
+    bench_runner,
+    build_and_time,
+    format_results,
+    set_times,
+    time_callable,
+)
 
 __all__ = [
     "BACKENDS",
@@ -243,7 +249,6 @@ BEST_ORDER: dict[str, tuple[str, ...]] = {
 }
 
 BEST = "best"
-REDUCED_PRECISIONS = ("fp16", "bf16")
 #: What ``best`` measures: every fp32 runtime except ``compile`` (minutes of Inductor build for a backend
 #: that never won on the CPUs measured) and eager, plus the reduced float paths whose top-1 check passed.
 BEST_CANDIDATES = ("channels_last", "onnxruntime", "openvino", "executorch", "litert", "ncnn", "mnn",
@@ -280,119 +285,6 @@ def parse_backends(spec: str | list[str], batch: int) -> list[str]:
             raise ValueError(f"unknown backend {item!r}{did_you_mean(item, [*BACKENDS, 'all', 'best', 'fp32', 'int8'])}; "
                              f"expected all, best, fp32, int8, fp16, bf16 or one of {', '.join(BACKENDS)}")
     return list(dict.fromkeys(keys))
-
-
-# -------------------------------------------------------------------------------------------- timing
-def _read_status(field_name: str) -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (Linux ≥ 4.0) so each backend's peak is its own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def time_callable(
-    fn: Runner, x: torch.Tensor, *, warmup: int = 5, warmup_s: float = 0.5, min_runs: int = 20,
-    min_time_s: float = 2.0, max_runs: int = 10_000, max_time_s: float = 30.0,
-) -> list[float]:
-    """Per-call latencies in seconds, after a warm-up, until ``min_runs`` and ``min_time_s`` are both met."""
-    start = time.perf_counter()
-    for i in range(10_000):
-        fn(x)
-        if i + 1 >= warmup and time.perf_counter() - start >= warmup_s:
-            break
-    times: list[float] = []
-    begin = time.perf_counter()
-    while True:
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - begin
-        if (len(times) >= min_runs and elapsed >= min_time_s) or len(times) >= max_runs or elapsed >= max_time_s:
-            return times
-
-
-@dataclass
-class BenchResult:
-    """One row of the benchmark: a backend at a batch size (latencies in milliseconds)."""
-
-    model: str
-    backend: str
-    precision: str
-    batch: int
-    input_size: int
-    threads: int
-    median_ms: float
-    p90_ms: float
-    mean_ms: float
-    min_ms: float
-    images_per_s: float
-    peak_rss_mb: float | None
-    mem_delta_mb: float | None
-    build_s: float
-    runs: int
-    speedup_vs_eager: float | None = None
-    load_avg: float | None = None
-    accuracy_check: dict[str, Any] | None = None
-    """Reduced float precision: top-1 of fp32 and of this backend on the weights' evaluation split."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def bench_runner(name: str, backend: str, precision: str, build: Callable[[], Runner], x: torch.Tensor,
-                 threads: int, **timing: Any) -> BenchResult:
-    """Build a runner (timed), then time it on ``x``; memory is the peak while building and running."""
-    return _build_and_time(name, backend, precision, build, x, threads, **timing)[0]
-
-
-def _build_and_time(name: str, backend: str, precision: str, build: Callable[[], Runner], x: torch.Tensor,
-                    threads: int, **timing: Any) -> tuple[BenchResult, Runner, list[float]]:
-    """:func:`bench_runner`, also returning the runner and its per-call times (for further rounds)."""
-    gc.collect()
-    _reset_peak_rss()
-    base = _read_status("VmRSS")
-    t0 = time.perf_counter()
-    fn = build()
-    build_s = time.perf_counter() - t0
-    times = time_callable(fn, x, **timing)
-    peak = _read_status("VmHWM")
-    res = BenchResult(
-        model=name, backend=backend, precision=precision, batch=int(x.shape[0]), input_size=int(x.shape[-1]),
-        threads=threads, median_ms=0.0, p90_ms=0.0, mean_ms=0.0, min_ms=0.0, images_per_s=0.0,
-        peak_rss_mb=peak, mem_delta_mb=(peak - base) if peak is not None and base is not None else None,
-        build_s=build_s, runs=0, load_avg=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    )
-    _set_times(res, times)
-    return res, fn, times
-
-
-def _set_times(res: BenchResult, times: list[float]) -> None:
-    """Fill a row's latency statistics from its per-call times (seconds)."""
-    med = statistics.median(times)
-    res.median_ms, res.p90_ms = 1e3 * med, 1e3 * _percentile(times, 0.9)
-    res.mean_ms, res.min_ms = 1e3 * statistics.fmean(times), 1e3 * min(times)
-    res.images_per_s, res.runs = res.batch / med, len(times)
 
 
 #: fp32 backends :func:`best_latency` tries (``compile`` is left out: minutes of Inductor builds per model in a
@@ -529,7 +421,7 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                log: Callable[[str], None] | None, strict: bool, rounds: int = 1) -> list[BenchResult]:
     name, model, artifact = load_bench_model(spec, kwargs)
     weights_dir = Path(spec) if Path(spec).is_dir() else None
-    timing = {"min_time_s": min_time_s, "min_runs": min_runs}
+    whole = {"min_time_s": min_time_s, "min_runs": min_runs}
     # One slice per round; the first also warms up, later ones only shake off the previous backend.
     slice_timing = {"min_time_s": min_time_s / rounds, "min_runs": max(1, math.ceil(min_runs / rounds))}
     results: list[BenchResult] = []
@@ -541,7 +433,7 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                 raise ValueError(f"{artifact.name} was exported for batch {meta.batch}; use --batch {meta.batch}")
             x = torch.randn(batch, *meta.input_size)
             results.append(bench_runner(name, f"artifact:{predictor.runtime}", meta.precision,
-                                        lambda p=predictor: p, x, threads, **timing))
+                                        lambda p=predictor: p, x, threads, **whole))
         return results
     assert model is not None
     size = int(input_size or model.pretrained_cfg["input_size"][-1])
@@ -576,8 +468,8 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                 if log:
                     log(f"{name} batch {batch}: {key} ...")
                 try:
-                    row = _build_and_time(name, key, backend.precision, lambda b=backend, c=ctx: b.build(c), x,
-                                          threads, **(slice_timing if rounds > 1 else timing))
+                    row = build_and_time(name, key, backend.precision, lambda b=backend, c=ctx: b.build(c), x,
+                                          threads, **(slice_timing if rounds > 1 else whole))
                 except MissingExtraError:
                     raise
                 except Exception as exc:
@@ -596,38 +488,21 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                 rows.append(row if rounds > 1 else (row[0], row[1], []))
                 if log:
                     log(f"  {row[0].median_ms:.3f} ms median, {row[0].images_per_s:.1f} img/s")
-            for r in range(1, rounds):
-                if log:
-                    log(f"{name} batch {batch}: round {r + 1}/{rounds} over {len(rows)} backends ...")
-                for res, fn, times in rows:
-                    times += time_callable(fn, x, warmup=1, warmup_s=0.05, **slice_timing)
-                    _set_times(res, times)
+            results += _later_rounds(rows, x, rounds, slice_timing, log, f"{name} batch {batch}")
             ctx.keep.clear()
-            eager_ms = next(res.median_ms for res, _, _ in rows if res.backend == "eager")
-            for res, _, _ in rows:
-                res.speedup_vs_eager = eager_ms / res.median_ms
-                results.append(res)
     return results
 
 
-def format_results(results: list[BenchResult]) -> str:
-    """A Markdown table (also readable as plain text) of benchmark rows."""
-    head = ("model", "backend", "precision", "batch", "median ms", "p90 ms", "images/s", "peak RSS MiB", "+MiB",
-            "vs eager", "runs")
-    rows = [(
-        r.model, r.backend, _precision_label(r), str(r.batch), f"{r.median_ms:.3f}", f"{r.p90_ms:.3f}",
-        f"{r.images_per_s:.1f}", "-" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
-        "-" if r.mem_delta_mb is None else f"{r.mem_delta_mb:.0f}",
-        "-" if r.speedup_vs_eager is None else f"{r.speedup_vs_eager:.2f}x", str(r.runs),
-    ) for r in results]
-    return render_table(head, rows, align="l" * len(head), markdown=True)
-
-
-def _precision_label(r: BenchResult) -> str:
-    """A reduced precision says whether its top-1 check passed (only then may ``best`` pick it)."""
-    if r.precision not in REDUCED_PRECISIONS:
-        return r.precision
-    check = r.accuracy_check
-    if check is None:
-        return f"{r.precision} (top-1 unchecked)"
-    return f"{r.precision} (top-1 {'same' if check.get('top1_unchanged') else 'CHANGED'})"
+def _later_rounds(rows: list[tuple[BenchResult, Runner, list[float]]], x: torch.Tensor, rounds: int,
+                  slice_timing: dict[str, Any], log: Callable[[str], None] | None, label: str) -> list[BenchResult]:
+    """Rounds 2..``rounds`` over the built runners (each slice pooled into its row), then the speed-ups."""
+    for r in range(1, rounds):
+        if log:
+            log(f"{label}: round {r + 1}/{rounds} over {len(rows)} backends ...")
+        for res, fn, times in rows:
+            times += timing.time_callable(fn, x, warmup=1, warmup_s=0.05, **slice_timing)
+            set_times(res, times)
+    eager_ms = next(res.median_ms for res, _, _ in rows if res.backend == "eager")
+    for res, _, _ in rows:
+        res.speedup_vs_eager = eager_ms / res.median_ms
+    return [res for res, _, _ in rows]

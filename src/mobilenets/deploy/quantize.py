@@ -433,6 +433,12 @@ def _check_target(method: str, target: str, out: Path, int8_io: bool, channels_l
     return spec
 
 
+def _example(calib: list[torch.Tensor], n: int) -> torch.Tensor:
+    """``n`` calibration images (repeated when the first batch holds fewer): the writers' example input."""
+    example = calib[0][:n]
+    return example.repeat(math.ceil(n / example.shape[0]), 1, 1, 1)[:n] if example.shape[0] < n else example
+
+
 def quantize_model(
     model: nn.Module,
     method: str,
@@ -474,9 +480,7 @@ def quantize_model(
                                "precision": "int8", "layout": "NHWC" if channels_last_io else "NCHW",
                                "quantization": {"method": method, "target": target,
                                                 "calib_images": sum(int(x.shape[0]) for x in calib)}})
-    example = calib[0][: batch or 2]
-    if example.shape[0] < (batch or 2):
-        example = example.repeat(math.ceil((batch or 2) / example.shape[0]), 1, 1, 1)[: batch or 2]
+    example = _example(calib, batch or 2)
     out.parent.mkdir(parents=True, exist_ok=True)
     report: Any = None  # a runtime's census of the written file (OpenVINO, LiteRT, ncnn): proof that it is integer
     if method == "ptq" and target == "onnxruntime":
