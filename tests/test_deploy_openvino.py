@@ -48,10 +48,9 @@ def _compiled(path: Path) -> object:
 def test_int8_is_integer_and_accurate(weights: Path, int8: tuple[Path, object]) -> None:
     out, result = int8
     report = inspect_openvino(_compiled(out))
-    # Every convolution (depthwise included) and fully-connected layer runs in u8/i8 in the compiled graph,
-    # except the squeeze-excite convs on 1x1 maps that NNCF keeps in float (9 SE blocks: 18 convs).
-    assert not report.float_weighted, report.float_weighted
-    assert len(report.float_pooled) == 18 and all("Convolution" in n for n in report.float_pooled)
+    # Every convolution (depthwise and squeeze-excite included) and fully-connected layer runs in u8/i8 in
+    # the compiled graph: NNCF's SE pattern, which would keep this model's 18 SE convs float, is lifted.
+    assert not report.float_weighted and not report.float_pooled, (report.float_weighted, report.float_pooled)
     integer = sum(n for (kind, p), n in report.layers.items() if kind == "Convolution" and p in ("u8", "i8"))
     assert integer > 30 and all(p in ("u8", "i8") for (kind, p) in report.layers if kind == "FullyConnected")
     assert result.census is not None and result.census["float_weighted"] == []  # recorded with the file
@@ -98,3 +97,26 @@ def test_missing_bin_and_refused_options(weights: Path, int8: tuple[Path, object
         quantize_weights(weights, method="qat", target="openvino", out=tmp_path / "q.xml")
     with pytest.raises(ValueError, match="--int8-io is available for target litert, not openvino"):
         quantize_weights(weights, target="openvino", out=tmp_path / "q.xml", int8_io=True)
+
+
+def test_squeeze_excite_pattern_is_lifted_only_for_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NNCF's SE ignored pattern is absent inside the block, back afterwards (an error included), and a NNCF
+    whose table moved is left alone (the block then says so, and the SE stays float)."""
+    from nncf.common.graph.patterns.manager import PatternsManager
+    from nncf.common.graph.patterns.patterns import IgnoredPatternNames
+    from nncf.common.utils.backend import BackendType
+
+    from mobilenets.deploy.openvino import squeeze_excite_quantized
+
+    def patterns() -> set[object]:
+        return set(PatternsManager._get_backend_ignored_patterns_map(BackendType.OPENVINO))
+
+    before = patterns()
+    assert IgnoredPatternNames.SE_BLOCK in before
+    with pytest.raises(RuntimeError, match="inside"), squeeze_excite_quantized() as lifted:
+        assert lifted and patterns() == before - {IgnoredPatternNames.SE_BLOCK}
+        raise RuntimeError("inside")
+    assert patterns() == before
+    monkeypatch.delattr(PatternsManager, "_get_backend_ignored_patterns_map")
+    with squeeze_excite_quantized() as lifted:
+        assert not lifted

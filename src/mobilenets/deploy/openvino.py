@@ -8,16 +8,18 @@ convolution kernels; the same model then runs every convolution in u8/i8 (about 
 
 The proof is read from the *compiled* graph (:func:`inspect_openvino`): the plugin reports, per fused
 layer, the precision it runs in, so a convolution left in float cannot hide behind a FakeQuantize in the IR.
-One allowance, counted and named: NNCF keeps squeeze-excite blocks in float by design (its SE ignored
-pattern, for accuracy; no option turns it off), so a convolution on a 1×1 map (the SE's squeeze and
-excite) may run in float. It costs MobileNetV3-Large about 10% of its int8 latency (2.20 against 1.98 ms);
-a float convolution anywhere else, or a float fully-connected layer, fails the command.
+NNCF keeps squeeze-excite blocks in float by design (an ignored pattern that no option turns off), which
+would leave every trained MobileNetV3's SE convolutions float; :func:`squeeze_excite_quantized` lifts that
+pattern for the call, so they run in int8 like on every other int8 target. One allowance remains, counted
+and named, for an NNCF whose internals moved: a convolution on a 1×1 map (an SE's squeeze or excite) may run
+in float. A float convolution anywhere else, or a float fully-connected layer, fails the command.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,7 +75,7 @@ class OpenVINOReport:
     float_weighted: list[str] = field(default_factory=list)
     """Weighted layers (convolution, fully-connected) the plugin runs in a float precision, except ..."""
     float_pooled: list[str] = field(default_factory=list)
-    """... convolutions on a 1×1 map (squeeze-excite, which NNCF keeps in float by design)."""
+    """... convolutions on a 1×1 map (squeeze-excite, float where NNCF's SE pattern could not be lifted)."""
 
     def summary(self) -> str:
         weighted = sum(v for (t, _), v in self.layers.items() if t in WEIGHTED_LAYERS)
@@ -141,6 +143,40 @@ def _compile(ov_model: Any, threads: int) -> Any:
                                                      "INFERENCE_NUM_THREADS": threads})
 
 
+@contextlib.contextmanager
+def squeeze_excite_quantized() -> Iterator[bool]:
+    """Lift NNCF's squeeze-excite ignored pattern for the block; yields whether it could.
+
+    NNCF keeps a squeeze-excite block in float whenever its convolutions carry a bias (every trained
+    MobileNetV3's do), through an ignored pattern that no option of ``nncf.quantize`` turns off. The other
+    int8 targets (LiteRT, XNNPACK, ONNX Runtime) quantize the same convolutions and lose nothing on the main
+    job, and so does OpenVINO with the pattern lifted (99.72% -> 99.72%), while its file shrinks from 3.17
+    to 1.93 MiB and MobileNetV3-Large with SE biases runs 2% faster (1.548 against 1.585 ms, Zen 4, 2
+    threads). The pattern is dropped from the table NNCF reads
+    (``PatternsManager._get_backend_ignored_patterns_map``) and put back afterwards; where a future NNCF
+    has moved that table, nothing is changed and the SE stays float, counted by the census as its one
+    allowance.
+    """
+    try:
+        from nncf.common.graph.patterns.manager import PatternsManager
+        from nncf.common.graph.patterns.patterns import IgnoredPatternNames
+
+        original = PatternsManager.__dict__["_get_backend_ignored_patterns_map"]
+        se_block = IgnoredPatternNames.SE_BLOCK
+    except (ImportError, KeyError, AttributeError):
+        yield False
+        return
+
+    def without_se(backend: Any) -> dict[Any, Any]:
+        return {k: v for k, v in original.__func__(backend).items() if k != se_block}
+
+    PatternsManager._get_backend_ignored_patterns_map = staticmethod(without_se)
+    try:
+        yield True
+    finally:
+        PatternsManager._get_backend_ignored_patterns_map = original
+
+
 def quantize_openvino(graph: torch.nn.Module, calib: list[torch.Tensor], out: Path, meta: ArtifactMetadata,
                       stages: StageLog | Callable[[str], None] | None = None) -> OpenVINOReport:
     """int8 ``.xml`` of ``graph`` through NNCF's post-training quantization on the OpenVINO model.
@@ -174,9 +210,10 @@ def quantize_openvino(graph: torch.nn.Module, calib: list[torch.Tensor], out: Pa
 
         nncf.set_log_level(logging.ERROR)
         ignored = nncf.IgnoredScope(names=float_tail(ov_model), validate=False) if meta.task == "detect" else None
-        quantized = nncf.quantize(ov_model, nncf.Dataset(items, feed), subset_size=len(items),
-                                  preset=nncf.QuantizationPreset.PERFORMANCE, target_device=nncf.TargetDevice.CPU,
-                                  ignored_scope=ignored)
+        with squeeze_excite_quantized():
+            quantized = nncf.quantize(ov_model, nncf.Dataset(items, feed), subset_size=len(items),
+                                      preset=nncf.QuantizationPreset.PERFORMANCE,
+                                      target_device=nncf.TargetDevice.CPU, ignored_scope=ignored)
     progress.close(f"calibrated on {len(items) * per_call} images ({progress.elapsed:.1f}s)")
     log("compiling the int8 model to check that every convolution runs in integer")
     report = inspect_openvino(_compile(quantized, 1))
