@@ -211,8 +211,10 @@ def test_export_coreml_converts_v5(v5_weights: Path, tmp_path: Path) -> None:
     assert result.verified or "not verified on this platform" in result.note
 
 
-@pytest.mark.parametrize(("target", "suffix"), [("onnxruntime", ".onnx"), ("litert", ".tflite"),
-                                               pytest.param("x86", ".pt2", marks=pytest.mark.slow)])
+# litert: 24 s of the default run (PT2E capture of the attention blocks, litert-torch conversion): slow.
+@pytest.mark.parametrize(("target", "suffix"), [("onnxruntime", ".onnx"),
+                                               *(pytest.param(t, s, marks=pytest.mark.slow)
+                                                 for t, s in (("litert", ".tflite"), ("x86", ".pt2")))])
 def test_ptq_v5(target: str, suffix: str, v5_weights: Path, tmp_path: Path) -> None:
     """int8 quantization takes MobileNetV5: convs go int8, RMSNorm, GELU and the attention matmuls may stay
     float; LiteRT's integer check passes with the attention's own transposes allowed and no others."""
