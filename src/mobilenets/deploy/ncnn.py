@@ -213,9 +213,10 @@ def _loads(layer: NcnnLayer) -> list[tuple[int, int]]:
         if g(19 if t.startswith("Convolution") else 28):  # dynamic weight: an input, not a file blob
             return []
         loads = [(g(6), 0)] + ([(g(0), 1)] if g(5) else [])
-        term = g(8)
+        term = g(8) if t in QUANTIZABLE else 0  # deconvolutions have no int8 form in ncnn
         if term:
-            per = g(7, 1) if t == "ConvolutionDepthWise" and term in (1, 101) else (1 if t != "Convolution" else g(0))
+            # Weight scales: per output channel; depthwise per group (term 1 / 101) or one for all (2 / 102).
+            per = g(0) if t == "Convolution" else (g(7, 1) if term in (1, 101) else 1)
             loads += [(per, 1), (1, 1)] + ([(1, 1)] if term > 100 else [])
         return loads
     if t == "InnerProduct":
