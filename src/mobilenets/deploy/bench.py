@@ -462,7 +462,7 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
 
                 chosen = choose_best(ctx, name, x, BACKENDS, BEST_CANDIDATES, REDUCED_PRECISIONS, time_callable, log)
                 keys = list(dict.fromkeys(chosen if k == BEST else k for k in keys))
-            rows: list[tuple[BenchResult, Runner, list[float]]] = []
+            rows: list[tuple[BenchResult, Runner | None, list[float]]] = []
             for key in keys:
                 backend = BACKENDS[key]
                 if log:
@@ -483,23 +483,27 @@ def _run_bench(spec: str, backends: str | list[str], batches: tuple[int, ...], i
                     if rounds == 1:
                         ctx.keep.clear()
                     torch.set_num_threads(threads)
+                res = row[0]
                 if backend.precision in REDUCED_PRECISIONS:
-                    row[0].accuracy_check = ctx.checks.get(key)
-                rows.append(row if rounds > 1 else (row[0], row[1], []))
+                    res.accuracy_check = ctx.checks.get(key)
+                # One round: the runner is dropped now, freeing its model before the next backend is built.
+                rows.append(row if rounds > 1 else (res, None, []))
+                del row
                 if log:
-                    log(f"  {row[0].median_ms:.3f} ms median, {row[0].images_per_s:.1f} img/s")
+                    log(f"  {res.median_ms:.3f} ms median, {res.images_per_s:.1f} img/s")
             results += _later_rounds(rows, x, rounds, slice_timing, log, f"{name} batch {batch}")
             ctx.keep.clear()
     return results
 
 
-def _later_rounds(rows: list[tuple[BenchResult, Runner, list[float]]], x: torch.Tensor, rounds: int,
+def _later_rounds(rows: list[tuple[BenchResult, Runner | None, list[float]]], x: torch.Tensor, rounds: int,
                   slice_timing: dict[str, Any], log: Callable[[str], None] | None, label: str) -> list[BenchResult]:
     """Rounds 2..``rounds`` over the built runners (each slice pooled into its row), then the speed-ups."""
     for r in range(1, rounds):
         if log:
             log(f"{label}: round {r + 1}/{rounds} over {len(rows)} backends ...")
         for res, fn, times in rows:
+            assert fn is not None  # kept when rounds > 1
             times += timing.time_callable(fn, x, warmup=1, warmup_s=0.05, **slice_timing)
             set_times(res, times)
     eager_ms = next(res.median_ms for res, _, _ in rows if res.backend == "eager")
