@@ -126,9 +126,8 @@ def _export_file(ctx: BuildContext, fmt: str, precision: str = "fp32") -> Path:
     from .export import export_model
     from .formats import FORMATS
 
-    suffix = ".ncnn.param" if fmt == "ncnn" else FORMATS[fmt].suffix
     batch = _file_batch(fmt, ctx.batch)
-    out = ctx.workdir / f"model_{precision}_b{batch}{suffix}"
+    out = ctx.workdir / f"model_{precision}_b{batch}{_file_suffix(fmt, FORMATS[fmt].suffix)}"
     if not out.exists():
         export_model(ctx.model, fmt, out, batch=batch, input_size=ctx.input_size, verify=False,
                      precision=precision)
@@ -139,6 +138,12 @@ def _export_file(ctx: BuildContext, fmt: str, precision: str = "fp32") -> Path:
         if key not in ctx.checks:
             ctx.checks[key] = reduced_precision_check(ctx.weights, out) if ctx.weights is not None else None
     return out
+
+
+def _file_suffix(fmt: str, suffix: str) -> str:
+    """The name ending of a file bench writes: ``.ncnn.param`` for ncnn (whose ``.bin`` then sits beside it
+    as ``.ncnn.bin``, as pnnx names them), the format's or target's own suffix otherwise."""
+    return ".ncnn.param" if fmt == "ncnn" else suffix
 
 
 def _file_batch(fmt: str, batch: int) -> int:
@@ -163,8 +168,7 @@ def _quantized_file(ctx: BuildContext, target: str) -> Path:
     from .quantize import QUANT_TARGETS, quantize_model
 
     batch = _file_batch("mnn-int8" if target == "mnn" else target, ctx.batch)
-    suffix = ".ncnn.param" if target == "ncnn" else QUANT_TARGETS[target].suffix
-    out = ctx.workdir / f"int8_{target}_b{batch}{suffix}"
+    out = ctx.workdir / f"int8_{target}_b{batch}{_file_suffix(target, QUANT_TARGETS[target].suffix)}"
     if not out.exists():
         quantize_model(ctx.model, "ptq", target, out, ctx.calib, batch=batch)
     return out

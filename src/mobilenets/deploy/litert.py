@@ -37,7 +37,7 @@ from ..engine.stages import StageLog, as_stage_log
 from ..fileio import atomic_write_bytes
 from .capture import ExportOptions, quiet
 from .extras import quiet_imports, silence_native_stderr
-from .metadata import METADATA_KEY, ArtifactError, ArtifactMetadata, read_metadata
+from .metadata import METADATA_KEY, ArtifactError, ArtifactMetadata, read_metadata, refuse_float
 from .predictor import Predictor, default_threads, first_line
 
 __all__ = [
@@ -498,9 +498,7 @@ def check_integer(report: TFLiteReport, path: str | Path, *, nhwc: bool, head_tr
     anything but an NCHW graph input (the transpose-per-convolution defect). ``head_transposes``: how many
     more a detector may have (each head output is reordered to (row, column, anchor) by TRANSPOSE, RESHAPE,
     TRANSPOSE: data movement at the end, not a transpose per backbone convolution)."""
-    if report.float_weighted:
-        raise ArtifactError(f"{path}: not an integer model, {len(report.float_weighted)} weighted ops run in "
-                            f"float: {', '.join(report.float_weighted[:4])}")
+    refuse_float(path, report.float_weighted, "weighted ops run in float")
     allowed = (0 if nhwc else 1) + head_transposes
     inner = [t for t in report.transposes if t != "graph input"]
     if len(inner) > head_transposes or len(report.transposes) > allowed:

@@ -35,6 +35,13 @@ class ArtifactError(ValueError):
     """An artefact that cannot be used: corrupt, truncated, of an unknown kind, or not matching its metadata."""
 
 
+def refuse_float(path: str | Path, float_layers: list[str], what: str) -> None:
+    """Fail an "int8" artefact whose census (LiteRT's flatbuffer, OpenVINO's compiled graph, ncnn's file)
+    names weighted layers computing in float; ``what`` says what they are and how the runtime reports them."""
+    if float_layers:
+        raise ArtifactError(f"{path}: not an integer model, {len(float_layers)} {what}: {', '.join(float_layers[:4])}")
+
+
 @dataclass
 class ArtifactMetadata:
     """What evaluation, prediction and benchmarking need to know about an artefact besides its graph."""

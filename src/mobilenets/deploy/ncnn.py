@@ -42,7 +42,7 @@ from ..fileio import file_digest
 from .capture import ExportOptions, quiet
 from .extras import require
 from .fuse import InferenceModel
-from .metadata import ArtifactError, ArtifactMetadata, read_metadata
+from .metadata import ArtifactError, ArtifactMetadata, read_metadata, refuse_float
 from .predictor import Predictor, default_threads
 
 __all__ = ["PARAM_MAGIC", "NcnnInt8Report", "NcnnPredictor", "bin_path", "export_ncnn", "inspect_ncnn_int8",
@@ -290,7 +290,7 @@ def _int8_weights(weights: np.ndarray, rows: int) -> tuple[bytes, np.ndarray]:
     scales ncnn multiplies by (127 / max |w| of the row)."""
     w = weights.reshape(rows, -1).astype(np.float64)
     peak = np.abs(w).max(axis=1)
-    scales = np.where(peak > 0, 127.0 / np.where(peak > 0, peak, 1.0), 1.0)
+    scales = 127.0 / np.where(peak > 0, peak, 127.0)  # an all-zero row keeps scale 1
     q = np.clip(np.rint(w * scales[:, None]), -127, 127).astype(np.int8).tobytes()
     blob = INT8_TAG.to_bytes(4, "little") + q + b"\0" * (_align4(len(q)) - len(q))
     return blob, scales.astype("<f4")
@@ -333,33 +333,20 @@ def inspect_ncnn_int8(path: Path) -> NcnnInt8Report:
     return report
 
 
-def _calibrate(param: Path, layers: list[NcnnLayer], calib: list[torch.Tensor], progress: Any) -> dict[str, float]:
+def _calibrate(fp32: NcnnPredictor, layers: list[NcnnLayer], calib: list[torch.Tensor],
+               progress: Any) -> dict[str, float]:
     """max |x| of every quantized layer's input blob over the calibration images, from the fp32 file run in
     ncnn itself (so the ranges are those of the graph that will run, fusions included)."""
-    import ncnn
-
-    net = ncnn.Net()
-    net.opt.num_threads = default_threads()
-    net.opt.lightmode = False  # keep the intermediate blobs: several are read per image
-    for name in (*_FP16_OPTIONS, *_BF16_OPTIONS):
-        setattr(net.opt, name, False)
-    with native_stderr() as log:
-        if net.load_param(str(param)) != 0 or net.load_model(str(bin_path(param))) != 0:
-            raise ArtifactError(f"{param}: ncnn could not load the fp32 graph to calibrate: {_ncnn_log(log())}")
+    fp32.net.opt.lightmode = False  # keep the intermediate blobs: several are read per image
     blobs = sorted({layer.bottoms[0] for layer in layers if layer.type in QUANTIZABLE and layer.bottoms})
     peaks = dict.fromkeys(blobs, 0.0)
-    input_name = next(iter(net.input_names()))
     for batch in calib:
         for image in batch.float().numpy():
-            c, h, w = image.shape
-            mat = ncnn.Mat(w, h, c)
-            np.asarray(mat)[...] = image
-            ex = net.create_extractor()
-            ex.input(input_name, mat)
+            ex = fp32.extractor(image)
             for blob in blobs:
                 status, out = ex.extract(blob)
                 if status != 0:
-                    raise ArtifactError(f"{param}: ncnn failed to compute blob {blob!r} while calibrating")
+                    raise ArtifactError(f"{fp32.path}: ncnn failed to compute blob {blob!r} while calibrating")
                 peaks[blob] = max(peaks[blob], float(np.abs(np.array(out)).max()))
         progress.update(1)
     return peaks
@@ -380,14 +367,15 @@ def quantize_ncnn(graph: InferenceModel, calib: list[torch.Tensor], out: Path, m
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="mobilenets-ncnn-int8-") as tmp:
         fp32 = Path(tmp) / "fp32.ncnn.param"
+        fp32_meta = ArtifactMetadata(**{**meta.__dict__, "precision": "fp32", "extra": {}})
         log("exporting the fp32 graph through pnnx (the quantizer's input)")
         export_ncnn(graph, calib[0][:1].float(), ExportOptions(1, None, meta.input_size[1], stages=log), fp32,
-                    ArtifactMetadata(**{**meta.__dict__, "extra": {}}))
+                    fp32_meta)
         blob_count, layers = parse_param(fp32, fp32.read_text())
         chunks = split_bin(fp32, layers, bin_path(fp32).read_bytes())
         images = sum(int(b.shape[0]) for b in calib)
         progress = log.counted(len(calib), "calibrating int8 ranges in ncnn")
-        peaks = _calibrate(fp32, layers, calib, progress)
+        peaks = _calibrate(NcnnPredictor(fp32, fp32_meta, default_threads()), layers, calib, progress)
         progress.close(f"calibrated on {images} images ({progress.elapsed:.1f}s)")
     input_scale: dict[str, float] = {}
     for i, layer in enumerate(layers):
@@ -408,9 +396,7 @@ def quantize_ncnn(graph: InferenceModel, calib: list[torch.Tensor], out: Path, m
     meta.extra[_BIN_BYTES_KEY] = target_bin.stat().st_size
     meta.extra[_BIN_DIGEST_KEY] = file_digest(target_bin)
     report = inspect_ncnn_int8(out)
-    if report.float_weighted:
-        raise ArtifactError(f"{out}: not an integer model, {len(report.float_weighted)} conv/fc layers stay float: "
-                            f"{', '.join(report.float_weighted[:4])}")
+    refuse_float(out, report.float_weighted, "conv/fc layers stay float")
     return report
 
 
@@ -470,18 +456,23 @@ class NcnnPredictor(Predictor):
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.metadata.batch = 1  # one 3-D blob per call: the base class chunks larger batches
 
+    def extractor(self, image: np.ndarray) -> Any:
+        """An ``ncnn.Extractor`` of the net with ``image`` (C×H×W float32) as its input blob."""
+        c, h, w = image.shape
+        # A Mat of ncnn's own (channel-aligned) allocation, filled through its buffer view: a Mat made from a
+        # numpy array only borrows the array's memory, which must then outlive the extractor.
+        mat = self._ncnn.Mat(w, h, c)
+        np.asarray(mat)[...] = image
+        ex = self.net.create_extractor()
+        if ex.input(self.input_name, mat) != 0:
+            raise ArtifactError(f"{self.path}: ncnn refused the input blob {self.input_name!r}")
+        return ex
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        ncnn = self._ncnn
         rows = []
         for image in x.numpy():
-            c, h, w = image.shape
-            # A Mat of ncnn's own (channel-aligned) allocation, filled through its buffer view: a Mat made
-            # from a numpy array only borrows the array's memory, which must then outlive the extractor.
-            mat = ncnn.Mat(w, h, c)
-            np.asarray(mat)[...] = image
-            ex = self.net.create_extractor()
-            if ex.input(self.input_name, mat) != 0:
-                raise ArtifactError(f"{self.path}: ncnn refused the input blob {self.input_name!r}")
+            _, h, w = image.shape
+            ex = self.extractor(image)
             with native_stderr() as log:
                 status, out = ex.extract(self.output_name)
             if status != 0:

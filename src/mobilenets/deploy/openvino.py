@@ -29,8 +29,7 @@ import torch
 from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, export_program, quiet
 from .extras import quiet_imports, require
-from .metadata import ArtifactMetadata
-from .runtimes import ArtifactError
+from .metadata import ArtifactMetadata, refuse_float
 
 __all__ = ["OpenVINOReport", "check_integer", "inspect_openvino", "quantize_openvino", "save_openvino",
            "to_openvino"]
@@ -111,9 +110,7 @@ def inspect_openvino(compiled: Any) -> OpenVINOReport:
 
 def check_integer(report: OpenVINOReport, path: str | Path) -> None:
     """Fail when the "int8" file runs a convolution / fully-connected layer in float."""
-    if report.float_weighted:
-        raise ArtifactError(f"{path}: not an integer model, {len(report.float_weighted)} conv/fc layers run in "
-                            f"float: {', '.join(report.float_weighted[:4])}")
+    refuse_float(path, report.float_weighted, "conv/fc layers run in float")
 
 
 def float_tail(ov_model: Any) -> list[str]:
