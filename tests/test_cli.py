@@ -86,6 +86,26 @@ def test_bad_override_and_unknown_option_are_one_line(capsys: pytest.CaptureFixt
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
+def test_mistyped_names_get_the_closest_one(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """argparse before 3.14 only lists the choices; every choice of the command line names the closest."""
+    for argv, hint in ((["trian"], "did you mean 'train'?"),
+                       (["export", "w", "--format", "onxx", "--out", "m.onnx"], "did you mean 'onnx'?"),
+                       (["quantize", "w", "--target", "openvno", "--out", "m.xml"], "did you mean 'openvino'?"),
+                       (["eval", "w", "--split", "tset"], "did you mean 'test'?")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert hint in err and "expected one of" in err and "Traceback" not in err, (argv, err)
+
+
+def test_tflite_is_accepted_for_litert() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["export", "w", "--format", "tflite", "--out", "m.tflite"]).format == "litert"
+    assert parser.parse_args(["quantize", "w", "--target", "TFLite", "--out", "m.tflite"]).target == "litert"
+    assert parser.parse_args(["export", "w", "--format", "onnx", "--out", "m.onnx"]).format == "onnx"
+
+
 def test_bench_and_convert_take_key_value_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     import mobilenets.cli.convert as convert_cli

@@ -250,8 +250,11 @@ def test_verification_fails_on_a_different_model(weights: Path, tmp_path: Path) 
 def test_export_rejects_bad_arguments(weights: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"must end in \.onnx"):
         export_model(weights, "onnx", tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="unknown export format"):
-        export_model(weights, "tflite", tmp_path / "x.tflite")
+    with pytest.raises(ValueError, match="unknown export format 'tflte'; did you mean 'tflite'"):
+        export_model(weights, "tflte", tmp_path / "x.tflite")
+    # tflite is LiteRT's other name: resolved before the suffix check, which then names the key.
+    with pytest.raises(ValueError, match=r"for format litert must end in \.tflite"):
+        export_model(weights, "TFLite", tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="'dynamic'"):
         export_model(weights, "pt2", tmp_path / "x.pt2", batch="zero")
     with pytest.raises(FileNotFoundError):

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from . import adapt, analysis, convert, deploy, train
 from .common import (
     RAW,
+    Parser,
     add_overrides_argument,
     examples,
     override_items,
@@ -42,7 +43,7 @@ __all__ = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="mobilenets", description="The MobileNet family: models, training, deployment.",
         formatter_class=RAW,
         epilog=examples("mobilenets train                      # the digits main job (about 90 s on 2 cores)",

@@ -14,10 +14,23 @@ from typing import Any
 
 import yaml
 
-__all__ = ["RAW", "add_overrides_argument", "examples", "override_items", "parse_set", "version", "wrap_description"]
+__all__ = ["RAW", "Parser", "add_overrides_argument", "examples", "override_items", "parse_set", "version", "wrap_description"]
 
 #: The help formatter of every sub-command with an ``examples:`` epilog (keeps its line breaks).
 RAW = argparse.RawDescriptionHelpFormatter
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with the closest name offered when a choice is mistyped (a command, a format, a
+    target): argparse before Python 3.14 only lists the choices. Sub-command parsers inherit the class."""
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if action.choices is not None and value not in action.choices:
+            from .._validate import did_you_mean
+
+            names = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r}{did_you_mean(value, names)}; "
+                                                 f"expected one of {', '.join(names)}")
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable
 
 from ..engine.stages import StageLog
 from .common import RAW, add_overrides_argument, examples, override_items, parse_set, wrap_description
@@ -37,6 +38,20 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 # ------------------------------------------------------------------------------------------ handlers
+def _name_in(keys: Iterable[str], what: str) -> Callable[[str], str]:
+    """argparse ``type`` for a format or target: an alias resolved (``tflite`` -> ``litert``), an unknown
+    name refused with the closest name, aliases included."""
+    from ..deploy.formats import resolve_format
+
+    def parse(name: str) -> str:
+        try:
+            return resolve_format(name, keys, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from ..deploy.export import export_model
 
@@ -97,7 +112,8 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
             "mobilenets export runs/digits --format ncnn --out model.ncnn.param --precision fp16"),
     )
     p.add_argument("weights", help="weights directory (model.safetensors + config.json) or training run directory")
-    p.add_argument("--format", required=True, choices=list(FORMATS), help="output format (table below)")
+    p.add_argument("--format", required=True, choices=list(FORMATS), type=_name_in(FORMATS, "export format"),
+                   help="output format (table below; tflite is accepted for litert)")
     p.add_argument("--out", required=True, help="output file; its suffix must match the format")
     p.add_argument("--batch", default="1", help="fixed batch size, or 'dynamic' (default: 1)")
     p.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
@@ -132,7 +148,8 @@ def _add_quantize(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("weights", help="weights directory or training run directory")
     p.add_argument("--method", choices=("ptq", "qat"), default="ptq",
                    help="ptq: post-training; qat: quantization-aware fine-tuning (default: ptq)")
-    p.add_argument("--target", choices=list(QUANT_TARGETS), default="x86", help="int8 runtime (default: x86)")
+    p.add_argument("--target", choices=list(QUANT_TARGETS), default="x86", type=_name_in(QUANT_TARGETS, "target"),
+                   help="int8 runtime (default: x86; tflite is accepted for litert)")
     p.add_argument("--out", required=True, help="output artefact, with the target's suffix (table below)")
     p.add_argument("--calib-batches", type=int, default=8,
                    help="calibration batches from the training split (default: 8)")

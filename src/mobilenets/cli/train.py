@@ -229,7 +229,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         epilog=examples("mobilenets eval runs/digits", "mobilenets eval model_int8.pte --json",
                         "mobilenets eval runs/cifar10 --split val --data-root ~/data"),
     )
-    p.add_argument("weights", help="run directory, save_pretrained directory, or an artifact (.onnx, .pt, .pt2, .pte, .xml)")
+    p.add_argument("weights", help="run directory, save_pretrained directory, or an exported file "
+                                   "(.onnx, .pt, .pt2, .pte, .xml, .tflite, .ncnn.param, .mnn)")
     p.add_argument("--data", default=None, help="dataset name (default: the one the weights were trained on)")
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="dataset directory for cifar10/cifar100/imagefolder (default: the run's data.root)")

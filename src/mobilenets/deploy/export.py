@@ -27,7 +27,7 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, export_onnx, export_program, quiet
 from .coreml import export_coreml
 from .extras import quiet_imports, silence_native_stderr
-from .formats import FORMATS
+from .formats import FORMATS, resolve_format
 from .fuse import (
     InferenceModel,
     is_detector,
@@ -309,8 +309,7 @@ def export_model(
     compilers that print nothing, so the CLI prints the stages on stderr.
     """
     stages = as_stage_log(log)
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    fmt = resolve_format(fmt, FORMATS)
     spec = FORMATS[fmt]
     spec.check_installed()
     out = Path(out)

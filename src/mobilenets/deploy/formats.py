@@ -12,6 +12,7 @@ The rows hold data only, so this module sits below the exporters and the runtime
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,8 @@ from ..tables import render_table
 from .extras import NeedsExtras, require
 from .metadata import ArtifactError
 
-__all__ = ["FORMATS", "WEIGHTS_FORMAT", "ExportFormat", "artifact_format", "format_table"]
+__all__ = ["FORMATS", "FORMAT_ALIASES", "WEIGHTS_FORMAT", "ExportFormat", "artifact_format", "format_table",
+           "resolve_format"]
 
 WEIGHTS_FORMAT = "weights"
 """The format key of a ``save_pretrained`` / run directory (PyTorch weights, not an export)."""
@@ -88,6 +90,25 @@ FORMATS: dict[str, ExportFormat] = {
                      predicts_on=("darwin",)),
     )
 }
+
+
+FORMAT_ALIASES: dict[str, str] = {"tflite": "litert"}
+"""Other names users type for a format: ``tflite`` is what TFLite's own docs and ultralytics call LiteRT's
+file. Accepted by ``export`` and ``quantize`` (``--format tflite``, ``--target tflite``) and resolved to
+the key before anything else reads it."""
+
+
+def resolve_format(name: str, keys: Iterable[str], what: str = "export format") -> str:
+    """``name`` as one of ``keys`` (an alias of :data:`FORMAT_ALIASES` resolved), or a one-line error
+    naming the closest key."""
+    from .._validate import did_you_mean
+
+    keys = list(keys)
+    key = FORMAT_ALIASES.get(str(name).lower(), str(name).lower())
+    if key in keys:
+        return key
+    raise ValueError(f"unknown {what} {name!r}{did_you_mean(name, [*keys, *FORMAT_ALIASES])}; "
+                     f"expected one of {', '.join(keys)}")
 
 
 def artifact_format(path: str | Path) -> str:

@@ -46,6 +46,7 @@ from ..engine.stages import StageLog, as_stage_log
 from .capture import ExportOptions, add_onnx_metadata, dynamic_shapes, export_onnx, export_program, quiet
 from .export import executorch_batch_bound, lower_to_executorch
 from .extras import NeedsExtras, quiet_imports, require
+from .formats import resolve_format
 from .fuse import InferenceModel, is_detector, is_segmenter, prepare_for_export, spell_out_gelu_tanh
 from .metadata import ArtifactMetadata, write_metadata
 
@@ -417,8 +418,7 @@ def _check_target(method: str, target: str, out: Path, int8_io: bool, channels_l
     """The target's row, once method, suffix and options are known to be ones it offers."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    if target not in QUANT_TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(QUANT_TARGETS)}")
+    target = resolve_format(target, QUANT_TARGETS, "target")
     spec = QUANT_TARGETS[target]
     spec.check_installed()
     if out.suffix.lower() != spec.suffix:
@@ -463,6 +463,7 @@ def quantize_model(
     stages = as_stage_log(log)
     out = Path(out)
     spec = _check_target(method, target, out, int8_io, channels_last_io)
+    target = spec.key
     if method == "qat" and (is_detector(model) or is_segmenter(model)):
         kind = "detector" if is_detector(model) else "segmenter"
         raise ValueError(f"--method qat is not available for a {kind} (QAT fine-tunes a classification loss); "

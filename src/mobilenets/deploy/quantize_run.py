@@ -17,6 +17,7 @@ from torch import nn
 
 from ..engine.stages import StageLog, as_stage_log
 from .export import artifact_size, load_model
+from .formats import resolve_format
 from .fuse import SegmentationGraph, is_detector, is_segmenter, prepare_for_export
 from .metadata import ArtifactMetadata
 from .quantize import METHODS, QUANT_TARGETS, QuantizeResult, _census, _load_data, quantize_model
@@ -54,8 +55,7 @@ def quantize_weights(
         raise ValueError(f"--calib-batch-size {calib_batch_size} invalid; expected >= 1")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    if target not in QUANT_TARGETS:
-        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(QUANT_TARGETS)}")
+    target = resolve_format(target, QUANT_TARGETS, "target")
     QUANT_TARGETS[target].check_installed()
     stages = as_stage_log(log)
     start = time.perf_counter()

@@ -101,11 +101,15 @@ class OpenVINOPredictor(Predictor):
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line messages
             raise ArtifactError(f"{path} could not be loaded by OpenVINO: {first_line(exc)}") from None
         self.request = self.compiled.create_infer_request()
+        self._tensor = ov.Tensor
         check_declared_shape(path, metadata, list(self.compiled.input(0).get_partial_shape()))
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.request.infer({0: x.numpy()}, share_inputs=True)
-        return torch.from_numpy(out[self.compiled.output(0)].copy())
+        # The input is bound as a view of ``x`` and only output 0 is read back: ``infer({0: x})`` builds a
+        # dict of every output on each call, 2% of int8 MobileNetV3-Large's 1.45 ms (same run, in turn).
+        self.request.set_input_tensor(self._tensor(x.numpy(), shared_memory=True))
+        self.request.infer()
+        return torch.from_numpy(self.request.get_output_tensor(0).data.copy())
 
 
 class ExecuTorchPredictor(Predictor):
