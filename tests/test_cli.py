@@ -167,6 +167,26 @@ def test_export_prints_stages_on_stderr_and_pure_json(tmp_path: Path, capsys: py
     assert [line.split()[0] for line in lines] == ["loading", "exporting", "verifying:"]
 
 
+def test_export_int8_is_quantize_with_the_formats_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    from mobilenets.weights import save_pretrained
+
+    weights = tmp_path / "w"
+    model = mobilenets.create_model("mobilenet_v3_small", width_mult=0.35, small_input=True, in_chans=1,
+                                    num_classes=10)
+    save_pretrained(model.eval(), weights, extra={"dataset": "digits"})
+    out = tmp_path / "m_int8.onnx"
+    assert main(["export", str(weights), "--format", "onnx", "--int8", "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert out.is_file() and result["target"] == "onnxruntime" and result["method"] == "ptq"
+    assert 0.0 <= result["int8_acc1"] <= 100.0 and result["split"] == "test"
+    assert main(["export", str(weights), "--format", "torchscript", "--int8", "--out", str(tmp_path / "m.pt")]) == 2
+    assert "formats with an int8 file: pt2, executorch, onnx" in capsys.readouterr().err
+    assert main(["export", str(weights), "--format", "onnx", "--int8", "--batch", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--batch cannot be combined with --int8" in err and "--target onnxruntime" in err
+
+
 # ------------------------------------------------------------------------------------------ experiment
 def _spec(tmp_path: Path) -> Path:
     spec = tmp_path / "exp.yaml"

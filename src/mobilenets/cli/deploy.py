@@ -52,9 +52,33 @@ def _name_in(keys: Iterable[str], what: str) -> Callable[[str], str]:
     return parse
 
 
+def _int8_target(fmt: str) -> str:
+    """The quantize target that writes ``fmt`` (``export --int8``), or a one-line error naming those that do."""
+    from ..deploy.quantize import QUANT_TARGETS
+
+    for target in QUANT_TARGETS.values():
+        if target.format == fmt:
+            return target.key
+    offered = ", ".join(dict.fromkeys(t.format for t in QUANT_TARGETS.values()))
+    raise ValueError(f"--int8 is not available for --format {fmt}; formats with an int8 file: {offered}")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from ..deploy.export import export_model
 
+    if args.int8:
+        # The same job as `quantize --target T`: one way to make an int8 file, reachable from either command.
+        target = _int8_target(args.format)
+        given = [flag for flag, on in (("--batch", args.batch != "1"), ("--input-size", args.input_size is not None),
+                                       ("--precision", args.precision != "fp32"), ("--no-verify", args.no_verify),
+                                       ("--threads", args.threads is not None)) if on]
+        if given:
+            raise ValueError(f"{', '.join(given)} cannot be combined with --int8; `mobilenets quantize {args.weights} "
+                             f"--target {target} --out {args.out}` writes the int8 file with its own options")
+        ns = argparse.Namespace(weights=args.weights, method="ptq", target=target, out=args.out, calib_batches=8,
+                                calib_batch_size=32, data=None, data_root=None, split="test", qat_epochs=2,
+                                qat_lr=1e-4, int8_io=False, channels_last_io=args.channels_last_io, json=args.json)
+        return _cmd_quantize(ns)
     result = export_model(args.weights, args.format, args.out, batch=args.batch, input_size=args.input_size,
                           verify=not args.no_verify, threads=args.threads, precision=args.precision,
                           channels_last_io=args.channels_last_io, log=StageLog())
@@ -109,7 +133,8 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
             "mobilenets export runs/digits --format executorch --out model.pte --batch dynamic",
             "mobilenets export runs/digits --format openvino --out model.xml --json",
             "mobilenets export runs/digits --format litert --out model.tflite --channels-last-io",
-            "mobilenets export runs/digits --format ncnn --out model.ncnn.param --precision fp16"),
+            "mobilenets export runs/digits --format ncnn --out model.ncnn.param --precision fp16",
+            "mobilenets export runs/digits --format litert --out model_int8.tflite --int8"),
     )
     p.add_argument("weights", help="weights directory (model.safetensors + config.json) or training run directory")
     p.add_argument("--format", required=True, choices=list(FORMATS), type=_name_in(FORMATS, "export format"),
@@ -123,6 +148,9 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--channels-last-io", action="store_true",
                    help="NHWC model input, the layout camera pipelines hand over (litert)")
     p.add_argument("--no-verify", action="store_true", help="skip the reload-and-compare check")
+    p.add_argument("--int8", action="store_true",
+                   help="write a full-integer int8 file instead: `mobilenets quantize` with the target that writes "
+                        "this format (calibrated on the training split, float vs int8 top-1 reported)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout (stages still go to stderr)")
     p.set_defaults(func=_cmd_export)
 
