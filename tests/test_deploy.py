@@ -478,6 +478,20 @@ def test_bench_rounds_time_the_backends_in_turn(monkeypatch: pytest.MonkeyPatch,
         bench.run_bench("mobilenet_v3_small", rounds=0)
 
 
+def test_bench_times_the_same_random_weights_in_every_run() -> None:
+    from mobilenets.deploy.bench import load_bench_model
+
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    _, a, _ = load_bench_model("mobilenet_v3_small", {"width_mult": 0.35})
+    _, b, _ = load_bench_model("mobilenet_v3_small", {"width_mult": 0.35})
+    assert a is not None and b is not None
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random stream is untouched
+    other = mobilenets.create_model("mobilenet_v3_small", width_mult=0.35)  # the init is random: seeding mattered
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), other.state_dict().values(), strict=True))
+
+
 def test_bench_an_artifact_and_best(weights: Path, exports: dict[str, Path], tmp_path: Path) -> None:
     from mobilenets.deploy.bench import BACKENDS, best_backend, parse_backends, run_bench
 
