@@ -75,13 +75,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         if given:
             raise ValueError(f"{', '.join(given)} cannot be combined with --int8; `mobilenets quantize {args.weights} "
                              f"--target {target} --out {args.out}` writes the int8 file with its own options")
-        ns = argparse.Namespace(weights=args.weights, method="ptq", target=target, out=args.out, calib_batches=8,
-                                calib_batch_size=32, data=None, data_root=None, split="test", qat_epochs=2,
-                                qat_lr=1e-4, int8_io=False, channels_last_io=args.channels_last_io, json=args.json)
-        return _cmd_quantize(ns)
-    result = export_model(args.weights, args.format, args.out, batch=args.batch, input_size=args.input_size,
-                          verify=not args.no_verify, threads=args.threads, precision=args.precision,
-                          channels_last_io=args.channels_last_io, log=StageLog())
+        from ..deploy.quantize_run import quantize_weights
+
+        result = quantize_weights(args.weights, target=target, out=args.out, channels_last_io=args.channels_last_io,
+                                  log=StageLog())  # quantize's defaults: PTQ, 8 x 32 calibration images, test split
+    else:
+        result = export_model(args.weights, args.format, args.out, batch=args.batch, input_size=args.input_size,
+                              verify=not args.no_verify, threads=args.threads, precision=args.precision,
+                              channels_last_io=args.channels_last_io, log=StageLog())
     print(json.dumps(result.to_dict()) if args.json else result.summary())
     return 0
 
